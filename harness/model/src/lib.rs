@@ -1,1 +1,12 @@
+//! The scenario model shared by every part of addrsel: scenario types, the TOML format with
+//! line-accurate errors, per-OS plans, and the result shapes. Pure: no I/O.
 
+pub mod diag;
+pub mod parse;
+pub mod plan;
+pub mod results;
+pub mod scenario;
+
+pub use diag::{Diagnostic, Errors, Severity};
+pub use parse::{Parsed, parse_scenario};
+pub use scenario::*;

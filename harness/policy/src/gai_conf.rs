@@ -7,7 +7,10 @@
 //!   has a /0 row of its own;
 //! - invalid lines are silently ignored by glibc; here they are reported as [`LineIssue`]s;
 //! - custom rows are sorted by prefix length, longest first (stable), then looked up
-//!   first-match.
+//!   first-match;
+//! - number parsing changed in glibc 2.41 (BZ #32465): before, an empty value or length read
+//!   as 0 and a prefix without `/LEN` was rejected (`scopev4` without `/LEN` crashed every
+//!   sorting getaddrinfo call); from 2.41 empty numbers are rejected and `/LEN` defaults.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -39,6 +42,23 @@ impl ScopeEntry {
     }
 }
 
+/// Which gai.conf number parser a glibc release has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum GlibcParser {
+    /// glibc up to 2.40 (Debian bookworm has 2.36): inline `strtoul` checks.
+    Before2_41,
+    /// glibc 2.41 and later (Debian trixie): `valid_decimal_value`.
+    #[default]
+    From2_41,
+}
+
+impl GlibcParser {
+    /// The parser of a glibc `major.minor` version.
+    pub fn for_version(major: u32, minor: u32) -> Self {
+        if (major, minor) >= (2, 41) { GlibcParser::From2_41 } else { GlibcParser::Before2_41 }
+    }
+}
+
 /// Everything glibc takes from a gai.conf text.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GaiConf {
@@ -52,6 +72,8 @@ pub struct GaiConf {
     pub reload: bool,
     /// Lines glibc ignores without a word: unknown commands and invalid values.
     pub ignored: Vec<LineIssue>,
+    /// A line that makes this glibc crash (SIGSEGV) in every getaddrinfo call that sorts.
+    pub crash: Option<LineIssue>,
 }
 
 /// A label or precedence table in glibc's lookup order (first match wins).
@@ -123,16 +145,17 @@ fn table(rows: &[(&str, u8, u32)]) -> GlibcTable {
 }
 
 impl GaiConf {
-    /// Parses gai.conf text exactly as glibc does. Never fails: glibc never rejects a file.
-    pub fn parse(text: &str) -> Self {
+    /// Parses gai.conf text exactly as the given glibc does. Never fails: glibc never
+    /// rejects a file.
+    pub fn parse(text: &str, parser: GlibcParser) -> Self {
         let mut conf = GaiConf::default();
         for (index, raw) in text.split_inclusive('\n').enumerate() {
-            conf.parse_line(index + 1, raw.as_bytes());
+            conf.parse_line(index + 1, raw.as_bytes(), parser);
         }
         conf
     }
 
-    fn parse_line(&mut self, line: usize, raw: &[u8]) {
+    fn parse_line(&mut self, line: usize, raw: &[u8], parser: GlibcParser) {
         // Everything from the first '#' is a comment; there is no escaping.
         let raw = match raw.iter().position(|&b| b == b'#') {
             Some(i) => &raw[..i],
@@ -147,7 +170,7 @@ impl GaiConf {
         };
         let cmd_text = String::from_utf8_lossy(cmd);
         match cmd {
-            b"label" | b"precedence" => match parse_prefix_value(val1, val2) {
+            b"label" | b"precedence" => match parse_prefix_value(val1, val2, parser) {
                 Ok(entry) => {
                     if cmd == b"label" {
                         self.labels.push(entry)
@@ -157,9 +180,14 @@ impl GaiConf {
                 }
                 Err(why) => ignore(self, format!("`{cmd_text}`: {why}")),
             },
-            b"scopev4" => match parse_scope(val1, val2) {
+            b"scopev4" => match parse_scope(val1, val2, parser) {
                 Ok(entry) => self.scopev4.push(entry),
-                Err(why) => ignore(self, format!("`scopev4`: {why}")),
+                Err(ScopeError::Crash(why)) => {
+                    if self.crash.is_none() {
+                        self.crash = Some(LineIssue { line, message: why });
+                    }
+                }
+                Err(ScopeError::Invalid(why)) => ignore(self, format!("`scopev4`: {why}")),
             },
             b"reload" => self.reload = val1 == b"yes",
             _ => ignore(
@@ -213,16 +241,17 @@ fn is_c_space(b: u8) -> bool {
 }
 
 /// `strtoul(s, &end, 10)` followed by glibc's `*end == '\0'` and `!= ULONG_MAX || errno !=
-/// ERANGE` checks: optional sign, decimal digits, nothing after. An empty string is 0.
-fn strtoul_whole(s: &[u8]) -> Option<u64> {
+/// ERANGE` checks: optional sign, decimal digits, nothing after. Before 2.41 an empty string
+/// passes as 0; from 2.41 (`valid_decimal_value`) a string without digits fails.
+fn strtoul_whole(s: &[u8], parser: GlibcParser) -> Option<u64> {
     let (negative, digits) = match s.first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),
         _ => (false, s),
     };
     if digits.is_empty() {
-        // No conversion: end points at the start, so only the empty string passes.
-        return s.is_empty().then_some(0);
+        // No conversion: end points at the start, so only the empty string can pass.
+        return (s.is_empty() && parser == GlibcParser::Before2_41).then_some(0);
     }
     if !digits.iter().all(u8::is_ascii_digit) {
         return None;
@@ -234,7 +263,7 @@ fn strtoul_whole(s: &[u8]) -> Option<u64> {
     Some(if negative { value.wrapping_neg() } else { value })
 }
 
-fn parse_prefix_value(val1: &[u8], val2: &[u8]) -> Result<PrefixEntry, String> {
+fn parse_prefix_value(val1: &[u8], val2: &[u8], parser: GlibcParser) -> Result<PrefixEntry, String> {
     let text = String::from_utf8_lossy(val1);
     let (addr_text, bits_text) = match text.split_once('/') {
         Some((a, b)) => (a, Some(b)),
@@ -244,12 +273,16 @@ fn parse_prefix_value(val1: &[u8], val2: &[u8]) -> Result<PrefixEntry, String> {
         .parse()
         .map_err(|_| format!("`{addr_text}` is not an IPv6 address (IPv4 must be written ::ffff:a.b.c.d)"))?;
     let bits = match bits_text {
+        // 2.36 reads an uninitialised pointer here; in practice the line is rejected.
+        None if parser == GlibcParser::Before2_41 => {
+            return Err("no /LEN: glibc before 2.41 rejects this (BZ #32465); write /128".into());
+        }
         None => 128,
-        Some(b) => strtoul_whole(b.as_bytes())
+        Some(b) => strtoul_whole(b.as_bytes(), parser)
             .filter(|&n| n <= 128)
             .ok_or_else(|| format!("prefix length `{b}` is not a number from 0 to 128"))?,
     };
-    let value = strtoul_whole(val2)
+    let value = strtoul_whole(val2, parser)
         .filter(|&v| v <= i32::MAX as u64)
         .ok_or_else(|| {
             format!("value `{}` is not a number from 0 to 2147483647", String::from_utf8_lossy(val2))
@@ -260,15 +293,33 @@ fn parse_prefix_value(val1: &[u8], val2: &[u8]) -> Result<PrefixEntry, String> {
     })
 }
 
-fn parse_scope(val1: &[u8], val2: &[u8]) -> Result<ScopeEntry, String> {
+enum ScopeError {
+    Invalid(String),
+    Crash(String),
+}
+
+impl From<String> for ScopeError {
+    fn from(why: String) -> Self {
+        ScopeError::Invalid(why)
+    }
+}
+
+fn parse_scope(val1: &[u8], val2: &[u8], parser: GlibcParser) -> Result<ScopeEntry, ScopeError> {
     let text = String::from_utf8_lossy(val1);
     let (addr_text, bits_text) = match text.split_once('/') {
         Some((a, b)) => (a, Some(b)),
         None => (&*text, None),
     };
+    let valid_addr = addr_text.parse::<Ipv4Addr>().is_ok()
+        || addr_text.parse::<Ipv6Addr>().is_ok_and(|a| a.to_ipv4_mapped().is_some());
+    if bits_text.is_none() && valid_addr && parser == GlibcParser::Before2_41 {
+        return Err(ScopeError::Crash(format!(
+            "`scopev4 {text}` without /LEN makes glibc before 2.41 crash (SIGSEGV) in every getaddrinfo call that sorts (BZ #32465); write /32"
+        )));
+    }
     let parse_bits = |default: u64, lo: u64, hi: u64| match bits_text {
         None => Ok(default),
-        Some(b) => strtoul_whole(b.as_bytes())
+        Some(b) => strtoul_whole(b.as_bytes(), parser)
             .filter(|n| (lo..=hi).contains(n))
             .ok_or_else(|| format!("prefix length `{b}` is not a number from {lo} to {hi}")),
     };
@@ -280,9 +331,9 @@ fn parse_scope(val1: &[u8], val2: &[u8]) -> Result<ScopeEntry, String> {
     } else if let Ok(v4) = addr_text.parse::<Ipv4Addr>() {
         (v4, parse_bits(32, 0, 32)?)
     } else {
-        return Err(format!("`{addr_text}` is not an IPv4 or IPv4-mapped address"));
+        return Err(format!("`{addr_text}` is not an IPv4 or IPv4-mapped address").into());
     };
-    let scope = strtoul_whole(val2)
+    let scope = strtoul_whole(val2, parser)
         .filter(|&v| v <= i32::MAX as u64)
         .ok_or_else(|| {
             format!("scope `{}` is not a number from 0 to 2147483647", String::from_utf8_lossy(val2))
@@ -325,13 +376,16 @@ pub fn print_effective(conf: &GaiConf) -> String {
 mod tests {
     use super::*;
 
+    const NEW: GlibcParser = GlibcParser::From2_41;
+    const OLD: GlibcParser = GlibcParser::Before2_41;
+
     fn v6(s: &str) -> Ipv6Addr {
         s.parse().unwrap()
     }
 
     #[test]
     fn empty_file_keeps_all_defaults() {
-        let conf = GaiConf::parse("# nothing here\n\n   \n");
+        let conf = GaiConf::parse("# nothing here\n\n   \n", NEW);
         assert_eq!(conf.label_table(), default_labels());
         assert_eq!(conf.precedence_table(), default_precedence());
         assert_eq!(conf.scope_table(), default_scopes());
@@ -340,7 +394,7 @@ mod tests {
 
     #[test]
     fn one_label_line_replaces_every_default_label() {
-        let conf = GaiConf::parse("label fd00:11:22::/48 1\n");
+        let conf = GaiConf::parse("label fd00:11:22::/48 1\n", NEW);
         let labels = conf.label_table();
         assert!(labels.custom);
         assert_eq!(labels.rows.len(), 2, "the line plus the implicit ::/0 1");
@@ -354,7 +408,7 @@ mod tests {
 
     #[test]
     fn precedence_line_alone_demotes_loopback_and_6to4() {
-        let conf = GaiConf::parse("precedence ::ffff:0:0/96 100\n");
+        let conf = GaiConf::parse("precedence ::ffff:0:0/96 100\n", NEW);
         let prec = conf.precedence_table();
         assert_eq!(prec.lookup(&v6("::ffff:1.2.3.4")), 100);
         assert_eq!(prec.lookup(&v6("::1")), 40);
@@ -364,7 +418,7 @@ mod tests {
 
     #[test]
     fn explicit_zero_length_row_suppresses_implicit_catch_all() {
-        let conf = GaiConf::parse("label ::/0 7\nlabel ::1/128 3\n");
+        let conf = GaiConf::parse("label ::/0 7\nlabel ::1/128 3\n", NEW);
         let t = conf.label_table();
         assert_eq!(t.rows.len(), 2);
         assert_eq!(t.lookup(&v6("2001:db8::1")), 7);
@@ -373,7 +427,7 @@ mod tests {
 
     #[test]
     fn rows_sorted_longest_first_stable_for_equal_lengths() {
-        let conf = GaiConf::parse("label fd00::/8 5\nlabel fd00::/16 6\nlabel fd01::/16 7\nlabel fd00::/16 8\n");
+        let conf = GaiConf::parse("label fd00::/8 5\nlabel fd00::/16 6\nlabel fd01::/16 7\nlabel fd00::/16 8\n", NEW);
         let t = conf.label_table();
         let lens: Vec<u8> = t.rows.iter().map(|r| r.prefix.prefix_len()).collect();
         assert_eq!(lens, vec![16, 16, 16, 8, 0]);
@@ -386,7 +440,7 @@ mod tests {
     #[test]
     fn invalid_lines_are_ignored_and_reported() {
         let text = "label 10.0.0.0/8 3\nlabel fd00::/129 3\nprecedence fd00::/8 -1\nlable fd00::/8 1\nlabel fd00::/8 0x10\nlabel fd00::/8 2 trailing words\n";
-        let conf = GaiConf::parse(text);
+        let conf = GaiConf::parse(text, NEW);
         let lines: Vec<usize> = conf.ignored.iter().map(|i| i.line).collect();
         assert_eq!(lines, vec![1, 2, 3, 4, 5]);
         assert!(conf.ignored[3].message.contains("unknown command `lable`"));
@@ -394,25 +448,48 @@ mod tests {
     }
 
     #[test]
-    fn strtoul_quirks() {
-        // A missing value reads as 0, a missing length after '/' as /0, '+' is accepted.
-        let conf = GaiConf::parse("label fd00::/8\nlabel fe80::/ 4\nprecedence ::1/+128 +60\n");
+    fn number_parsing_before_2_41() {
+        // A missing value reads as 0, a missing length after '/' as /0, '+' is accepted, and
+        // a prefix without /LEN is rejected.
+        let text = "label fd00::/8\nlabel fe80::/ 4\nprecedence ::1/+128 +60\nprecedence ::1 60\n";
+        let conf = GaiConf::parse(text, OLD);
         assert_eq!(conf.labels[0].value, 0);
         assert_eq!(conf.labels[1].prefix.prefix_len(), 0);
+        assert_eq!(conf.precedence.len(), 1);
         assert_eq!(conf.precedence[0].prefix.prefix_len(), 128);
         assert_eq!(conf.precedence[0].value, 60);
+        assert_eq!(conf.ignored.iter().map(|i| i.line).collect::<Vec<_>>(), [4]);
+    }
+
+    #[test]
+    fn number_parsing_from_2_41() {
+        let text = "label fd00::/8\nlabel fe80::/ 4\nprecedence ::1/+128 +60\nprecedence ::1 60\nprecedence ::2/-0 1\n";
+        let conf = GaiConf::parse(text, NEW);
+        assert_eq!(conf.labels, vec![]);
+        assert_eq!(conf.ignored.iter().map(|i| i.line).collect::<Vec<_>>(), [1, 2]);
+        let lens: Vec<u8> = conf.precedence.iter().map(|p| p.prefix.prefix_len()).collect();
+        assert_eq!(lens, [128, 128, 0]);
+    }
+
+    #[test]
+    fn scopev4_without_length_crashes_old_glibc() {
+        let conf = GaiConf::parse("scopev4 10.0.0.0 5\n", OLD);
+        assert_eq!(conf.crash.as_ref().map(|c| c.line), Some(1));
+        let conf = GaiConf::parse("scopev4 10.0.0.0 5\n", NEW);
+        assert!(conf.crash.is_none());
+        assert_eq!(conf.scope_table()[0].bits, 32);
     }
 
     #[test]
     fn comments_cut_lines_anywhere() {
-        let conf = GaiConf::parse("label fd00::/8 3# trailing\n#label ::/0 9\n");
+        let conf = GaiConf::parse("label fd00::/8 3# trailing\n#label ::/0 9\n", NEW);
         assert_eq!(conf.labels.len(), 1);
         assert_eq!(conf.labels[0].value, 3);
     }
 
     #[test]
     fn scopev4_both_syntaxes() {
-        let conf = GaiConf::parse("scopev4 ::ffff:10.0.0.0/104 5\nscopev4 192.168.0.0/16 5\nscopev4 ::ffff:1.2.3.4 9\n");
+        let conf = GaiConf::parse("scopev4 ::ffff:10.0.0.0/104 5\nscopev4 192.168.0.0/16 5\nscopev4 ::ffff:1.2.3.4 9\n", NEW);
         let t = conf.scope_table();
         assert_eq!(t[0], ScopeEntry { addr: Ipv4Addr::new(1, 2, 3, 4), bits: 32, scope: 9 });
         assert_eq!(t[1], ScopeEntry { addr: Ipv4Addr::new(192, 168, 0, 0), bits: 16, scope: 5 });
@@ -425,15 +502,15 @@ mod tests {
 
     #[test]
     fn reload_flag() {
-        assert!(GaiConf::parse("reload yes\n").reload);
-        assert!(!GaiConf::parse("reload yes\nreload no\n").reload);
-        assert!(!GaiConf::parse("reload true\n").reload);
+        assert!(GaiConf::parse("reload yes\n", NEW).reload);
+        assert!(!GaiConf::parse("reload yes\nreload no\n", NEW).reload);
+        assert!(!GaiConf::parse("reload true\n", NEW).reload);
     }
 
     #[test]
     fn printed_table_round_trips() {
         let table = PolicyTable::rfc6724();
-        let conf = GaiConf::parse(&print_table(&table));
+        let conf = GaiConf::parse(&print_table(&table), NEW);
         assert!(conf.ignored.is_empty());
         assert_eq!(conf.labels.len(), table.rows.len());
         for row in &table.rows {

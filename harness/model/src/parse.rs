@@ -1,0 +1,954 @@
+//! Scenario TOML -> [`Scenario`], with every problem reported at its file, line and column.
+//!
+//! Two passes: serde (with spans) for the shape, then validation of every value. All
+//! errors of a file are collected, not just the first.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::{IpAddr, Ipv6Addr};
+use std::ops::Range;
+
+use addrsel_policy::addrlabel::{KernelLabels, LabelRow};
+use addrsel_policy::gai_conf::{GaiConf, GlibcParser};
+use addrsel_policy::{PolicyRow, PolicyTable, ip6addrctl};
+use ipnet::IpNet;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::diag::{Diagnostic, Errors, Severity, SourceMap};
+use crate::scenario::*;
+
+/// A scenario and the warnings found while reading it.
+#[derive(Clone, Debug)]
+pub struct Parsed {
+    pub scenario: Scenario,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Parses and validates one scenario file. `path` is used only in messages.
+pub fn parse_scenario(path: &str, text: &str) -> Result<Parsed, Errors> {
+    let map = SourceMap { path, text };
+    let raw: RawScenario = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let offset = e.span().map_or(0, |s| s.start);
+            return Err(Errors(vec![map.at(offset, Severity::Error, e.message().trim().to_string())]));
+        }
+    };
+    let mut v = Validator { map, errors: Vec::new(), warnings: Vec::new() };
+    let scenario = v.scenario(raw);
+    if v.errors.is_empty() {
+        Ok(Parsed { scenario, warnings: v.warnings })
+    } else {
+        v.errors.sort_by_key(|d| (d.line, d.column));
+        Err(Errors(v.errors))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw shape (serde)
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    interfaces: Vec<Spanned<RawInterface>>,
+    #[serde(default)]
+    routes: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    hosts: Ordered<Spanned<String>, Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    policy: Option<RawPolicy>,
+    #[serde(default)]
+    sysctl: Option<RawSysctl>,
+    #[serde(default)]
+    probes: Vec<Spanned<RawProbe>>,
+    #[serde(default)]
+    expect: Vec<Spanned<RawExpect>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInterface {
+    name: Spanned<String>,
+    #[serde(default)]
+    addresses: Vec<Spanned<RawAddress>>,
+}
+
+/// `"10.0.0.50/24"` or `{ address = "...", deprecated = true, ... }`.
+struct RawAddress {
+    address: Spanned<String>,
+    deprecated: bool,
+    temporary: bool,
+    home: bool,
+    prefer_source: bool,
+}
+
+impl<'de> Deserialize<'de> for RawAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawAddress;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an address string like \"10.0.0.50/24\" or a table { address = \"...\", deprecated = true }")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawAddress, E> {
+                Ok(RawAddress {
+                    address: Spanned::new(0..0, s.to_string()),
+                    deprecated: false,
+                    temporary: false,
+                    home: false,
+                    prefer_source: false,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RawAddress, A::Error> {
+                let mut out = RawAddress {
+                    address: Spanned::new(0..0, String::new()),
+                    deprecated: false,
+                    temporary: false,
+                    home: false,
+                    prefer_source: false,
+                };
+                let mut seen_address = false;
+                while let Some(key) = m.next_key::<String>()? {
+                    match key.as_str() {
+                        "address" => {
+                            out.address = m.next_value()?;
+                            seen_address = true;
+                        }
+                        "deprecated" => out.deprecated = m.next_value()?,
+                        "temporary" => out.temporary = m.next_value()?,
+                        "home" => out.home = m.next_value()?,
+                        "prefer_source" => out.prefer_source = m.next_value()?,
+                        other => {
+                            return Err(de::Error::unknown_field(
+                                other,
+                                &["address", "deprecated", "temporary", "home", "prefer_source"],
+                            ));
+                        }
+                    }
+                }
+                if !seen_address {
+                    return Err(de::Error::missing_field("address"));
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    to: Spanned<String>,
+    via: Option<Spanned<String>>,
+    dev: Option<Spanned<String>>,
+    src: Option<Spanned<String>>,
+    metric: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    table: Option<Spanned<Vec<Spanned<(Spanned<String>, Spanned<i64>, Spanned<i64>)>>>>,
+    linux: Option<Spanned<RawLinuxPolicy>>,
+    freebsd: Option<Spanned<RawFreebsdPolicy>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLinuxPolicy {
+    gai_conf: Option<Spanned<String>>,
+    #[serde(default)]
+    addrlabels: Vec<Spanned<RawLabelRow>>,
+}
+
+/// `["fd00::/8", 1]` or `["fd00::/8", 1, "wlan0"]`.
+struct RawLabelRow {
+    prefix: Spanned<String>,
+    label: Spanned<i64>,
+    dev: Option<Spanned<String>>,
+}
+
+impl<'de> Deserialize<'de> for RawLabelRow {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawLabelRow;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a row [\"PREFIX/LEN\", LABEL] or [\"PREFIX/LEN\", LABEL, \"DEV\"]")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<RawLabelRow, A::Error> {
+                let prefix = s.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let label = s.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                let dev = s.next_element()?;
+                if s.next_element::<de::IgnoredAny>()?.is_some() {
+                    return Err(de::Error::invalid_length(4, &self));
+                }
+                Ok(RawLabelRow { prefix, label, dev })
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFreebsdPolicy {
+    ip6addrctl_conf: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSysctl {
+    #[serde(default)]
+    linux: Ordered<Spanned<String>, Spanned<SysctlValue>>,
+    #[serde(default)]
+    freebsd: Ordered<Spanned<String>, Spanned<SysctlValue>>,
+}
+
+/// Sysctl values may be written as strings or integers.
+struct SysctlValue(String);
+
+impl<'de> Deserialize<'de> for SysctlValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SysctlValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or an integer")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(s.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(n.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(n.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    id: Spanned<String>,
+    connect: Option<Spanned<String>>,
+    resolve: Option<Spanned<String>>,
+    #[serde(default)]
+    prefer: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    probe: Spanned<String>,
+    os: Spanned<String>,
+    target: Option<Spanned<String>>,
+    source: Option<Spanned<String>>,
+    error: Option<Spanned<String>>,
+    order: Option<Spanned<Vec<Spanned<String>>>>,
+    evidence: Option<String>,
+}
+
+/// A TOML table read as a list of entries in document order.
+struct Ordered<K, V>(Vec<(K, V)>);
+
+impl<K, V> Default for Ordered<K, V> {
+    fn default() -> Self {
+        Ordered(Vec::new())
+    }
+}
+
+impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for Ordered<K, V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Vis<K, V>(PhantomData<(K, V)>);
+        impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Visitor<'de> for Vis<K, V> {
+            type Value = Ordered<K, V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a table")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = m.next_entry()? {
+                    out.push(entry);
+                }
+                Ok(Ordered(out))
+            }
+        }
+        d.deserialize_map(Vis(PhantomData))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Validation
+
+struct Validator<'a> {
+    map: SourceMap<'a>,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+}
+
+/// Interface names that would collide with OS-level names or the harness's own.
+const RESERVED_IFNAMES: &[&str] = &["all", "default", "lo0"];
+const PEER_PREFIX: &str = "addrsel";
+
+impl Validator<'_> {
+    fn error(&mut self, span: &Range<usize>, message: impl Into<String>) {
+        self.errors.push(self.map.at(span.start, Severity::Error, message));
+    }
+
+    fn error_at_line(&mut self, line: usize, message: impl Into<String>) {
+        self.errors.push(Diagnostic {
+            path: self.map.path.to_string(),
+            line,
+            column: 1,
+            severity: Severity::Error,
+            message: message.into(),
+        });
+    }
+
+    fn warn_at_line(&mut self, line: usize, message: impl Into<String>) {
+        self.warnings.push(Diagnostic {
+            path: self.map.path.to_string(),
+            line,
+            column: 1,
+            severity: Severity::Warning,
+            message: message.into(),
+        });
+    }
+
+    fn scenario(&mut self, raw: RawScenario) -> Scenario {
+        let name = raw.name.get_ref().clone();
+        if !is_slug(&name) {
+            self.error(&raw.name.span(), format!("name `{name}` must be lowercase letters, digits and '-'"));
+        }
+        let interfaces = self.interfaces(&raw.interfaces);
+        let mut s = Scenario {
+            name,
+            description: raw.description.trim().to_string(),
+            interfaces,
+            routes: Vec::new(),
+            hosts: Vec::new(),
+            policy: Policy::default(),
+            sysctl: Sysctls::default(),
+            probes: Vec::new(),
+            expect: Vec::new(),
+        };
+        s.routes = raw.routes.iter().filter_map(|r| self.route(&s, r)).collect();
+        s.hosts = self.hosts(&raw.hosts);
+        if let Some(policy) = &raw.policy {
+            s.policy = self.policy(&s, policy);
+        }
+        if let Some(sysctl) = &raw.sysctl {
+            s.sysctl = Sysctls {
+                linux: self.sysctls(&s, &sysctl.linux, SysctlOs::Linux),
+                freebsd: self.sysctls(&s, &sysctl.freebsd, SysctlOs::Freebsd),
+            };
+        }
+        s.probes = self.probes(&s, &raw.probes);
+        s.expect = raw.expect.iter().filter_map(|e| self.expect(&s, e)).collect();
+        s
+    }
+
+    fn interfaces(&mut self, raw: &[Spanned<RawInterface>]) -> Vec<Interface> {
+        let mut lo = Interface {
+            name: LOOPBACK.into(),
+            addresses: vec![
+                Address::plain(IpAddr::from([127, 0, 0, 1]), 8),
+                Address::plain(IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
+            ],
+        };
+        let mut others = Vec::new();
+        let mut names = HashSet::new();
+        let mut seen_addrs: HashSet<IpAddr> = lo.addresses.iter().map(|a| a.addr).collect();
+        for ri in raw {
+            let ri = ri.get_ref();
+            let name = ri.name.get_ref();
+            let span = ri.name.span();
+            if name != LOOPBACK {
+                if let Err(why) = check_ifname(name) {
+                    self.error(&span, why);
+                    continue;
+                }
+            }
+            if !names.insert(name.clone()) {
+                self.error(&span, format!("interface `{name}` is declared twice"));
+                continue;
+            }
+            let mut addresses = Vec::new();
+            for ra in &ri.addresses {
+                // A bare string has no inner span; use the entry's.
+                let entry_span = ra.span();
+                let ra = ra.get_ref();
+                let span = if ra.address.span().is_empty() { entry_span } else { ra.address.span() };
+                let Some(addr) = self.address(&span, ra, name) else { continue };
+                if !seen_addrs.insert(addr.addr) {
+                    let implicit = if addr.addr == IpAddr::from([127, 0, 0, 1]) || addr.addr == IpAddr::V6(Ipv6Addr::LOCALHOST) {
+                        " (lo always has 127.0.0.1/8 and ::1/128; do not declare them)"
+                    } else {
+                        ""
+                    };
+                    self.error(&span, format!("address {} is assigned twice{implicit}", addr.addr));
+                    continue;
+                }
+                addresses.push(addr);
+            }
+            if name == LOOPBACK {
+                lo.addresses.extend(addresses);
+            } else {
+                others.push(Interface { name: name.clone(), addresses });
+            }
+        }
+        let mut all = vec![lo];
+        all.extend(others);
+        all
+    }
+
+    fn address(&mut self, span: &Range<usize>, ra: &RawAddress, ifname: &str) -> Option<Address> {
+        let text = ra.address.get_ref();
+        let net: IpNet = match text.parse() {
+            Ok(n) => n,
+            Err(_) => {
+                let hint = if text.parse::<IpAddr>().is_ok() { " (the prefix length is required)" } else { "" };
+                self.error(span, format!("`{text}` is not ADDRESS/PREFIXLEN, for example 10.0.0.50/24 or fd00::1/64{hint}"));
+                return None;
+            }
+        };
+        let addr = net.addr();
+        let bad = match addr {
+            IpAddr::V4(a) if a.is_unspecified() || a.is_multicast() || a.is_broadcast() => {
+                Some("unspecified, multicast and broadcast addresses cannot be assigned")
+            }
+            IpAddr::V6(a) if a.is_unspecified() || a.is_multicast() => {
+                Some("unspecified and multicast addresses cannot be assigned")
+            }
+            IpAddr::V6(a) if a.to_ipv4_mapped().is_some() => {
+                Some("IPv4-mapped addresses cannot be assigned; give the IPv4 address instead")
+            }
+            _ => None,
+        };
+        if let Some(why) = bad {
+            self.error(span, format!("`{text}`: {why}"));
+            return None;
+        }
+        let v6_only = [("temporary", ra.temporary), ("home", ra.home), ("prefer_source", ra.prefer_source)];
+        if addr.is_ipv4() {
+            for (flag, set) in v6_only {
+                if set {
+                    self.error(span, format!("`{flag}` applies to IPv6 addresses only ({text})"));
+                    return None;
+                }
+            }
+        }
+        if ifname == LOOPBACK && (ra.temporary || ra.home) {
+            self.error(span, format!("`{text}`: temporary and home addresses cannot live on lo"));
+            return None;
+        }
+        Some(Address {
+            addr,
+            prefix_len: net.prefix_len(),
+            deprecated: ra.deprecated,
+            temporary: ra.temporary,
+            home: ra.home,
+            prefer_source: ra.prefer_source,
+        })
+    }
+
+    fn route(&mut self, s: &Scenario, raw: &Spanned<RawRoute>) -> Option<Route> {
+        let r = raw.get_ref();
+        let mut ok = true;
+        let to_text = r.to.get_ref();
+        let to: Option<IpNet> = match to_text.parse::<IpNet>() {
+            Ok(n) if n.trunc() != n => {
+                self.error(&r.to.span(), format!("`{to_text}` has host bits set; write {}", n.trunc()));
+                None
+            }
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.error(&r.to.span(), format!("`{to_text}` is not a prefix; write for example 0.0.0.0/0, 203.0.113.2/32 or ::/0"));
+                None
+            }
+        };
+        let dev = match &r.dev {
+            Some(d) if s.interface(d.get_ref()).is_none() => {
+                self.error(&d.span(), format!("route device `{}` is not a declared interface (known: {})", d.get_ref(), s.interfaces.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")));
+                ok = false;
+                None
+            }
+            Some(d) => Some(d.get_ref().clone()),
+            None => None,
+        };
+        let via = match &r.via {
+            None => None,
+            Some(v) => match v.get_ref().parse::<IpAddr>() {
+                Ok(a) => Some((a, v.span())),
+                Err(_) => {
+                    self.error(&v.span(), format!("`{}` is not an address (`via` takes a next-hop address, no prefix length)", v.get_ref()));
+                    ok = false;
+                    None
+                }
+            },
+        };
+        let to = to?;
+        if r.via.is_none() && dev.is_none() {
+            self.error(&raw.span(), "a route needs `via`, `dev` or both");
+            return None;
+        }
+        if let Some((via, span)) = &via {
+            match (to, via) {
+                (IpNet::V6(_), IpAddr::V4(_)) => {
+                    self.error(span, "an IPv6 route cannot have an IPv4 next hop");
+                    ok = false;
+                }
+                (_, IpAddr::V6(v6)) if v6.is_unicast_link_local() && dev.is_none() => {
+                    self.error(span, format!("link-local next hop {via} needs `dev` (which link is it on?)"));
+                    ok = false;
+                }
+                _ => {}
+            }
+            if s.addresses().any(|(_, a)| a.addr == *via) {
+                self.error(span, format!("next hop {via} is one of this host's own addresses"));
+                ok = false;
+            }
+            if let IpAddr::V4(_) = via {
+                let on_link = s
+                    .addresses()
+                    .filter(|(i, _)| dev.as_deref().is_none_or(|d| d == i.name))
+                    .any(|(_, a)| a.net().trunc().contains(via));
+                if !on_link {
+                    self.error(span, format!("next hop {via} is not inside any IPv4 subnet of {} (the kernel refuses an unreachable gateway)", dev.as_deref().map_or("this host".to_string(), |d| format!("`{d}`"))));
+                    ok = false;
+                }
+            }
+        }
+        let src = match &r.src {
+            None => None,
+            Some(sp) => match sp.get_ref().parse::<IpAddr>() {
+                Ok(a) if !s.addresses().any(|(_, x)| x.addr == a) => {
+                    self.error(&sp.span(), format!("preferred source {a} is not an address of this host"));
+                    ok = false;
+                    None
+                }
+                Ok(a) if a.is_ipv4() != to.addr().is_ipv4() => {
+                    self.error(&sp.span(), format!("preferred source {a} is not of the route's family"));
+                    ok = false;
+                    None
+                }
+                Ok(a) => Some(a),
+                Err(_) => {
+                    self.error(&sp.span(), format!("`{}` is not an address", sp.get_ref()));
+                    ok = false;
+                    None
+                }
+            },
+        };
+        ok.then(|| Route { to, via: via.map(|(a, _)| a), dev, src, metric: r.metric.as_ref().map(|m| *m.get_ref()) })
+    }
+
+    fn hosts(&mut self, raw: &Ordered<Spanned<String>, Spanned<Vec<Spanned<String>>>>) -> Vec<HostEntry> {
+        let mut out = Vec::new();
+        for (name, addrs) in &raw.0 {
+            let n = name.get_ref();
+            if !is_hostname(n) {
+                self.error(&name.span(), format!("`{n}` is not a host name (letters, digits, '-' and '.')"));
+                continue;
+            }
+            if addrs.get_ref().is_empty() {
+                self.error(&addrs.span(), format!("`{n}` needs at least one address"));
+                continue;
+            }
+            let mut addresses = Vec::new();
+            for a in addrs.get_ref() {
+                match a.get_ref().parse::<IpAddr>() {
+                    Ok(ip) => addresses.push(ip),
+                    Err(_) => self.error(&a.span(), format!("`{}` is not an IP address (zones and prefixes are not allowed in /etc/hosts)", a.get_ref())),
+                }
+            }
+            out.push(HostEntry { name: n.clone(), addresses });
+        }
+        out
+    }
+
+    fn policy(&mut self, s: &Scenario, raw: &RawPolicy) -> Policy {
+        let mut policy = Policy::default();
+        if let Some(table) = &raw.table {
+            let mut rows = Vec::new();
+            let mut seen = HashSet::new();
+            for row in table.get_ref() {
+                let (p, prec, label) = row.get_ref();
+                let Some(prefix) = self.v6_prefix(p) else { continue };
+                let mut number = |n: &Spanned<i64>, what: &str| match i32::try_from(*n.get_ref()) {
+                    Ok(v) => Some(v),
+                    Err(_) => {
+                        self.error(&n.span(), format!("{what} {} does not fit a C int", n.get_ref()));
+                        None
+                    }
+                };
+                let (Some(precedence), Some(label)) = (number(prec, "precedence"), number(label, "label")) else { continue };
+                if !seen.insert(prefix.trunc()) {
+                    self.error(&p.span(), format!("prefix {prefix} appears twice in the table"));
+                    continue;
+                }
+                rows.push(PolicyRow { prefix, precedence, label });
+            }
+            let table_span = table.span();
+            let t = PolicyTable::new(rows);
+            if raw.linux.is_none() {
+                self.table_fits_linux(&t, &table_span);
+            }
+            if raw.freebsd.as_ref().is_none_or(|f| f.get_ref().ip6addrctl_conf.is_none()) {
+                if let Some(r) = t.rows.iter().find(|r| r.label == -1) {
+                    self.error(&table_span, format!("label -1 for {} is refused by FreeBSD's kernel (it means \"not applicable\")", r.prefix));
+                }
+            }
+            policy.table = Some(t);
+        }
+        if let Some(linux) = &raw.linux {
+            let l = linux.get_ref();
+            let mut lp = LinuxPolicy::default();
+            if let Some(text) = &l.gai_conf {
+                self.check_gai_conf(text);
+                lp.gai_conf = Some(text.get_ref().clone());
+            }
+            let mut kernel = KernelLabels::default();
+            for row in &l.addrlabels {
+                let r = row.get_ref();
+                let Some(prefix) = self.v6_prefix(&r.prefix) else { continue };
+                let label = match u32::try_from(*r.label.get_ref()) {
+                    Ok(v) => v,
+                    Err(_) => {
+                        self.error(&r.label.span(), format!("label {} is not from 0 to 4294967294", r.label.get_ref()));
+                        continue;
+                    }
+                };
+                let dev = r.dev.as_ref().map(|d| d.get_ref().clone());
+                if let (Some(d), Some(span)) = (&dev, r.dev.as_ref().map(|d| d.span())) {
+                    if s.interface(d).is_none() {
+                        self.error(&span, format!("`{d}` is not a declared interface"));
+                        continue;
+                    }
+                }
+                let row_value = LabelRow { prefix, label, dev };
+                if let Err(refused) = kernel.add(&row_value) {
+                    self.error(&row.span(), format!("`ip addrlabel add` would fail with {}: {}", refused.errno, refused.reason));
+                    continue;
+                }
+                lp.addrlabels.push(row_value);
+            }
+            policy.linux = Some(lp);
+        }
+        if let Some(freebsd) = &raw.freebsd {
+            let f = freebsd.get_ref();
+            let mut fp = FreebsdPolicy::default();
+            if let Some(text) = &f.ip6addrctl_conf {
+                self.check_ip6addrctl_conf(text);
+                fp.ip6addrctl_conf = Some(text.get_ref().clone());
+            }
+            policy.freebsd = Some(fp);
+        }
+        policy
+    }
+
+    fn v6_prefix(&mut self, p: &Spanned<String>) -> Option<addrsel_policy::Ipv6Net> {
+        match p.get_ref().parse::<IpNet>() {
+            Ok(IpNet::V6(n)) => Some(n),
+            Ok(IpNet::V4(n)) => {
+                self.error(&p.span(), format!("policy prefixes are IPv6: write `{n}` as ::ffff:{}/{}", n.network(), u32::from(n.prefix_len()) + 96));
+                None
+            }
+            Err(_) => {
+                self.error(&p.span(), format!("`{}` is not an IPv6 prefix (ADDRESS/LEN)", p.get_ref()));
+                None
+            }
+        }
+    }
+
+    /// The OS-neutral table is written to gai.conf and the kernel label table on Linux.
+    fn table_fits_linux(&mut self, t: &PolicyTable, span: &Range<usize>) {
+        let mut kernel = KernelLabels::empty();
+        for r in &t.rows {
+            if r.precedence < 0 || r.label < 0 {
+                self.error(span, format!("row {}: gai.conf and `ip addrlabel` cannot hold negative values; give [policy.linux] to say what Linux should use", r.prefix));
+                return;
+            }
+            if let Err(refused) = kernel.add(&LabelRow { prefix: r.prefix, label: r.label as u32, dev: None }) {
+                self.error(span, format!("row {}: `ip addrlabel add` would fail with {}: {}; give [policy.linux]", r.prefix, refused.errno, refused.reason));
+                return;
+            }
+        }
+    }
+
+    fn check_gai_conf(&mut self, text: &Spanned<String>) {
+        let new = GaiConf::parse(text.get_ref(), GlibcParser::From2_41);
+        let old = GaiConf::parse(text.get_ref(), GlibcParser::Before2_41);
+        for issue in &new.ignored {
+            let (line, _) = self.map.value_line(text.span(), issue.line);
+            self.warn_at_line(line, format!("gai_conf line {}: {}", issue.line, issue.message));
+        }
+        let new_lines: HashSet<usize> = new.ignored.iter().map(|i| i.line).collect();
+        for issue in old.ignored.iter().filter(|i| !new_lines.contains(&i.line)) {
+            let (line, _) = self.map.value_line(text.span(), issue.line);
+            self.warn_at_line(line, format!("gai_conf line {}: glibc before 2.41 differs here: {}", issue.line, issue.message));
+        }
+        if let Some(crash) = &old.crash {
+            let (line, _) = self.map.value_line(text.span(), crash.line);
+            self.warn_at_line(line, format!("gai_conf line {}: {}", crash.line, crash.message));
+        }
+    }
+
+    fn check_ip6addrctl_conf(&mut self, text: &Spanned<String>) {
+        match ip6addrctl::parse_conf(text.get_ref()) {
+            Err(issue) => {
+                let (line, _) = self.map.value_line(text.span(), issue.line);
+                self.error_at_line(line, format!("ip6addrctl_conf line {}: {}", issue.line, issue.message));
+            }
+            Ok(rows) => {
+                let mut kernel = PolicyTable::default();
+                for r in ip6addrctl::install(&mut kernel, &rows) {
+                    let line = text
+                        .get_ref()
+                        .lines()
+                        .position(|l| l.split_whitespace().next().is_some_and(|p| p.parse::<IpNet>().is_ok_and(|n| n.trunc() == IpNet::V6(r.row.prefix))))
+                        .map_or(1, |i| i + 1);
+                    let (file_line, _) = self.map.value_line(text.span(), line);
+                    self.warn_at_line(file_line, format!("ip6addrctl_conf line {line}: the kernel refuses this row with {} ({}); `ip6addrctl install` warns and installs the rest", r.errno, r.reason));
+                }
+            }
+        }
+    }
+
+    fn sysctls(&mut self, s: &Scenario, raw: &Ordered<Spanned<String>, Spanned<SysctlValue>>, os: SysctlOs) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (key, value) in &raw.0 {
+            let k = key.get_ref();
+            if let Err(why) = check_sysctl_key(s, k, os) {
+                self.error(&key.span(), why);
+                continue;
+            }
+            let v = &value.get_ref().0;
+            if v.is_empty() || v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric() || " _.:/-".contains(c)) {
+                self.error(&value.span(), format!("sysctl value `{v}` must be 1 to 64 characters of letters, digits, space and _.:/-"));
+                continue;
+            }
+            out.push((k.clone(), v.clone()));
+        }
+        out
+    }
+
+    fn probes(&mut self, s: &Scenario, raw: &[Spanned<RawProbe>]) -> Vec<Probe> {
+        let mut ids = HashSet::new();
+        let mut out = Vec::new();
+        for rp in raw {
+            let span = rp.span();
+            let p = rp.get_ref();
+            let id = p.id.get_ref();
+            if !is_slug(id) {
+                self.error(&p.id.span(), format!("probe id `{id}` must be lowercase letters, digits and '-'"));
+                continue;
+            }
+            if !ids.insert(id.clone()) {
+                self.error(&p.id.span(), format!("probe id `{id}` is used twice"));
+                continue;
+            }
+            let kind = match (&p.connect, &p.resolve) {
+                (Some(c), None) => {
+                    let text = c.get_ref();
+                    let (addr_text, zone) = match text.split_once('%') {
+                        Some((a, z)) => (a, Some(z.to_string())),
+                        None => (text.as_str(), None),
+                    };
+                    let Ok(dst) = addr_text.parse::<IpAddr>() else {
+                        self.error(&c.span(), format!("`{text}` is not an address (ADDRESS or IPv6ADDRESS%INTERFACE)"));
+                        continue;
+                    };
+                    if let Some(z) = &zone {
+                        if dst.is_ipv4() {
+                            self.error(&c.span(), "a %zone applies to IPv6 destinations only");
+                            continue;
+                        }
+                        if s.interface(z).is_none() {
+                            self.error(&c.span(), format!("zone `{z}` is not a declared interface"));
+                            continue;
+                        }
+                    }
+                    ProbeKind::Connect { dst, zone }
+                }
+                (None, Some(r)) => {
+                    if s.host(r.get_ref()).is_none() {
+                        self.error(&r.span(), format!("`{}` is not in [hosts]; add it there with its addresses", r.get_ref()));
+                        continue;
+                    }
+                    ProbeKind::Resolve { name: r.get_ref().clone() }
+                }
+                _ => {
+                    self.error(&span, "a probe needs exactly one of `connect` (an address) or `resolve` (a host name)");
+                    continue;
+                }
+            };
+            let mut prefer = Vec::new();
+            for w in &p.prefer {
+                match SourcePreference::ALL.iter().find(|(word, _)| word == w.get_ref()) {
+                    Some((_, pref)) => prefer.push(*pref),
+                    None => self.error(&w.span(), format!("unknown preference `{}` (expected temporary, public, home or care-of)", w.get_ref())),
+                }
+            }
+            use SourcePreference::*;
+            if (prefer.contains(&Temporary) && prefer.contains(&Public)) || (prefer.contains(&Home) && prefer.contains(&CareOf)) {
+                self.error(&span, "`prefer` cannot ask for both temporary and public, or both home and care-of");
+                continue;
+            }
+            out.push(Probe { id: id.clone(), kind, prefer });
+        }
+        out
+    }
+
+    fn expect(&mut self, s: &Scenario, raw: &Spanned<RawExpect>) -> Option<Expect> {
+        let span = raw.span();
+        let e = raw.get_ref();
+        let Some(probe) = s.probe(e.probe.get_ref()) else {
+            self.error(&e.probe.span(), format!("no probe has id `{}`", e.probe.get_ref()));
+            return None;
+        };
+        let Some(os) = Os::from_word(e.os.get_ref()) else {
+            self.error(&e.os.span(), format!("os `{}` is not linux, freebsd or rfc6724", e.os.get_ref()));
+            return None;
+        };
+        if let Some(t) = &e.target {
+            if !t.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c)) {
+                self.error(&t.span(), format!("`{}` is not a target name", t.get_ref()));
+                return None;
+            }
+        }
+        let outcome = match (&e.source, &e.error, &e.order, &probe.kind) {
+            (Some(src), None, None, ProbeKind::Connect { .. }) => match src.get_ref().parse() {
+                Ok(a) => Expected::Source(a),
+                Err(_) => {
+                    self.error(&src.span(), format!("`{}` is not an address", src.get_ref()));
+                    return None;
+                }
+            },
+            (None, Some(err), None, _) => {
+                let name = err.get_ref();
+                if !(name.starts_with('E') && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') || name.starts_with("SIG")) {
+                    self.error(&err.span(), format!("`{name}` is not an errno name like EHOSTUNREACH"));
+                    return None;
+                }
+                Expected::Error(name.clone())
+            }
+            (None, None, Some(order), ProbeKind::Resolve { name }) => {
+                let mut addrs = Vec::new();
+                for a in order.get_ref() {
+                    match a.get_ref().parse::<IpAddr>() {
+                        Ok(ip) => addrs.push(ip),
+                        Err(_) => {
+                            self.error(&a.span(), format!("`{}` is not an address", a.get_ref()));
+                            return None;
+                        }
+                    }
+                }
+                let mut want = s.host(name).map(|h| h.addresses.clone()).unwrap_or_default();
+                let mut got = addrs.clone();
+                want.sort();
+                got.sort();
+                if want != got {
+                    self.error(&order.span(), format!("order must list exactly the addresses of `{name}` in [hosts]"));
+                    return None;
+                }
+                Expected::Order(addrs)
+            }
+            (Some(_), None, None, ProbeKind::Resolve { .. }) => {
+                self.error(&span, "`source` applies to connect probes; a resolve probe expects `order`");
+                return None;
+            }
+            (None, None, Some(_), ProbeKind::Connect { .. }) => {
+                self.error(&span, "`order` applies to resolve probes; a connect probe expects `source` or `error`");
+                return None;
+            }
+            _ => {
+                self.error(&span, "an expectation needs exactly one of `source`, `error` or `order`");
+                return None;
+            }
+        };
+        let (line, _) = self.map.line_col(span.start);
+        Some(Expect {
+            probe: probe.id.clone(),
+            os,
+            target: e.target.as_ref().map(|t| t.get_ref().clone()),
+            outcome,
+            evidence: e.evidence.clone(),
+            line,
+        })
+    }
+}
+
+#[derive(Clone, Copy)]
+enum SysctlOs {
+    Linux,
+    Freebsd,
+}
+
+fn is_slug(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn is_hostname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+}
+
+/// Interface names valid on both Linux and FreeBSD and safe in sysctl keys and argv.
+pub fn check_ifname(name: &str) -> Result<(), String> {
+    let valid = (1..=15).contains(&name.len())
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !valid {
+        return Err(format!("interface name `{name}` must be 1 to 15 characters: a letter, then letters, digits, '_' or '-'"));
+    }
+    if RESERVED_IFNAMES.contains(&name) || name.starts_with(PEER_PREFIX) {
+        return Err(format!("interface name `{name}` is reserved"));
+    }
+    Ok(())
+}
+
+/// Only per-namespace (Linux) or per-VNET (FreeBSD) networking sysctls may be set: anything
+/// else would change the machine the harness runs on.
+fn check_sysctl_key(s: &Scenario, key: &str, os: SysctlOs) -> Result<(), String> {
+    let parts: Vec<&str> = key.split('.').collect();
+    let charset_ok = parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+    if !charset_ok {
+        return Err(format!("`{key}` is not a sysctl name"));
+    }
+    match os {
+        SysctlOs::Linux => {
+            if !(key.starts_with("net.ipv4.") || key.starts_with("net.ipv6.")) {
+                return Err(format!("`{key}`: only net.ipv4.* and net.ipv6.* sysctls (per network namespace) may be set"));
+            }
+            if parts.len() >= 4 && parts[2] == "conf" {
+                let dev = parts[3];
+                if !["all", "default"].contains(&dev) && s.interface(dev).is_none() {
+                    return Err(format!("`{key}` names interface `{dev}`, which is not declared"));
+                }
+            }
+        }
+        SysctlOs::Freebsd => {
+            if !(key.starts_with("net.inet.") || key.starts_with("net.inet6.")) {
+                return Err(format!("`{key}`: only net.inet.* and net.inet6.* sysctls (per VNET) may be set"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

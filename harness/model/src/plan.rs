@@ -1,0 +1,520 @@
+//! Plans: the commands and files that configure a scenario on one OS, as data.
+//!
+//! The agent executes a plan (argv only, never through a shell); `cargo xtask repro` prints
+//! it as a shell script a person can paste. Arguments may hold placeholders the executor
+//! fills in: `{peer}` (Linux: the peer network namespace), `{jail}`, `{dir}` and `{epairN}`
+//! (FreeBSD: jail name, private directory, epair unit of interface N). Scenario values can
+//! never contain `{`, so placeholders cannot be forged.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::scenario::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanOs {
+    Linux,
+    Freebsd,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub os: PlanOs,
+    pub scenario: String,
+    pub setup: Vec<Step>,
+    pub probes: Vec<Probe>,
+    /// Undo steps, in order (FreeBSD; on Linux the namespaces take everything with them).
+    pub cleanup: Vec<Step>,
+    /// Parts of the scenario this OS cannot express: when non-empty, probes are not run.
+    pub unsupported: Vec<String>,
+    /// Scenario features this OS has no notion of, so they change nothing here.
+    pub notes: Vec<String>,
+}
+
+/// Where a command runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Place {
+    /// Linux: the scenario's network + mount namespace. FreeBSD: inside the VNET jail.
+    Scenario,
+    /// Linux: the peer namespace holding the far ends of the veth pairs.
+    Peer,
+    /// FreeBSD: the machine outside the jail.
+    Host,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    Run {
+        place: Place,
+        argv: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stdin: Option<String>,
+    },
+    Sysctl { place: Place, key: String, value: String },
+    /// Linux: bind a private copy of `content` over `target` in the scenario's mount
+    /// namespace.
+    PrivateFile { target: String, content: String },
+    /// FreeBSD: write a file on the machine (under `{dir}`).
+    WriteFile { path: String, content: String },
+}
+
+fn run(place: Place, argv: &[&str]) -> Step {
+    Step::Run { place, argv: argv.iter().map(|s| s.to_string()).collect(), stdin: None }
+}
+
+fn run_owned(place: Place, argv: Vec<String>) -> Step {
+    Step::Run { place, argv, stdin: None }
+}
+
+/// Name of the far end of the veth pair for declared interface `index` (1-based).
+pub fn linux_peer_name(index: usize) -> String {
+    format!("addrselp{index}")
+}
+
+/// `/etc/hosts` for a scenario: localhost, then one line per address in [hosts] order.
+pub fn hosts_file(s: &Scenario) -> String {
+    let mut out = String::from("127.0.0.1 localhost\n::1 localhost\n");
+    for h in &s.hosts {
+        for a in &h.addresses {
+            let _ = writeln!(out, "{a} {}", h.name);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Linux
+
+/// The Linux plan: veth pairs whose far ends live in a peer namespace, `ip` for
+/// addresses, routes and labels, sysctls, and private /etc files.
+pub fn linux(s: &Scenario) -> Plan {
+    use Place::*;
+    let mut setup = vec![run(Scenario, &["ip", "link", "set", "dev", "lo", "up"])];
+    let mut unsupported = Vec::new();
+    let mut notes = Vec::new();
+    // `default` sysctls only affect interfaces created later.
+    let (defaults, others): (Vec<_>, Vec<_>) =
+        s.sysctl.linux.iter().partition(|(k, _)| k.split('.').nth(3) == Some("default"));
+    for (key, value) in defaults {
+        setup.push(Step::Sysctl { place: Scenario, key: key.clone(), value: value.clone() });
+    }
+    for (index, iface) in s.interfaces.iter().enumerate().filter(|(_, i)| !i.is_loopback()) {
+        let peer = linux_peer_name(index);
+        setup.push(run(Scenario, &["ip", "link", "add", &iface.name, "type", "veth", "peer", "name", &peer, "netns", "{peer}"]));
+        // No automatic link-local address: the host has exactly the declared addresses.
+        setup.push(run(Scenario, &["ip", "link", "set", "dev", &iface.name, "addrgenmode", "none"]));
+        setup.push(run(Peer, &["ip", "link", "set", "dev", &peer, "up"]));
+    }
+    for (key, value) in others {
+        setup.push(Step::Sysctl { place: Scenario, key: key.clone(), value: value.clone() });
+    }
+    for iface in s.interfaces.iter().filter(|i| !i.is_loopback()) {
+        setup.push(run(Scenario, &["ip", "link", "set", "dev", &iface.name, "up"]));
+    }
+    for iface in &s.interfaces {
+        let implicit = if iface.is_loopback() { 2 } else { 0 };
+        for a in &iface.addresses[implicit..] {
+            if a.temporary {
+                unsupported.push(format!(
+                    "temporary address {a}: Linux cannot assign one with `ip addr add` (the temporary flag is not settable from user space; the kernel makes its own with a random interface ID)"
+                ));
+                continue;
+            }
+            if a.prefer_source {
+                notes.push(format!("{a}: prefer_source is a FreeBSD flag; Linux has no equivalent"));
+            }
+            let mut argv: Vec<String> =
+                ["ip", "addr", "add", &a.to_string(), "dev", &iface.name].map(String::from).into();
+            if a.addr.is_ipv6() {
+                argv.push("nodad".into());
+            }
+            if a.home {
+                argv.push("home".into());
+            }
+            if a.deprecated {
+                argv.extend(["valid_lft", "forever", "preferred_lft", "0"].map(String::from));
+            }
+            setup.push(run_owned(Scenario, argv));
+        }
+    }
+    for r in &s.routes {
+        let mut argv: Vec<String> = vec!["ip".into()];
+        if r.to.addr().is_ipv6() {
+            argv.push("-6".into());
+        }
+        argv.extend(["route".into(), "add".into(), r.to.to_string()]);
+        if let Some(via) = r.via {
+            argv.push("via".into());
+            if r.is_v4_via_v6() {
+                argv.push("inet6".into());
+            }
+            argv.push(via.to_string());
+        }
+        if let Some(dev) = &r.dev {
+            argv.extend(["dev".into(), dev.clone()]);
+        }
+        if let Some(src) = r.src {
+            argv.extend(["src".into(), src.to_string()]);
+        }
+        if let Some(m) = r.metric {
+            argv.extend(["metric".into(), m.to_string()]);
+        }
+        setup.push(run_owned(Scenario, argv));
+    }
+    let policy = s.policy.linux();
+    if policy.flush_labels {
+        setup.push(run(Scenario, &["ip", "addrlabel", "flush"]));
+    }
+    for row in &policy.addrlabels {
+        let mut argv: Vec<String> = ["ip", "addrlabel", "add", "prefix"].map(String::from).into();
+        argv.push(addrsel_policy::c_style(&row.prefix));
+        argv.extend(["label".into(), row.label.to_string()]);
+        if let Some(dev) = &row.dev {
+            argv.extend(["dev".into(), dev.clone()]);
+        }
+        setup.push(run_owned(Scenario, argv));
+    }
+    for (target, content) in [
+        ("/etc/gai.conf", policy.gai_conf.clone()),
+        ("/etc/hosts", hosts_file(s)),
+        // Only /etc/hosts answers, and every line of a name counts (glibc needs `multi on`).
+        ("/etc/nsswitch.conf", "hosts: files\n".to_string()),
+        ("/etc/host.conf", "multi on\n".to_string()),
+    ] {
+        setup.push(Step::PrivateFile { target: target.into(), content });
+    }
+    Plan {
+        os: PlanOs::Linux,
+        scenario: s.name.clone(),
+        setup,
+        probes: s.probes.clone(),
+        cleanup: Vec::new(),
+        unsupported,
+        notes,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// FreeBSD
+
+/// Name of the epair end inside the jail for declared interface `index`, before renaming.
+fn epair(index: usize, side: char) -> String {
+    format!("{{epair{index}}}{side}")
+}
+
+/// The FreeBSD plan: one VNET jail whose root is a read-only nullfs view of `/` with a
+/// private /etc/hosts, epairs renamed to the declared names, `ifconfig`, `route`, and the
+/// policy table installed with `ip6addrctl` (per VNET, empty at creation).
+pub fn freebsd(s: &Scenario) -> Plan {
+    use Place::*;
+    let mut setup = Vec::new();
+    let mut unsupported = Vec::new();
+    let mut notes = Vec::new();
+    let declared: Vec<(usize, &Interface)> =
+        s.interfaces.iter().enumerate().filter(|(_, i)| !i.is_loopback()).collect();
+    for (index, _) in &declared {
+        setup.push(run_owned(Host, vec!["ifconfig".into(), format!("{{epair{index}}}"), "create".into()]));
+        setup.push(run_owned(Host, vec!["ifconfig".into(), epair(*index, 'b'), "up".into()]));
+    }
+    setup.push(run(Host, &["mkdir", "-p", "{dir}/root"]));
+    setup.push(run(Host, &["mount", "-t", "nullfs", "-o", "ro", "/", "{dir}/root"]));
+    setup.push(Step::WriteFile { path: "{dir}/hosts".into(), content: hosts_file(s) });
+    setup.push(run(Host, &["mount", "-t", "nullfs", "{dir}/hosts", "{dir}/root/etc/hosts"]));
+    let mut jail: Vec<String> =
+        ["jail", "-c", "name={jail}", "path={dir}/root", "persist", "vnet", "mount.devfs"].map(String::from).into();
+    for (index, _) in &declared {
+        jail.push(format!("vnet.interface={}", epair(*index, 'a')));
+    }
+    setup.push(run_owned(Host, jail));
+    // No DAD anywhere in this VNET, and no automatic link-local addresses on lo0.
+    setup.push(Step::Sysctl { place: Scenario, key: "net.inet6.ip6.dad_count".into(), value: "0".into() });
+    setup.push(run(Scenario, &["ifconfig", "lo0", "inet6", "-auto_linklocal"]));
+    setup.push(run(Scenario, &["ifconfig", "lo0", "inet", "127.0.0.1/8", "up"]));
+    setup.push(run(Scenario, &["ifconfig", "lo0", "inet6", "::1/128", "alias"]));
+    for (index, iface) in &declared {
+        setup.push(run_owned(Scenario, vec!["ifconfig".into(), epair(*index, 'a'), "name".into(), iface.name.clone()]));
+        setup.push(run(Scenario, &["ifconfig", &iface.name, "inet6", "-auto_linklocal", "no_dad", "-ifdisabled", "up"]));
+    }
+    for (key, value) in &s.sysctl.freebsd {
+        setup.push(Step::Sysctl { place: Scenario, key: key.clone(), value: value.clone() });
+    }
+    for iface in &s.interfaces {
+        let name = if iface.is_loopback() { "lo0" } else { iface.name.as_str() };
+        let implicit = if iface.is_loopback() { 2 } else { 0 };
+        for a in &iface.addresses[implicit..] {
+            if a.temporary {
+                unsupported.push(format!("temporary address {a}: FreeBSD's ifconfig cannot mark an address temporary"));
+                continue;
+            }
+            if a.home {
+                notes.push(format!("{a}: FreeBSD has no Mobile IPv6 home addresses; the flag changes nothing there"));
+            }
+            let family = if a.addr.is_ipv4() { "inet" } else { "inet6" };
+            let mut argv: Vec<String> = ["ifconfig", name, family, &a.to_string(), "alias"].map(String::from).into();
+            if a.deprecated {
+                if a.addr.is_ipv4() {
+                    unsupported.push(format!("deprecated IPv4 address {a}: FreeBSD has no IPv4 address lifetimes"));
+                    continue;
+                }
+                argv.push("deprecated".into());
+            }
+            if a.prefer_source {
+                argv.push("prefer_source".into());
+            }
+            setup.push(run_owned(Scenario, argv));
+        }
+    }
+    for r in &s.routes {
+        if r.src.is_some() {
+            unsupported.push(format!(
+                "route {} with src: route(8) on FreeBSD 14/15 cannot set a preferred source (-ifa is ignored over netlink)",
+                r.to
+            ));
+            continue;
+        }
+        if r.metric.is_some() {
+            notes.push(format!("route {}: FreeBSD routes have no metric; it is ignored", r.to));
+        }
+        setup.push(run_owned(Scenario, freebsd_route(r)));
+    }
+    let policy = s.policy.freebsd();
+    setup.push(Step::Run {
+        place: Scenario,
+        argv: ["ip6addrctl", "install", "/dev/stdin"].map(String::from).into(),
+        stdin: Some(policy.ip6addrctl_conf.clone()),
+    });
+    if !s.policy.linux.as_ref().is_none_or(|l| l.gai_conf.is_none() && l.addrlabels.is_empty()) {
+        notes.push("[policy.linux] applies to Linux only".into());
+    }
+    let mut cleanup = Vec::new();
+    for (_, iface) in &declared {
+        // Destroying one end inside the jail destroys the pair; nothing returns to the host.
+        cleanup.push(run(Scenario, &["ifconfig", &iface.name, "destroy"]));
+    }
+    cleanup.push(run(Host, &["jail", "-r", "{jail}"]));
+    cleanup.push(run(Host, &["umount", "{dir}/root/etc/hosts"]));
+    cleanup.push(run(Host, &["umount", "{dir}/root"]));
+    cleanup.push(run(Host, &["rm", "-rf", "{dir}"]));
+    Plan {
+        os: PlanOs::Freebsd,
+        scenario: s.name.clone(),
+        setup,
+        probes: s.probes.clone(),
+        cleanup,
+        unsupported,
+        notes,
+    }
+}
+
+fn freebsd_route(r: &Route) -> Vec<String> {
+    let mut argv: Vec<String> = vec!["route".into(), "add".into()];
+    let family = if r.to.addr().is_ipv4() { "-4" } else { "-6" };
+    argv.push(family.into());
+    let host = matches!(r.to, IpNet::V4(n) if n.prefix_len() == 32) || matches!(r.to, IpNet::V6(n) if n.prefix_len() == 128);
+    argv.push(if host { "-host" } else { "-net" }.into());
+    argv.push(if host { r.to.addr().to_string() } else { r.to.to_string() });
+    match (r.via, &r.dev) {
+        (Some(via), dev) => {
+            if r.is_v4_via_v6() {
+                argv.push("-inet6".into());
+            }
+            let zoned = matches!(via, IpAddr::V6(v6) if v6.is_unicast_link_local());
+            match (zoned, dev) {
+                (true, Some(d)) => argv.push(format!("{via}%{d}")),
+                _ => argv.push(via.to_string()),
+            }
+            if let (false, Some(d)) = (zoned, dev) {
+                argv.extend(["-ifp".into(), d.clone()]);
+            }
+        }
+        (None, Some(dev)) => argv.extend(["-interface".into(), dev.clone()]),
+        (None, None) => unreachable!("validated: a route has via or dev"),
+    }
+    argv
+}
+
+// ---------------------------------------------------------------------------------------
+// Repro scripts
+
+/// Quotes an argument for a POSIX shell when it needs it.
+pub fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg.chars().all(|c| c.is_ascii_alphanumeric() || "%+,-./:=@_$".contains(c));
+    if plain { arg.to_string() } else { format!("'{}'", arg.replace('\'', "'\\''")) }
+}
+
+/// Placeholders become shell variables the script defines at the top.
+fn shell_arg(arg: &str) -> String {
+    let mut out = arg.to_string();
+    for (from, to) in [("{peer}", "$peer"), ("{jail}", "$jail"), ("{dir}", "$dir")] {
+        out = out.replace(from, to);
+    }
+    while let Some(start) = out.find("{epair") {
+        let end = start + out[start..].find('}').expect("closed placeholder");
+        let index = &out[start + 6..end];
+        out.replace_range(start..=end, &format!("epair$((base + {index}))"));
+    }
+    if out.contains('$') {
+        // Double quotes keep variables expanding; scenario values never contain `"` or `\`.
+        format!("\"{out}\"")
+    } else {
+        shell_quote(&out)
+    }
+}
+
+fn heredoc(content: &str) -> String {
+    let mut body = content.to_string();
+    if !body.is_empty() && !body.ends_with('\n') {
+        body.push('\n');
+    }
+    format!("<<'ADDRSEL_EOF'\n{body}ADDRSEL_EOF\n")
+}
+
+/// The plan as a shell script a person can run to reproduce the scenario by hand.
+pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
+    let mut out = String::from("#!/bin/sh\n");
+    let _ = writeln!(out, "# addrsel repro: scenario `{}` on {}", s.name, match plan.os {
+        PlanOs::Linux => "Linux",
+        PlanOs::Freebsd => "FreeBSD",
+    });
+    if !s.description.is_empty() {
+        for line in s.description.lines() {
+            let _ = writeln!(out, "# {line}");
+        }
+    }
+    for u in &plan.unsupported {
+        let _ = writeln!(out, "# NOT EXPRESSIBLE HERE: {u}");
+    }
+    for n in &plan.notes {
+        let _ = writeln!(out, "# note: {n}");
+    }
+    match plan.os {
+        PlanOs::Linux => {
+            out.push_str(
+                "#\n# Run as root inside a throwaway network and mount namespace, for example:\n#   unshare --net --mount --propagation private sh repro.sh\n# Everything it creates disappears when that shell exits; nothing outside it changes.\nset -eu\n",
+            );
+            out.push_str("# The far ends of the veth pairs live in a second namespace, held by a sleeping process.\n");
+            out.push_str("unshare --net sleep infinity &\npeer=$!\ntrap 'kill $peer' EXIT\n");
+            out.push_str("until [ \"$(readlink /proc/$peer/ns/net)\" != \"$(readlink /proc/self/ns/net)\" ]; do sleep 0.05; done\n");
+            out.push_str("files=$(mktemp -d)\n");
+        }
+        PlanOs::Freebsd => {
+            out.push_str(
+                "#\n# Run as root on a FreeBSD 14 or 15 machine with VIMAGE (the default GENERIC kernel).\n# It creates one VNET jail and epair interfaces, and removes them at the end.\nset -eu\n",
+            );
+            out.push_str("jail=addrsel_repro\ndir=/tmp/addrsel-repro\nbase=200   # epair unit numbers used: base, base+1, ...\n");
+        }
+    }
+    let mut file_index = 0;
+    for step in &plan.setup {
+        match step {
+            Step::Run { place, argv, stdin } => {
+                let cmd: Vec<String> = argv.iter().map(|a| shell_arg(a)).collect();
+                let cmd = cmd.join(" ");
+                let line = match (plan.os, place) {
+                    (PlanOs::Linux, Place::Peer) => format!("nsenter --target $peer --net {cmd}"),
+                    (PlanOs::Freebsd, Place::Scenario) => format!("jexec $jail {cmd}"),
+                    _ => cmd,
+                };
+                match stdin {
+                    Some(text) => {
+                        let _ = write!(out, "{line} {}", heredoc(text));
+                    }
+                    None => {
+                        let _ = writeln!(out, "{line}");
+                    }
+                }
+            }
+            Step::Sysctl { place, key, value } => {
+                let cmd = match plan.os {
+                    PlanOs::Linux => format!("sysctl -qw {}", shell_quote(&format!("{key}={value}"))),
+                    PlanOs::Freebsd => format!("sysctl {}", shell_quote(&format!("{key}={value}"))),
+                };
+                let line = match (plan.os, place) {
+                    (PlanOs::Freebsd, Place::Scenario) => format!("jexec $jail {cmd}"),
+                    _ => cmd,
+                };
+                let _ = writeln!(out, "{line}");
+            }
+            Step::PrivateFile { target, content } => {
+                let name = format!("\"$files/{file_index}\"");
+                file_index += 1;
+                let _ = write!(out, "cat > {name} {}", heredoc(content));
+                let _ = writeln!(out, "mount --bind {name} {}", shell_quote(target));
+            }
+            Step::WriteFile { path, content } => {
+                let _ = write!(out, "cat > {} {}", shell_arg(path), heredoc(content));
+            }
+        }
+    }
+    out.push_str("\n# Probes: python3 makes the same calls as the addrsel agent (UDP connect + getsockname,\n# getaddrinfo); without it, the closest standard tools.\n");
+    let jexec = if plan.os == PlanOs::Freebsd { "jexec $jail " } else { "" };
+    for p in &plan.probes {
+        match &p.kind {
+            ProbeKind::Connect { dst, zone } => {
+                let target = match zone {
+                    Some(z) => format!("{dst}%{z}"),
+                    None => dst.to_string(),
+                };
+                let prefer = if p.prefer.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (the agent also sets source preferences: {})", p.prefer.iter().map(|x| x.word()).collect::<Vec<_>>().join(", "))
+                };
+                let family = if dst.is_ipv4() { "AF_INET" } else { "AF_INET6" };
+                let _ = writeln!(out, "echo '== {}: source for {target}{prefer}'", p.id);
+                let _ = writeln!(
+                    out,
+                    "if command -v python3 >/dev/null; then {jexec}python3 -c 'import socket,sys\ns=socket.socket(socket.{family},socket.SOCK_DGRAM)\ntry:\n s.connect((sys.argv[1],9)); print(s.getsockname()[0])\nexcept OSError as e: print(e)' {}; else",
+                    shell_quote(&target)
+                );
+                match plan.os {
+                    PlanOs::Linux => {
+                        let oif = zone.as_ref().map(|z| format!(" oif {z}")).unwrap_or_default();
+                        let _ = writeln!(out, "  ip route get {dst}{oif} || true; fi");
+                    }
+                    PlanOs::Freebsd => {
+                        let _ = writeln!(out, "  jexec $jail route -n get {} || true; fi", shell_quote(&target));
+                    }
+                }
+            }
+            ProbeKind::Resolve { name } => {
+                let _ = writeln!(out, "echo '== {}: getaddrinfo order for {name}'", p.id);
+                let _ = writeln!(
+                    out,
+                    "if command -v python3 >/dev/null; then {jexec}python3 -c 'import socket,sys\nfor a in socket.getaddrinfo(sys.argv[1],None,0,socket.SOCK_DGRAM): print(a[4][0])' {}; else",
+                    shell_quote(name)
+                );
+                match plan.os {
+                    PlanOs::Linux => {
+                        let _ = writeln!(out, "  getent ahosts {} | awk '$2 == \"DGRAM\" {{ print $1 }}' || true; fi", shell_quote(name));
+                    }
+                    PlanOs::Freebsd => {
+                        let _ = writeln!(out, "  echo 'python3 is needed to print the getaddrinfo order'; fi");
+                    }
+                }
+            }
+        }
+    }
+    if !plan.cleanup.is_empty() {
+        out.push_str("\n# Cleanup\n");
+        for step in &plan.cleanup {
+            if let Step::Run { place, argv, .. } = step {
+                let cmd: Vec<String> = argv.iter().map(|a| shell_arg(a)).collect();
+                let cmd = cmd.join(" ");
+                let line = if *place == Place::Scenario { format!("jexec $jail {cmd}") } else { cmd };
+                let _ = writeln!(out, "{line}");
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

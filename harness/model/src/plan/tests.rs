@@ -1,0 +1,113 @@
+use super::*;
+use crate::parse_scenario;
+
+fn example() -> Scenario {
+    parse_scenario("issue-example.toml", include_str!("../../tests/data/issue-example.toml")).unwrap().scenario
+}
+
+fn v4_via_v6() -> Scenario {
+    let text = r#"
+name = "v4-via-v6"
+[[interfaces]]
+name = "wlan0"
+addresses = ["10.0.0.50/24", "fd00:11:22::aa/64", { address = "2001:db8:1::2/64", deprecated = true, prefer_source = true }]
+[[interfaces]]
+name = "bge2"
+[[interfaces]]
+name = "lo"
+addresses = ["192.0.2.1/32"]
+[[routes]]
+to = "0.0.0.0/0"
+via = "10.0.0.1"
+dev = "wlan0"
+metric = 100
+[[routes]]
+to = "::/0"
+via = "fd00:11:22::1"
+dev = "wlan0"
+[[routes]]
+to = "203.0.113.2/32"
+via = "fe80::2"
+dev = "bge2"
+[[routes]]
+to = "198.51.100.0/24"
+dev = "wlan0"
+src = "10.0.0.50"
+[hosts]
+"server.example" = ["2a01:4f8:c2c:8101::1", "116.203.176.52"]
+[sysctl.linux]
+"net.ipv6.conf.default.use_tempaddr" = 2
+"net.ipv6.conf.wlan0.use_optimistic" = 1
+[sysctl.freebsd]
+"net.inet6.ip6.prefer_tempaddr" = 1
+[[probes]]
+id = "v4"
+connect = "203.0.113.2"
+[[probes]]
+id = "ll"
+connect = "fe80::1%wlan0"
+prefer = ["public"]
+[[probes]]
+id = "r"
+resolve = "server.example"
+"#;
+    parse_scenario("v4.toml", text).unwrap().scenario
+}
+
+#[test]
+fn linux_plan_snapshot() {
+    insta::assert_yaml_snapshot!("linux-issue-example", linux(&example()));
+    insta::assert_yaml_snapshot!("linux-v4-via-v6", linux(&v4_via_v6()));
+}
+
+#[test]
+fn freebsd_plan_snapshot() {
+    insta::assert_yaml_snapshot!("freebsd-issue-example", freebsd(&example()));
+    insta::assert_yaml_snapshot!("freebsd-v4-via-v6", freebsd(&v4_via_v6()));
+}
+
+#[test]
+fn repro_scripts_snapshot() {
+    let s = v4_via_v6();
+    insta::assert_snapshot!("repro-linux", repro_script(&linux(&s), &s));
+    insta::assert_snapshot!("repro-freebsd", repro_script(&freebsd(&s), &s));
+}
+
+#[test]
+fn temporary_addresses_are_unsupported_not_faked() {
+    let s = example();
+    assert!(linux(&s).unsupported.iter().any(|u| u.contains("temporary address 2001:db8:1:0:d5e3:7953:13eb:22e8/64")));
+    assert!(freebsd(&s).unsupported.iter().any(|u| u.contains("temporary")));
+    let all_argv: Vec<String> = linux(&s)
+        .setup
+        .iter()
+        .filter_map(|st| if let Step::Run { argv, .. } = st { Some(argv.join(" ")) } else { None })
+        .collect();
+    assert!(!all_argv.iter().any(|a| a.contains("d5e3")));
+}
+
+#[test]
+fn freebsd_route_forms() {
+    let s = v4_via_v6();
+    let routes: Vec<String> = s.routes.iter().map(|r| freebsd_route(r).join(" ")).collect();
+    assert_eq!(routes[0], "route add -4 -net 0.0.0.0/0 10.0.0.1 -ifp wlan0");
+    assert_eq!(routes[1], "route add -6 -net ::/0 fd00:11:22::1 -ifp wlan0");
+    assert_eq!(routes[2], "route add -4 -host 203.0.113.2 -inet6 fe80::2%bge2");
+    assert!(freebsd(&s).unsupported.iter().any(|u| u.contains("198.51.100.0/24 with src")));
+}
+
+#[test]
+fn shell_quoting() {
+    assert_eq!(shell_quote("fe80::2%bge2"), "fe80::2%bge2");
+    assert_eq!(shell_quote("a b"), "'a b'");
+    assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    assert_eq!(shell_arg("{epair3}a"), "\"epair$((base + 3))a\"");
+    assert_eq!(shell_arg("{dir}/root"), "\"$dir/root\"");
+}
+
+#[test]
+fn plans_round_trip_through_json() {
+    let plan = linux(&example());
+    let json = serde_json::to_string(&plan).unwrap();
+    assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+}

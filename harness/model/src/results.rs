@@ -1,0 +1,118 @@
+//! The result shapes shared by the engine (predictions), the agent (observations) and the
+//! runner (reports): the `cargo xtask explain --json` shape.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything one scenario produced on one target (an engine profile or a real kernel).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub scenario: String,
+    /// `engine:linux`, `engine:freebsd`, `engine:rfc6724`, `host`, `linux-trixie-amd64`, ...
+    pub target: String,
+    pub results: Vec<ProbeResult>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    pub probe: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Outcome {
+    Connect {
+        /// As written in the scenario, with `%zone` when given.
+        dst: String,
+        source: Option<IpAddr>,
+        /// errno name when no source could be chosen (`ENETUNREACH`, `EHOSTUNREACH`, ...).
+        error: Option<String>,
+        /// The test kernel module's answer for the same question, when it was asked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kernel: Option<KernelAnswer>,
+    },
+    Resolve {
+        name: String,
+        order: Vec<IpAddr>,
+        /// `EAI_*` name, or a signal name when the library crashed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// This target cannot express part of the scenario, so the probe was not run.
+    Unsupported { reason: String },
+}
+
+/// What the kernel module said: the source, or the errno name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelAnswer {
+    pub source: Option<IpAddr>,
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    /// The decision in one short phrase, for tables and diffs.
+    pub fn summary(&self) -> String {
+        match self {
+            Outcome::Connect { source: Some(s), .. } => s.to_string(),
+            Outcome::Connect { error: Some(e), .. } => e.clone(),
+            Outcome::Connect { .. } => "no answer".into(),
+            Outcome::Resolve { error: Some(e), .. } => e.clone(),
+            Outcome::Resolve { order, .. } => {
+                order.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+            }
+            Outcome::Unsupported { reason } => format!("unsupported: {reason}"),
+        }
+    }
+
+    /// The decision itself, without the module's answer: what predictions are compared on.
+    pub fn decision(&self) -> Outcome {
+        match self {
+            Outcome::Connect { dst, source, error, .. } => {
+                Outcome::Connect { dst: dst.clone(), source: *source, error: error.clone(), kernel: None }
+            }
+            other => other.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shape_matches_explain() {
+        let report = Report {
+            scenario: "NAME".into(),
+            target: "engine:linux".into(),
+            results: vec![
+                ProbeResult {
+                    probe: "to-server-v6".into(),
+                    outcome: Outcome::Connect {
+                        dst: "2a01:4f8:c2c:8101::1".into(),
+                        source: Some("fd00:11:22::aa".parse().unwrap()),
+                        error: None,
+                        kernel: None,
+                    },
+                },
+                ProbeResult {
+                    probe: "resolve-server".into(),
+                    outcome: Outcome::Resolve {
+                        name: "server.example".into(),
+                        order: vec!["116.203.176.52".parse().unwrap(), "2a01:4f8:c2c:8101::1".parse().unwrap()],
+                        error: None,
+                    },
+                },
+            ],
+        };
+        let json = serde_json::to_string(&report).unwrap();
+        assert_eq!(
+            json,
+            r#"{"scenario":"NAME","target":"engine:linux","results":[{"probe":"to-server-v6","kind":"connect","dst":"2a01:4f8:c2c:8101::1","source":"fd00:11:22::aa","error":null},{"probe":"resolve-server","kind":"resolve","name":"server.example","order":["116.203.176.52","2a01:4f8:c2c:8101::1"]}]}"#
+        );
+        let back: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, report);
+    }
+}

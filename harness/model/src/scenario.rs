@@ -1,0 +1,329 @@
+//! The validated scenario: one host's interfaces, addresses, routes, names, policy and the
+//! questions (probes) to ask about it. Built only by [`crate::parse`], so every value here
+//! has already been checked.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use addrsel_policy::PolicyTable;
+use addrsel_policy::addrlabel::LabelRow;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Name of the loopback interface every scenario host has.
+pub const LOOPBACK: &str = "lo";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    /// `lo` first (implicit or declared), then the declared interfaces in file order.
+    pub interfaces: Vec<Interface>,
+    pub routes: Vec<Route>,
+    /// What getaddrinfo resolves, in file order.
+    pub hosts: Vec<HostEntry>,
+    pub policy: Policy,
+    pub sysctl: Sysctls,
+    pub probes: Vec<Probe>,
+    pub expect: Vec<Expect>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Interface {
+    pub name: String,
+    /// Declared addresses in file order. For `lo` the implicit 127.0.0.1/8 and ::1/128
+    /// come first.
+    pub addresses: Vec<Address>,
+}
+
+impl Interface {
+    pub fn is_loopback(&self) -> bool {
+        self.name == LOOPBACK
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Address {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+    /// Preferred lifetime 0 (RFC 6724 source rule 3).
+    pub deprecated: bool,
+    /// An RFC 4941 temporary address (source rule 7).
+    pub temporary: bool,
+    /// A Mobile IPv6 home address (source rule 4).
+    pub home: bool,
+    /// FreeBSD's `prefer_source` address flag.
+    pub prefer_source: bool,
+}
+
+impl Address {
+    pub fn plain(addr: IpAddr, prefix_len: u8) -> Self {
+        Self { addr, prefix_len, deprecated: false, temporary: false, home: false, prefer_source: false }
+    }
+
+    pub fn net(&self) -> IpNet {
+        IpNet::new(self.addr, self.prefix_len).expect("validated prefix length")
+    }
+
+    /// Flags as words, for plans and explanations.
+    pub fn flags(&self) -> Vec<&'static str> {
+        let mut flags = Vec::new();
+        if self.deprecated {
+            flags.push("deprecated");
+        }
+        if self.temporary {
+            flags.push("temporary");
+        }
+        if self.home {
+            flags.push("home");
+        }
+        if self.prefer_source {
+            flags.push("prefer_source");
+        }
+        flags
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Route {
+    pub to: IpNet,
+    pub via: Option<IpAddr>,
+    pub dev: Option<String>,
+    /// Preferred source (Linux `src`).
+    pub src: Option<IpAddr>,
+    pub metric: Option<u32>,
+}
+
+impl Route {
+    /// An IPv4 destination reached through an IPv6 next hop (RFC 5549).
+    pub fn is_v4_via_v6(&self) -> bool {
+        matches!((self.to, self.via), (IpNet::V4(_), Some(IpAddr::V6(_))))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HostEntry {
+    pub name: String,
+    pub addresses: Vec<IpAddr>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    /// `[policy] table`: applied on every OS that has no OS-specific section.
+    pub table: Option<PolicyTable>,
+    /// `[policy.linux]`: when present, replaces `table` on Linux.
+    pub linux: Option<LinuxPolicy>,
+    /// `[policy.freebsd]`: when present, replaces `table` on FreeBSD.
+    pub freebsd: Option<FreebsdPolicy>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LinuxPolicy {
+    /// Exact `/etc/gai.conf` content; `None` means an empty file (glibc defaults).
+    pub gai_conf: Option<String>,
+    /// `ip addrlabel add` rows on top of the kernel's default labels.
+    pub addrlabels: Vec<LabelRow>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FreebsdPolicy {
+    /// Text installed with `ip6addrctl install`; `None` means rc.d's ipv6_prefer table and
+    /// `Some("")` an empty kernel table.
+    pub ip6addrctl_conf: Option<String>,
+}
+
+/// What the Linux host ends up with, derived from [`Policy`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinuxPolicyEffect {
+    /// `/etc/gai.conf` text.
+    pub gai_conf: String,
+    /// Flush the kernel label table before adding `addrlabels`.
+    pub flush_labels: bool,
+    pub addrlabels: Vec<LabelRow>,
+}
+
+/// What the FreeBSD host ends up with, derived from [`Policy`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FreebsdPolicyEffect {
+    /// The ip6addrctl.conf text installed into the (initially empty) per-VNET table.
+    pub ip6addrctl_conf: String,
+    /// Where the text came from, for plans and explanations.
+    pub origin: &'static str,
+}
+
+impl Policy {
+    pub fn linux(&self) -> LinuxPolicyEffect {
+        match (&self.linux, &self.table) {
+            (Some(linux), _) => LinuxPolicyEffect {
+                gai_conf: linux.gai_conf.clone().unwrap_or_default(),
+                flush_labels: false,
+                addrlabels: linux.addrlabels.clone(),
+            },
+            (None, Some(table)) => LinuxPolicyEffect {
+                gai_conf: addrsel_policy::gai_conf::print_table(table),
+                flush_labels: true,
+                addrlabels: table
+                    .rows
+                    .iter()
+                    .map(|r| LabelRow { prefix: r.prefix, label: r.label as u32, dev: None })
+                    .collect(),
+            },
+            (None, None) => LinuxPolicyEffect { gai_conf: String::new(), flush_labels: false, addrlabels: vec![] },
+        }
+    }
+
+    pub fn freebsd(&self) -> FreebsdPolicyEffect {
+        match (&self.freebsd, &self.table) {
+            (Some(FreebsdPolicy { ip6addrctl_conf: Some(text) }), _) => {
+                FreebsdPolicyEffect { ip6addrctl_conf: text.clone(), origin: "[policy.freebsd] ip6addrctl_conf" }
+            }
+            (_, Some(table)) => FreebsdPolicyEffect {
+                ip6addrctl_conf: addrsel_policy::ip6addrctl::print_conf(table),
+                origin: "[policy] table",
+            },
+            _ => FreebsdPolicyEffect {
+                ip6addrctl_conf: addrsel_policy::ip6addrctl::print_conf(&PolicyTable::rfc6724()),
+                origin: "rc.d ip6addrctl ipv6_prefer default",
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Sysctls {
+    /// `[sysctl.linux]` in file order.
+    pub linux: Vec<(String, String)>,
+    /// `[sysctl.freebsd]` in file order.
+    pub freebsd: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probe {
+    pub id: String,
+    pub kind: ProbeKind,
+    /// IPv6 source preferences set on the probe socket (`IPV6_ADDR_PREFERENCES` on Linux,
+    /// `IPV6_PREFER_TEMPADDR` on FreeBSD).
+    pub prefer: Vec<SourcePreference>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ProbeKind {
+    /// UDP `connect()` + `getsockname()`: the kernel's source for this destination.
+    Connect { dst: IpAddr, zone: Option<String> },
+    /// `getaddrinfo(name, AF_UNSPEC, SOCK_DGRAM)`: the library's destination order.
+    Resolve { name: String },
+}
+
+impl ProbeKind {
+    /// `dst` as written, with `%zone` when given.
+    pub fn dst_text(&self) -> Option<String> {
+        match self {
+            ProbeKind::Connect { dst, zone: Some(z) } => Some(format!("{dst}%{z}")),
+            ProbeKind::Connect { dst, zone: None } => Some(dst.to_string()),
+            ProbeKind::Resolve { .. } => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourcePreference {
+    Temporary,
+    Public,
+    Home,
+    CareOf,
+}
+
+impl SourcePreference {
+    pub const ALL: [(&'static str, SourcePreference); 4] = [
+        ("temporary", SourcePreference::Temporary),
+        ("public", SourcePreference::Public),
+        ("home", SourcePreference::Home),
+        ("care-of", SourcePreference::CareOf),
+    ];
+
+    pub fn word(self) -> &'static str {
+        Self::ALL.iter().find(|(_, p)| *p == self).map(|(w, _)| *w).expect("listed")
+    }
+}
+
+/// Which engine profile or OS family an expectation is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Os {
+    Linux,
+    Freebsd,
+    Rfc6724,
+}
+
+impl Os {
+    pub const ALL: [Os; 3] = [Os::Linux, Os::Freebsd, Os::Rfc6724];
+
+    pub fn word(self) -> &'static str {
+        match self {
+            Os::Linux => "linux",
+            Os::Freebsd => "freebsd",
+            Os::Rfc6724 => "rfc6724",
+        }
+    }
+
+    pub fn from_word(word: &str) -> Option<Os> {
+        Os::ALL.into_iter().find(|o| o.word() == word)
+    }
+}
+
+impl fmt::Display for Os {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
+/// A known outcome, from a real system, that the engine and targets must reproduce.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Expect {
+    pub probe: String,
+    /// The OS family (and engine profile) this holds for.
+    pub os: Os,
+    /// Only on this target (e.g. a release with different behaviour); `None` = every target
+    /// of `os` and its engine profile.
+    pub target: Option<String>,
+    pub outcome: Expected,
+    /// Where the expectation comes from (a measurement, a bug report).
+    pub evidence: Option<String>,
+    /// 1-based line of the `[[expect]]` entry, for messages.
+    pub line: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expected {
+    Source(IpAddr),
+    Error(String),
+    Order(Vec<IpAddr>),
+}
+
+impl Scenario {
+    pub fn interface(&self, name: &str) -> Option<&Interface> {
+        self.interfaces.iter().find(|i| i.name == name)
+    }
+
+    pub fn probe(&self, id: &str) -> Option<&Probe> {
+        self.probes.iter().find(|p| p.id == id)
+    }
+
+    pub fn host(&self, name: &str) -> Option<&HostEntry> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// Every address with the interface that holds it, interfaces in order.
+    pub fn addresses(&self) -> impl Iterator<Item = (&Interface, &Address)> {
+        self.interfaces.iter().flat_map(|i| i.addresses.iter().map(move |a| (i, a)))
+    }
+}
