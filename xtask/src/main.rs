@@ -1,1 +1,73 @@
-fn main() {}
+//! `cargo xtask`: everything addrsel does, one subcommand each.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod explain;
+
+/// addrsel: which source and destination addresses will the operating system really pick,
+/// and why? Runs RFC 6724 address selection in a reference engine and on real kernels, and
+/// compares the two.
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Explain, rule by rule, what each profile decides for every probe of a scenario.
+    Explain(explain::Args),
+    /// Print the commands that configure a scenario on an OS, as a shell script.
+    Repro(explain::ReproArgs),
+}
+
+/// Exit codes shared by every subcommand.
+pub mod exit {
+    /// Everything agreed / succeeded.
+    pub const OK: u8 = 0;
+    /// A disagreement or snapshot change.
+    pub const DISAGREE: u8 = 1;
+    /// Bad input or configuration.
+    pub const BAD_INPUT: u8 = 2;
+    /// A target that was asked for explicitly could not run.
+    pub const NOT_RUN: u8 = 3;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Explain(a) => explain::run(a),
+        Command::Repro(a) => explain::repro(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::BAD_INPUT)
+        }
+    }
+}
+
+/// Loads scenario files, printing every problem with its file and line.
+pub fn load_scenarios(paths: &[PathBuf]) -> Option<Vec<addrsel_runner::corpus::Loaded>> {
+    match addrsel_runner::corpus::load(paths) {
+        Ok(loaded) => {
+            for l in &loaded {
+                for w in &l.warnings {
+                    eprintln!("{w}");
+                }
+            }
+            Some(loaded)
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            None
+        }
+    }
+}

@@ -1,1 +1,222 @@
-pub fn placeholder() {}
+//! The addrsel reference engine: RFC 6724 source and destination selection as the RFC
+//! writes it and as Linux (kernel + glibc) and FreeBSD (kernel + libc) really do it, with a
+//! rule-by-rule explanation of every decision. Pure: no I/O, no unsafe.
+
+use std::fmt::Write as _;
+
+use addrsel_model::Scenario;
+use addrsel_model::results::{ProbeResult, Report};
+use serde::Serialize;
+
+pub mod freebsd;
+pub mod linux;
+pub mod net;
+pub mod rfc;
+pub mod sort;
+pub mod trace;
+
+pub use linux::LinuxProfile;
+use trace::Trace;
+
+/// Whose behaviour to predict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Profile {
+    Linux(LinuxProfile),
+    Freebsd,
+    Rfc6724,
+}
+
+impl Profile {
+    pub const NAMES: [&'static str; 3] = ["linux", "freebsd", "rfc6724"];
+
+    pub fn from_name(name: &str) -> Option<Profile> {
+        match name {
+            "linux" => Some(Profile::Linux(LinuxProfile::default())),
+            "freebsd" => Some(Profile::Freebsd),
+            "rfc6724" => Some(Profile::Rfc6724),
+            _ => None,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Profile::Linux(_) => "linux",
+            Profile::Freebsd => "freebsd",
+            Profile::Rfc6724 => "rfc6724",
+        }
+    }
+
+    /// The `target` field of the engine's reports.
+    pub fn target(&self) -> String {
+        format!("engine:{}", self.name())
+    }
+
+    pub fn os(&self) -> addrsel_model::Os {
+        match self {
+            Profile::Linux(_) => addrsel_model::Os::Linux,
+            Profile::Freebsd => addrsel_model::Os::Freebsd,
+            Profile::Rfc6724 => addrsel_model::Os::Rfc6724,
+        }
+    }
+
+    /// The assumptions this profile runs with, in words.
+    pub fn describe(&self) -> String {
+        match self {
+            Profile::Linux(p) => format!(
+                "Linux kernel (ipv6_dev_get_saddr, inet_select_addr; rule 4 {}) + glibc getaddrinfo ({} gai.conf parser)",
+                if p.mip6 { "on: CONFIG_IPV6_MIP6" } else { "off: no CONFIG_IPV6_MIP6" },
+                match p.glibc {
+                    addrsel_policy::gai_conf::GlibcParser::Before2_41 => "pre-2.41",
+                    addrsel_policy::gai_conf::GlibcParser::From2_41 => "2.41+",
+                }
+            ),
+            Profile::Freebsd => "FreeBSD kernel (in6_selectsrc, in_pcbladdr) + libc getaddrinfo, per-VNET policy table".into(),
+            Profile::Rfc6724 => "RFC 6724 as written".into(),
+        }
+    }
+}
+
+/// One probe's prediction and how it came about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProbePrediction {
+    pub result: ProbeResult,
+    pub trace: Trace,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Prediction {
+    pub profile: Profile,
+    pub report: Report,
+    pub probes: Vec<ProbePrediction>,
+    /// Facts about the whole host (policy installation problems and the like).
+    pub notes: Vec<String>,
+}
+
+/// Predicts every probe of a scenario for one profile.
+pub fn predict(s: &Scenario, profile: &Profile) -> Prediction {
+    let mut notes = Vec::new();
+    let outcomes: Vec<_> = match profile {
+        Profile::Linux(p) => {
+            let l = linux::Linux::new(s, *p);
+            s.probes
+                .iter()
+                .map(|pr| linux::probe(&l, &pr.kind, &pr.prefer))
+                .collect()
+        }
+        Profile::Freebsd => {
+            let f = freebsd::Freebsd::new(s);
+            notes.extend(f.notes().iter().cloned());
+            s.probes
+                .iter()
+                .map(|pr| freebsd::probe(&f, &pr.kind, &pr.prefer))
+                .collect()
+        }
+        Profile::Rfc6724 => {
+            let r = rfc::Rfc::new(s);
+            s.probes
+                .iter()
+                .map(|pr| rfc::probe(&r, &pr.kind, &pr.prefer))
+                .collect()
+        }
+    };
+    let probes: Vec<ProbePrediction> = s
+        .probes
+        .iter()
+        .zip(outcomes)
+        .map(|(p, (outcome, trace))| ProbePrediction {
+            result: ProbeResult {
+                probe: p.id.clone(),
+                outcome,
+            },
+            trace,
+        })
+        .collect();
+    Prediction {
+        profile: *profile,
+        report: Report {
+            scenario: s.name.clone(),
+            target: profile.target(),
+            results: probes.iter().map(|p| p.result.clone()).collect(),
+        },
+        probes,
+        notes,
+    }
+}
+
+/// The whole explanation of one prediction, as text that reads like the RFC worked by hand.
+pub fn explain(s: &Scenario, p: &Prediction) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "== {} [{}]: {}",
+        s.name,
+        p.profile.name(),
+        p.profile.describe()
+    );
+    for n in &p.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    for pp in &p.probes {
+        let _ = writeln!(
+            out,
+            "\nprobe {}: {}",
+            pp.result.probe,
+            pp.result.outcome.summary()
+        );
+        match &pp.trace {
+            Trace::Connect(t) => out.push_str(&trace::render_source(t, 2)),
+            Trace::Resolve(t) => out.push_str(&trace::render_sort(t, 2)),
+            Trace::Unsupported => {}
+        }
+    }
+    out
+}
+
+/// Checks every `[[expect]]` of the scenario against a prediction; returns the misses.
+pub fn check_expectations(s: &Scenario, p: &Prediction) -> Vec<String> {
+    use addrsel_model::Expected;
+    use addrsel_model::results::Outcome;
+    let mut misses = Vec::new();
+    for e in s
+        .expect
+        .iter()
+        .filter(|e| e.os == p.profile.os() && e.target.is_none())
+    {
+        let Some(got) = p.probes.iter().find(|x| x.result.probe == e.probe) else {
+            continue;
+        };
+        let ok = match (&e.outcome, &got.result.outcome) {
+            (Expected::Source(want), Outcome::Connect { source, .. }) => {
+                source.as_ref() == Some(want)
+            }
+            (Expected::Error(want), Outcome::Connect { error, .. }) => error.as_ref() == Some(want),
+            (Expected::Error(want), Outcome::Resolve { error, .. }) => error.as_ref() == Some(want),
+            (
+                Expected::Order(want),
+                Outcome::Resolve {
+                    order, error: None, ..
+                },
+            ) => order == want,
+            _ => false,
+        };
+        if !ok {
+            misses.push(format!(
+                "line {}: expected {} for probe {} on {}, the engine says {}",
+                e.line,
+                match &e.outcome {
+                    Expected::Source(a) => a.to_string(),
+                    Expected::Error(x) => x.clone(),
+                    Expected::Order(o) => o
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                },
+                e.probe,
+                e.os,
+                got.result.outcome.summary()
+            ));
+        }
+    }
+    misses
+}

@@ -26,7 +26,14 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{}:{}:{}: {kind}: {}", self.path, self.line, self.column, self.message)
+        if self.path.is_empty() {
+            return write!(f, "{kind}: {}", self.message);
+        }
+        write!(
+            f,
+            "{}:{}:{}: {kind}: {}",
+            self.path, self.line, self.column, self.message
+        )
     }
 }
 
@@ -65,7 +72,13 @@ impl SourceMap<'_> {
 
     pub fn at(&self, offset: usize, severity: Severity, message: impl Into<String>) -> Diagnostic {
         let (line, column) = self.line_col(offset);
-        Diagnostic { path: self.path.to_string(), line, column, severity, message: message.into() }
+        Diagnostic {
+            path: self.path.to_string(),
+            line,
+            column,
+            severity,
+            message: message.into(),
+        }
     }
 
     /// The file line holding line `k` (1-based) of a string value whose literal spans
@@ -77,6 +90,10 @@ impl SourceMap<'_> {
         let opens_with_newline = ["\"\"\"\n", "'''\n", "\"\"\"\r\n", "'''\r\n"]
             .iter()
             .any(|d| raw.starts_with(d));
-        if opens_with_newline { (start_line + k, true) } else { (start_line, k == 1) }
+        if opens_with_newline {
+            (start_line + k, true)
+        } else {
+            (start_line, k == 1)
+        }
     }
 }

@@ -13,8 +13,8 @@ use addrsel_policy::addrlabel::{KernelLabels, LabelRow};
 use addrsel_policy::gai_conf::{GaiConf, GlibcParser};
 use addrsel_policy::{PolicyRow, PolicyTable, ip6addrctl};
 use ipnet::IpNet;
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use toml::Spanned;
 
 use crate::diag::{Diagnostic, Errors, Severity, SourceMap};
@@ -34,13 +34,24 @@ pub fn parse_scenario(path: &str, text: &str) -> Result<Parsed, Errors> {
         Ok(raw) => raw,
         Err(e) => {
             let offset = e.span().map_or(0, |s| s.start);
-            return Err(Errors(vec![map.at(offset, Severity::Error, e.message().trim().to_string())]));
+            return Err(Errors(vec![map.at(
+                offset,
+                Severity::Error,
+                e.message().trim().to_string(),
+            )]));
         }
     };
-    let mut v = Validator { map, errors: Vec::new(), warnings: Vec::new() };
+    let mut v = Validator {
+        map,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
     let scenario = v.scenario(raw);
     if v.errors.is_empty() {
-        Ok(Parsed { scenario, warnings: v.warnings })
+        Ok(Parsed {
+            scenario,
+            warnings: v.warnings,
+        })
     } else {
         v.errors.sort_by_key(|d| (d.line, d.column));
         Err(Errors(v.errors))
@@ -128,7 +139,13 @@ impl<'de> Deserialize<'de> for RawAddress {
                         other => {
                             return Err(de::Error::unknown_field(
                                 other,
-                                &["address", "deprecated", "temporary", "home", "prefer_source"],
+                                &[
+                                    "address",
+                                    "deprecated",
+                                    "temporary",
+                                    "home",
+                                    "prefer_source",
+                                ],
                             ));
                         }
                     }
@@ -156,10 +173,13 @@ struct RawRoute {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
-    table: Option<Spanned<Vec<Spanned<(Spanned<String>, Spanned<i64>, Spanned<i64>)>>>>,
+    table: Option<Spanned<Vec<Spanned<RawPolicyRow>>>>,
     linux: Option<Spanned<RawLinuxPolicy>>,
     freebsd: Option<Spanned<RawFreebsdPolicy>>,
 }
+
+/// `["PREFIX/LEN", PRECEDENCE, LABEL]`.
+type RawPolicyRow = (Spanned<String>, Spanned<i64>, Spanned<i64>);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -185,8 +205,12 @@ impl<'de> Deserialize<'de> for RawLabelRow {
                 f.write_str("a row [\"PREFIX/LEN\", LABEL] or [\"PREFIX/LEN\", LABEL, \"DEV\"]")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<RawLabelRow, A::Error> {
-                let prefix = s.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
-                let label = s.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                let prefix = s
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let label = s
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
                 let dev = s.next_element()?;
                 if s.next_element::<de::IgnoredAny>()?.is_some() {
                     return Err(de::Error::invalid_length(4, &self));
@@ -304,7 +328,8 @@ const PEER_PREFIX: &str = "addrsel";
 
 impl Validator<'_> {
     fn error(&mut self, span: &Range<usize>, message: impl Into<String>) {
-        self.errors.push(self.map.at(span.start, Severity::Error, message));
+        self.errors
+            .push(self.map.at(span.start, Severity::Error, message));
     }
 
     fn error_at_line(&mut self, line: usize, message: impl Into<String>) {
@@ -330,7 +355,10 @@ impl Validator<'_> {
     fn scenario(&mut self, raw: RawScenario) -> Scenario {
         let name = raw.name.get_ref().clone();
         if !is_slug(&name) {
-            self.error(&raw.name.span(), format!("name `{name}` must be lowercase letters, digits and '-'"));
+            self.error(
+                &raw.name.span(),
+                format!("name `{name}` must be lowercase letters, digits and '-'"),
+            );
         }
         let interfaces = self.interfaces(&raw.interfaces);
         let mut s = Scenario {
@@ -344,7 +372,11 @@ impl Validator<'_> {
             probes: Vec::new(),
             expect: Vec::new(),
         };
-        s.routes = raw.routes.iter().filter_map(|r| self.route(&s, r)).collect();
+        s.routes = raw
+            .routes
+            .iter()
+            .filter_map(|r| self.route(&s, r))
+            .collect();
         s.hosts = self.hosts(&raw.hosts);
         if let Some(policy) = &raw.policy {
             s.policy = self.policy(&s, policy);
@@ -356,7 +388,11 @@ impl Validator<'_> {
             };
         }
         s.probes = self.probes(&s, &raw.probes);
-        s.expect = raw.expect.iter().filter_map(|e| self.expect(&s, e)).collect();
+        s.expect = raw
+            .expect
+            .iter()
+            .filter_map(|e| self.expect(&s, e))
+            .collect();
         s
     }
 
@@ -375,11 +411,11 @@ impl Validator<'_> {
             let ri = ri.get_ref();
             let name = ri.name.get_ref();
             let span = ri.name.span();
-            if name != LOOPBACK {
-                if let Err(why) = check_ifname(name) {
-                    self.error(&span, why);
-                    continue;
-                }
+            if name != LOOPBACK
+                && let Err(why) = check_ifname(name)
+            {
+                self.error(&span, why);
+                continue;
             }
             if !names.insert(name.clone()) {
                 self.error(&span, format!("interface `{name}` is declared twice"));
@@ -390,15 +426,26 @@ impl Validator<'_> {
                 // A bare string has no inner span; use the entry's.
                 let entry_span = ra.span();
                 let ra = ra.get_ref();
-                let span = if ra.address.span().is_empty() { entry_span } else { ra.address.span() };
-                let Some(addr) = self.address(&span, ra, name) else { continue };
+                let span = if ra.address.span().is_empty() {
+                    entry_span
+                } else {
+                    ra.address.span()
+                };
+                let Some(addr) = self.address(&span, ra, name) else {
+                    continue;
+                };
                 if !seen_addrs.insert(addr.addr) {
-                    let implicit = if addr.addr == IpAddr::from([127, 0, 0, 1]) || addr.addr == IpAddr::V6(Ipv6Addr::LOCALHOST) {
+                    let implicit = if addr.addr == IpAddr::from([127, 0, 0, 1])
+                        || addr.addr == IpAddr::V6(Ipv6Addr::LOCALHOST)
+                    {
                         " (lo always has 127.0.0.1/8 and ::1/128; do not declare them)"
                     } else {
                         ""
                     };
-                    self.error(&span, format!("address {} is assigned twice{implicit}", addr.addr));
+                    self.error(
+                        &span,
+                        format!("address {} is assigned twice{implicit}", addr.addr),
+                    );
                     continue;
                 }
                 addresses.push(addr);
@@ -406,7 +453,10 @@ impl Validator<'_> {
             if name == LOOPBACK {
                 lo.addresses.extend(addresses);
             } else {
-                others.push(Interface { name: name.clone(), addresses });
+                others.push(Interface {
+                    name: name.clone(),
+                    addresses,
+                });
             }
         }
         let mut all = vec![lo];
@@ -419,7 +469,11 @@ impl Validator<'_> {
         let net: IpNet = match text.parse() {
             Ok(n) => n,
             Err(_) => {
-                let hint = if text.parse::<IpAddr>().is_ok() { " (the prefix length is required)" } else { "" };
+                let hint = if text.parse::<IpAddr>().is_ok() {
+                    " (the prefix length is required)"
+                } else {
+                    ""
+                };
                 self.error(span, format!("`{text}` is not ADDRESS/PREFIXLEN, for example 10.0.0.50/24 or fd00::1/64{hint}"));
                 return None;
             }
@@ -441,17 +495,27 @@ impl Validator<'_> {
             self.error(span, format!("`{text}`: {why}"));
             return None;
         }
-        let v6_only = [("temporary", ra.temporary), ("home", ra.home), ("prefer_source", ra.prefer_source)];
+        let v6_only = [
+            ("temporary", ra.temporary),
+            ("home", ra.home),
+            ("prefer_source", ra.prefer_source),
+        ];
         if addr.is_ipv4() {
             for (flag, set) in v6_only {
                 if set {
-                    self.error(span, format!("`{flag}` applies to IPv6 addresses only ({text})"));
+                    self.error(
+                        span,
+                        format!("`{flag}` applies to IPv6 addresses only ({text})"),
+                    );
                     return None;
                 }
             }
         }
         if ifname == LOOPBACK && (ra.temporary || ra.home) {
-            self.error(span, format!("`{text}`: temporary and home addresses cannot live on lo"));
+            self.error(
+                span,
+                format!("`{text}`: temporary and home addresses cannot live on lo"),
+            );
             return None;
         }
         Some(Address {
@@ -470,7 +534,10 @@ impl Validator<'_> {
         let to_text = r.to.get_ref();
         let to: Option<IpNet> = match to_text.parse::<IpNet>() {
             Ok(n) if n.trunc() != n => {
-                self.error(&r.to.span(), format!("`{to_text}` has host bits set; write {}", n.trunc()));
+                self.error(
+                    &r.to.span(),
+                    format!("`{to_text}` has host bits set; write {}", n.trunc()),
+                );
                 None
             }
             Ok(n) => Some(n),
@@ -481,7 +548,18 @@ impl Validator<'_> {
         };
         let dev = match &r.dev {
             Some(d) if s.interface(d.get_ref()).is_none() => {
-                self.error(&d.span(), format!("route device `{}` is not a declared interface (known: {})", d.get_ref(), s.interfaces.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")));
+                self.error(
+                    &d.span(),
+                    format!(
+                        "route device `{}` is not a declared interface (known: {})",
+                        d.get_ref(),
+                        s.interfaces
+                            .iter()
+                            .map(|i| i.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
                 ok = false;
                 None
             }
@@ -511,16 +589,22 @@ impl Validator<'_> {
                     ok = false;
                 }
                 (_, IpAddr::V6(v6)) if v6.is_unicast_link_local() && dev.is_none() => {
-                    self.error(span, format!("link-local next hop {via} needs `dev` (which link is it on?)"));
+                    self.error(
+                        span,
+                        format!("link-local next hop {via} needs `dev` (which link is it on?)"),
+                    );
                     ok = false;
                 }
                 _ => {}
             }
             if s.addresses().any(|(_, a)| a.addr == *via) {
-                self.error(span, format!("next hop {via} is one of this host's own addresses"));
+                self.error(
+                    span,
+                    format!("next hop {via} is one of this host's own addresses"),
+                );
                 ok = false;
             }
-            if let IpAddr::V4(_) = via {
+            if via.is_ipv4() {
                 let on_link = s
                     .addresses()
                     .filter(|(i, _)| dev.as_deref().is_none_or(|d| d == i.name))
@@ -535,12 +619,18 @@ impl Validator<'_> {
             None => None,
             Some(sp) => match sp.get_ref().parse::<IpAddr>() {
                 Ok(a) if !s.addresses().any(|(_, x)| x.addr == a) => {
-                    self.error(&sp.span(), format!("preferred source {a} is not an address of this host"));
+                    self.error(
+                        &sp.span(),
+                        format!("preferred source {a} is not an address of this host"),
+                    );
                     ok = false;
                     None
                 }
                 Ok(a) if a.is_ipv4() != to.addr().is_ipv4() => {
-                    self.error(&sp.span(), format!("preferred source {a} is not of the route's family"));
+                    self.error(
+                        &sp.span(),
+                        format!("preferred source {a} is not of the route's family"),
+                    );
                     ok = false;
                     None
                 }
@@ -552,15 +642,27 @@ impl Validator<'_> {
                 }
             },
         };
-        ok.then(|| Route { to, via: via.map(|(a, _)| a), dev, src, metric: r.metric.as_ref().map(|m| *m.get_ref()) })
+        ok.then(|| Route {
+            to,
+            via: via.map(|(a, _)| a),
+            dev,
+            src,
+            metric: r.metric.as_ref().map(|m| *m.get_ref()),
+        })
     }
 
-    fn hosts(&mut self, raw: &Ordered<Spanned<String>, Spanned<Vec<Spanned<String>>>>) -> Vec<HostEntry> {
+    fn hosts(
+        &mut self,
+        raw: &Ordered<Spanned<String>, Spanned<Vec<Spanned<String>>>>,
+    ) -> Vec<HostEntry> {
         let mut out = Vec::new();
         for (name, addrs) in &raw.0 {
             let n = name.get_ref();
             if !is_hostname(n) {
-                self.error(&name.span(), format!("`{n}` is not a host name (letters, digits, '-' and '.')"));
+                self.error(
+                    &name.span(),
+                    format!("`{n}` is not a host name (letters, digits, '-' and '.')"),
+                );
                 continue;
             }
             if addrs.get_ref().is_empty() {
@@ -574,7 +676,10 @@ impl Validator<'_> {
                     Err(_) => self.error(&a.span(), format!("`{}` is not an IP address (zones and prefixes are not allowed in /etc/hosts)", a.get_ref())),
                 }
             }
-            out.push(HostEntry { name: n.clone(), addresses });
+            out.push(HostEntry {
+                name: n.clone(),
+                addresses,
+            });
         }
         out
     }
@@ -586,30 +691,49 @@ impl Validator<'_> {
             let mut seen = HashSet::new();
             for row in table.get_ref() {
                 let (p, prec, label) = row.get_ref();
-                let Some(prefix) = self.v6_prefix(p) else { continue };
+                let Some(prefix) = self.v6_prefix(p) else {
+                    continue;
+                };
                 let mut number = |n: &Spanned<i64>, what: &str| match i32::try_from(*n.get_ref()) {
                     Ok(v) => Some(v),
                     Err(_) => {
-                        self.error(&n.span(), format!("{what} {} does not fit a C int", n.get_ref()));
+                        self.error(
+                            &n.span(),
+                            format!("{what} {} does not fit a C int", n.get_ref()),
+                        );
                         None
                     }
                 };
-                let (Some(precedence), Some(label)) = (number(prec, "precedence"), number(label, "label")) else { continue };
+                let (Some(precedence), Some(label)) =
+                    (number(prec, "precedence"), number(label, "label"))
+                else {
+                    continue;
+                };
                 if !seen.insert(prefix.trunc()) {
-                    self.error(&p.span(), format!("prefix {prefix} appears twice in the table"));
+                    self.error(
+                        &p.span(),
+                        format!("prefix {prefix} appears twice in the table"),
+                    );
                     continue;
                 }
-                rows.push(PolicyRow { prefix, precedence, label });
+                rows.push(PolicyRow {
+                    prefix,
+                    precedence,
+                    label,
+                });
             }
             let table_span = table.span();
             let t = PolicyTable::new(rows);
             if raw.linux.is_none() {
                 self.table_fits_linux(&t, &table_span);
             }
-            if raw.freebsd.as_ref().is_none_or(|f| f.get_ref().ip6addrctl_conf.is_none()) {
-                if let Some(r) = t.rows.iter().find(|r| r.label == -1) {
-                    self.error(&table_span, format!("label -1 for {} is refused by FreeBSD's kernel (it means \"not applicable\")", r.prefix));
-                }
+            if raw
+                .freebsd
+                .as_ref()
+                .is_none_or(|f| f.get_ref().ip6addrctl_conf.is_none())
+                && let Some(r) = t.rows.iter().find(|r| r.label == -1)
+            {
+                self.error(&table_span, format!("label -1 for {} is refused by FreeBSD's kernel (it means \"not applicable\")", r.prefix));
             }
             policy.table = Some(t);
         }
@@ -623,24 +747,35 @@ impl Validator<'_> {
             let mut kernel = KernelLabels::default();
             for row in &l.addrlabels {
                 let r = row.get_ref();
-                let Some(prefix) = self.v6_prefix(&r.prefix) else { continue };
+                let Some(prefix) = self.v6_prefix(&r.prefix) else {
+                    continue;
+                };
                 let label = match u32::try_from(*r.label.get_ref()) {
                     Ok(v) => v,
                     Err(_) => {
-                        self.error(&r.label.span(), format!("label {} is not from 0 to 4294967294", r.label.get_ref()));
+                        self.error(
+                            &r.label.span(),
+                            format!("label {} is not from 0 to 4294967294", r.label.get_ref()),
+                        );
                         continue;
                     }
                 };
                 let dev = r.dev.as_ref().map(|d| d.get_ref().clone());
-                if let (Some(d), Some(span)) = (&dev, r.dev.as_ref().map(|d| d.span())) {
-                    if s.interface(d).is_none() {
-                        self.error(&span, format!("`{d}` is not a declared interface"));
-                        continue;
-                    }
+                if let (Some(d), Some(span)) = (&dev, r.dev.as_ref().map(|d| d.span()))
+                    && s.interface(d).is_none()
+                {
+                    self.error(&span, format!("`{d}` is not a declared interface"));
+                    continue;
                 }
                 let row_value = LabelRow { prefix, label, dev };
                 if let Err(refused) = kernel.add(&row_value) {
-                    self.error(&row.span(), format!("`ip addrlabel add` would fail with {}: {}", refused.errno, refused.reason));
+                    self.error(
+                        &row.span(),
+                        format!(
+                            "`ip addrlabel add` would fail with {}: {}",
+                            refused.errno, refused.reason
+                        ),
+                    );
                     continue;
                 }
                 lp.addrlabels.push(row_value);
@@ -663,11 +798,21 @@ impl Validator<'_> {
         match p.get_ref().parse::<IpNet>() {
             Ok(IpNet::V6(n)) => Some(n),
             Ok(IpNet::V4(n)) => {
-                self.error(&p.span(), format!("policy prefixes are IPv6: write `{n}` as ::ffff:{}/{}", n.network(), u32::from(n.prefix_len()) + 96));
+                self.error(
+                    &p.span(),
+                    format!(
+                        "policy prefixes are IPv6: write `{n}` as ::ffff:{}/{}",
+                        n.network(),
+                        u32::from(n.prefix_len()) + 96
+                    ),
+                );
                 None
             }
             Err(_) => {
-                self.error(&p.span(), format!("`{}` is not an IPv6 prefix (ADDRESS/LEN)", p.get_ref()));
+                self.error(
+                    &p.span(),
+                    format!("`{}` is not an IPv6 prefix (ADDRESS/LEN)", p.get_ref()),
+                );
                 None
             }
         }
@@ -681,8 +826,18 @@ impl Validator<'_> {
                 self.error(span, format!("row {}: gai.conf and `ip addrlabel` cannot hold negative values; give [policy.linux] to say what Linux should use", r.prefix));
                 return;
             }
-            if let Err(refused) = kernel.add(&LabelRow { prefix: r.prefix, label: r.label as u32, dev: None }) {
-                self.error(span, format!("row {}: `ip addrlabel add` would fail with {}: {}; give [policy.linux]", r.prefix, refused.errno, refused.reason));
+            if let Err(refused) = kernel.add(&LabelRow {
+                prefix: r.prefix,
+                label: r.label as u32,
+                dev: None,
+            }) {
+                self.error(
+                    span,
+                    format!(
+                        "row {}: `ip addrlabel add` would fail with {}: {}; give [policy.linux]",
+                        r.prefix, refused.errno, refused.reason
+                    ),
+                );
                 return;
             }
         }
@@ -693,16 +848,28 @@ impl Validator<'_> {
         let old = GaiConf::parse(text.get_ref(), GlibcParser::Before2_41);
         for issue in &new.ignored {
             let (line, _) = self.map.value_line(text.span(), issue.line);
-            self.warn_at_line(line, format!("gai_conf line {}: {}", issue.line, issue.message));
+            self.warn_at_line(
+                line,
+                format!("gai_conf line {}: {}", issue.line, issue.message),
+            );
         }
         let new_lines: HashSet<usize> = new.ignored.iter().map(|i| i.line).collect();
         for issue in old.ignored.iter().filter(|i| !new_lines.contains(&i.line)) {
             let (line, _) = self.map.value_line(text.span(), issue.line);
-            self.warn_at_line(line, format!("gai_conf line {}: glibc before 2.41 differs here: {}", issue.line, issue.message));
+            self.warn_at_line(
+                line,
+                format!(
+                    "gai_conf line {}: glibc before 2.41 differs here: {}",
+                    issue.line, issue.message
+                ),
+            );
         }
         if let Some(crash) = &old.crash {
             let (line, _) = self.map.value_line(text.span(), crash.line);
-            self.warn_at_line(line, format!("gai_conf line {}: {}", crash.line, crash.message));
+            self.warn_at_line(
+                line,
+                format!("gai_conf line {}: {}", crash.line, crash.message),
+            );
         }
     }
 
@@ -710,7 +877,10 @@ impl Validator<'_> {
         match ip6addrctl::parse_conf(text.get_ref()) {
             Err(issue) => {
                 let (line, _) = self.map.value_line(text.span(), issue.line);
-                self.error_at_line(line, format!("ip6addrctl_conf line {}: {}", issue.line, issue.message));
+                self.error_at_line(
+                    line,
+                    format!("ip6addrctl_conf line {}: {}", issue.line, issue.message),
+                );
             }
             Ok(rows) => {
                 let mut kernel = PolicyTable::default();
@@ -718,7 +888,12 @@ impl Validator<'_> {
                     let line = text
                         .get_ref()
                         .lines()
-                        .position(|l| l.split_whitespace().next().is_some_and(|p| p.parse::<IpNet>().is_ok_and(|n| n.trunc() == IpNet::V6(r.row.prefix))))
+                        .position(|l| {
+                            l.split_whitespace().next().is_some_and(|p| {
+                                p.parse::<IpNet>()
+                                    .is_ok_and(|n| n.trunc() == IpNet::V6(r.row.prefix))
+                            })
+                        })
                         .map_or(1, |i| i + 1);
                     let (file_line, _) = self.map.value_line(text.span(), line);
                     self.warn_at_line(file_line, format!("ip6addrctl_conf line {line}: the kernel refuses this row with {} ({}); `ip6addrctl install` warns and installs the rest", r.errno, r.reason));
@@ -727,7 +902,12 @@ impl Validator<'_> {
         }
     }
 
-    fn sysctls(&mut self, s: &Scenario, raw: &Ordered<Spanned<String>, Spanned<SysctlValue>>, os: SysctlOs) -> Vec<(String, String)> {
+    fn sysctls(
+        &mut self,
+        s: &Scenario,
+        raw: &Ordered<Spanned<String>, Spanned<SysctlValue>>,
+        os: SysctlOs,
+    ) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for (key, value) in &raw.0 {
             let k = key.get_ref();
@@ -736,7 +916,12 @@ impl Validator<'_> {
                 continue;
             }
             let v = &value.get_ref().0;
-            if v.is_empty() || v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric() || " _.:/-".contains(c)) {
+            if v.is_empty()
+                || v.len() > 64
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || " _.:/-".contains(c))
+            {
                 self.error(&value.span(), format!("sysctl value `{v}` must be 1 to 64 characters of letters, digits, space and _.:/-"));
                 continue;
             }
@@ -753,7 +938,10 @@ impl Validator<'_> {
             let p = rp.get_ref();
             let id = p.id.get_ref();
             if !is_slug(id) {
-                self.error(&p.id.span(), format!("probe id `{id}` must be lowercase letters, digits and '-'"));
+                self.error(
+                    &p.id.span(),
+                    format!("probe id `{id}` must be lowercase letters, digits and '-'"),
+                );
                 continue;
             }
             if !ids.insert(id.clone()) {
@@ -768,16 +956,28 @@ impl Validator<'_> {
                         None => (text.as_str(), None),
                     };
                     let Ok(dst) = addr_text.parse::<IpAddr>() else {
-                        self.error(&c.span(), format!("`{text}` is not an address (ADDRESS or IPv6ADDRESS%INTERFACE)"));
+                        self.error(
+                            &c.span(),
+                            format!(
+                                "`{text}` is not an address (ADDRESS or IPv6ADDRESS%INTERFACE)"
+                            ),
+                        );
                         continue;
                     };
+                    if dst.is_multicast() && zone.is_none() {
+                        self.error(&c.span(), format!("multicast destination {dst} needs %INTERFACE (which interface sends it)"));
+                        continue;
+                    }
                     if let Some(z) = &zone {
                         if dst.is_ipv4() {
                             self.error(&c.span(), "a %zone applies to IPv6 destinations only");
                             continue;
                         }
                         if s.interface(z).is_none() {
-                            self.error(&c.span(), format!("zone `{z}` is not a declared interface"));
+                            self.error(
+                                &c.span(),
+                                format!("zone `{z}` is not a declared interface"),
+                            );
                             continue;
                         }
                     }
@@ -785,10 +985,18 @@ impl Validator<'_> {
                 }
                 (None, Some(r)) => {
                     if s.host(r.get_ref()).is_none() {
-                        self.error(&r.span(), format!("`{}` is not in [hosts]; add it there with its addresses", r.get_ref()));
+                        self.error(
+                            &r.span(),
+                            format!(
+                                "`{}` is not in [hosts]; add it there with its addresses",
+                                r.get_ref()
+                            ),
+                        );
                         continue;
                     }
-                    ProbeKind::Resolve { name: r.get_ref().clone() }
+                    ProbeKind::Resolve {
+                        name: r.get_ref().clone(),
+                    }
                 }
                 _ => {
                     self.error(&span, "a probe needs exactly one of `connect` (an address) or `resolve` (a host name)");
@@ -797,17 +1005,35 @@ impl Validator<'_> {
             };
             let mut prefer = Vec::new();
             for w in &p.prefer {
-                match SourcePreference::ALL.iter().find(|(word, _)| word == w.get_ref()) {
+                match SourcePreference::ALL
+                    .iter()
+                    .find(|(word, _)| word == w.get_ref())
+                {
                     Some((_, pref)) => prefer.push(*pref),
-                    None => self.error(&w.span(), format!("unknown preference `{}` (expected temporary, public, home or care-of)", w.get_ref())),
+                    None => self.error(
+                        &w.span(),
+                        format!(
+                            "unknown preference `{}` (expected temporary, public, home or care-of)",
+                            w.get_ref()
+                        ),
+                    ),
                 }
             }
             use SourcePreference::*;
-            if (prefer.contains(&Temporary) && prefer.contains(&Public)) || (prefer.contains(&Home) && prefer.contains(&CareOf)) {
-                self.error(&span, "`prefer` cannot ask for both temporary and public, or both home and care-of");
+            if (prefer.contains(&Temporary) && prefer.contains(&Public))
+                || (prefer.contains(&Home) && prefer.contains(&CareOf))
+            {
+                self.error(
+                    &span,
+                    "`prefer` cannot ask for both temporary and public, or both home and care-of",
+                );
                 continue;
             }
-            out.push(Probe { id: id.clone(), kind, prefer });
+            out.push(Probe {
+                id: id.clone(),
+                kind,
+                prefer,
+            });
         }
         out
     }
@@ -816,31 +1042,51 @@ impl Validator<'_> {
         let span = raw.span();
         let e = raw.get_ref();
         let Some(probe) = s.probe(e.probe.get_ref()) else {
-            self.error(&e.probe.span(), format!("no probe has id `{}`", e.probe.get_ref()));
+            self.error(
+                &e.probe.span(),
+                format!("no probe has id `{}`", e.probe.get_ref()),
+            );
             return None;
         };
         let Some(os) = Os::from_word(e.os.get_ref()) else {
-            self.error(&e.os.span(), format!("os `{}` is not linux, freebsd or rfc6724", e.os.get_ref()));
+            self.error(
+                &e.os.span(),
+                format!("os `{}` is not linux, freebsd or rfc6724", e.os.get_ref()),
+            );
             return None;
         };
-        if let Some(t) = &e.target {
-            if !t.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c)) {
-                self.error(&t.span(), format!("`{}` is not a target name", t.get_ref()));
-                return None;
-            }
+        if let Some(t) = &e.target
+            && !t
+                .get_ref()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-".contains(c))
+        {
+            self.error(&t.span(), format!("`{}` is not a target name", t.get_ref()));
+            return None;
         }
         let outcome = match (&e.source, &e.error, &e.order, &probe.kind) {
             (Some(src), None, None, ProbeKind::Connect { .. }) => match src.get_ref().parse() {
                 Ok(a) => Expected::Source(a),
                 Err(_) => {
-                    self.error(&src.span(), format!("`{}` is not an address", src.get_ref()));
+                    self.error(
+                        &src.span(),
+                        format!("`{}` is not an address", src.get_ref()),
+                    );
                     return None;
                 }
             },
             (None, Some(err), None, _) => {
                 let name = err.get_ref();
-                if !(name.starts_with('E') && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') || name.starts_with("SIG")) {
-                    self.error(&err.span(), format!("`{name}` is not an errno name like EHOSTUNREACH"));
+                if !(name.starts_with('E')
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                    || name.starts_with("SIG"))
+                {
+                    self.error(
+                        &err.span(),
+                        format!("`{name}` is not an errno name like EHOSTUNREACH"),
+                    );
                     return None;
                 }
                 Expected::Error(name.clone())
@@ -856,18 +1102,27 @@ impl Validator<'_> {
                         }
                     }
                 }
-                let mut want = s.host(name).map(|h| h.addresses.clone()).unwrap_or_default();
+                let mut want = s
+                    .host(name)
+                    .map(|h| h.addresses.clone())
+                    .unwrap_or_default();
                 let mut got = addrs.clone();
                 want.sort();
                 got.sort();
                 if want != got {
-                    self.error(&order.span(), format!("order must list exactly the addresses of `{name}` in [hosts]"));
+                    self.error(
+                        &order.span(),
+                        format!("order must list exactly the addresses of `{name}` in [hosts]"),
+                    );
                     return None;
                 }
                 Expected::Order(addrs)
             }
             (Some(_), None, None, ProbeKind::Resolve { .. }) => {
-                self.error(&span, "`source` applies to connect probes; a resolve probe expects `order`");
+                self.error(
+                    &span,
+                    "`source` applies to connect probes; a resolve probe expects `order`",
+                );
                 return None;
             }
             (None, None, Some(_), ProbeKind::Connect { .. }) => {
@@ -875,7 +1130,10 @@ impl Validator<'_> {
                 return None;
             }
             _ => {
-                self.error(&span, "an expectation needs exactly one of `source`, `error` or `order`");
+                self.error(
+                    &span,
+                    "an expectation needs exactly one of `source`, `error` or `order`",
+                );
                 return None;
             }
         };
@@ -898,22 +1156,34 @@ enum SysctlOs {
 }
 
 fn is_slug(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 fn is_hostname(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
-        && s.split('.').all(|l| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 /// Interface names valid on both Linux and FreeBSD and safe in sysctl keys and argv.
 pub fn check_ifname(name: &str) -> Result<(), String> {
     let valid = (1..=15).contains(&name.len())
         && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if !valid {
-        return Err(format!("interface name `{name}` must be 1 to 15 characters: a letter, then letters, digits, '_' or '-'"));
+        return Err(format!(
+            "interface name `{name}` must be 1 to 15 characters: a letter, then letters, digits, '_' or '-'"
+        ));
     }
     if RESERVED_IFNAMES.contains(&name) || name.starts_with(PEER_PREFIX) {
         return Err(format!("interface name `{name}` is reserved"));
@@ -925,25 +1195,35 @@ pub fn check_ifname(name: &str) -> Result<(), String> {
 /// else would change the machine the harness runs on.
 fn check_sysctl_key(s: &Scenario, key: &str, os: SysctlOs) -> Result<(), String> {
     let parts: Vec<&str> = key.split('.').collect();
-    let charset_ok = parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+    let charset_ok = parts.iter().all(|p| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    });
     if !charset_ok {
         return Err(format!("`{key}` is not a sysctl name"));
     }
     match os {
         SysctlOs::Linux => {
             if !(key.starts_with("net.ipv4.") || key.starts_with("net.ipv6.")) {
-                return Err(format!("`{key}`: only net.ipv4.* and net.ipv6.* sysctls (per network namespace) may be set"));
+                return Err(format!(
+                    "`{key}`: only net.ipv4.* and net.ipv6.* sysctls (per network namespace) may be set"
+                ));
             }
             if parts.len() >= 4 && parts[2] == "conf" {
                 let dev = parts[3];
                 if !["all", "default"].contains(&dev) && s.interface(dev).is_none() {
-                    return Err(format!("`{key}` names interface `{dev}`, which is not declared"));
+                    return Err(format!(
+                        "`{key}` names interface `{dev}`, which is not declared"
+                    ));
                 }
             }
         }
         SysctlOs::Freebsd => {
             if !(key.starts_with("net.inet.") || key.starts_with("net.inet6.")) {
-                return Err(format!("`{key}`: only net.inet.* and net.inet6.* sysctls (per VNET) may be set"));
+                return Err(format!(
+                    "`{key}`: only net.inet.* and net.inet6.* sysctls (per VNET) may be set"
+                ));
             }
         }
     }

@@ -56,7 +56,11 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stdin: Option<String>,
     },
-    Sysctl { place: Place, key: String, value: String },
+    Sysctl {
+        place: Place,
+        key: String,
+        value: String,
+    },
     /// Linux: bind a private copy of `content` over `target` in the scenario's mount
     /// namespace.
     PrivateFile { target: String, content: String },
@@ -65,11 +69,19 @@ pub enum Step {
 }
 
 fn run(place: Place, argv: &[&str]) -> Step {
-    Step::Run { place, argv: argv.iter().map(|s| s.to_string()).collect(), stdin: None }
+    Step::Run {
+        place,
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        stdin: None,
+    }
 }
 
 fn run_owned(place: Place, argv: Vec<String>) -> Step {
-    Step::Run { place, argv, stdin: None }
+    Step::Run {
+        place,
+        argv,
+        stdin: None,
+    }
 }
 
 /// Name of the far end of the veth pair for declared interface `index` (1-based).
@@ -99,23 +111,68 @@ pub fn linux(s: &Scenario) -> Plan {
     let mut unsupported = Vec::new();
     let mut notes = Vec::new();
     // `default` sysctls only affect interfaces created later.
-    let (defaults, others): (Vec<_>, Vec<_>) =
-        s.sysctl.linux.iter().partition(|(k, _)| k.split('.').nth(3) == Some("default"));
+    let (defaults, others): (Vec<_>, Vec<_>) = s
+        .sysctl
+        .linux
+        .iter()
+        .partition(|(k, _)| k.split('.').nth(3) == Some("default"));
     for (key, value) in defaults {
-        setup.push(Step::Sysctl { place: Scenario, key: key.clone(), value: value.clone() });
+        setup.push(Step::Sysctl {
+            place: Scenario,
+            key: key.clone(),
+            value: value.clone(),
+        });
     }
-    for (index, iface) in s.interfaces.iter().enumerate().filter(|(_, i)| !i.is_loopback()) {
+    for (index, iface) in s
+        .interfaces
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| !i.is_loopback())
+    {
         let peer = linux_peer_name(index);
-        setup.push(run(Scenario, &["ip", "link", "add", &iface.name, "type", "veth", "peer", "name", &peer, "netns", "{peer}"]));
+        setup.push(run(
+            Scenario,
+            &[
+                "ip",
+                "link",
+                "add",
+                &iface.name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &peer,
+                "netns",
+                "{peer}",
+            ],
+        ));
         // No automatic link-local address: the host has exactly the declared addresses.
-        setup.push(run(Scenario, &["ip", "link", "set", "dev", &iface.name, "addrgenmode", "none"]));
+        setup.push(run(
+            Scenario,
+            &[
+                "ip",
+                "link",
+                "set",
+                "dev",
+                &iface.name,
+                "addrgenmode",
+                "none",
+            ],
+        ));
         setup.push(run(Peer, &["ip", "link", "set", "dev", &peer, "up"]));
     }
     for (key, value) in others {
-        setup.push(Step::Sysctl { place: Scenario, key: key.clone(), value: value.clone() });
+        setup.push(Step::Sysctl {
+            place: Scenario,
+            key: key.clone(),
+            value: value.clone(),
+        });
     }
     for iface in s.interfaces.iter().filter(|i| !i.is_loopback()) {
-        setup.push(run(Scenario, &["ip", "link", "set", "dev", &iface.name, "up"]));
+        setup.push(run(
+            Scenario,
+            &["ip", "link", "set", "dev", &iface.name, "up"],
+        ));
     }
     for iface in &s.interfaces {
         let implicit = if iface.is_loopback() { 2 } else { 0 };
@@ -127,10 +184,13 @@ pub fn linux(s: &Scenario) -> Plan {
                 continue;
             }
             if a.prefer_source {
-                notes.push(format!("{a}: prefer_source is a FreeBSD flag; Linux has no equivalent"));
+                notes.push(format!(
+                    "{a}: prefer_source is a FreeBSD flag; Linux has no equivalent"
+                ));
             }
-            let mut argv: Vec<String> =
-                ["ip", "addr", "add", &a.to_string(), "dev", &iface.name].map(String::from).into();
+            let mut argv: Vec<String> = ["ip", "addr", "add", &a.to_string(), "dev", &iface.name]
+                .map(String::from)
+                .into();
             if a.addr.is_ipv6() {
                 argv.push("nodad".into());
             }
@@ -172,7 +232,9 @@ pub fn linux(s: &Scenario) -> Plan {
         setup.push(run(Scenario, &["ip", "addrlabel", "flush"]));
     }
     for row in &policy.addrlabels {
-        let mut argv: Vec<String> = ["ip", "addrlabel", "add", "prefix"].map(String::from).into();
+        let mut argv: Vec<String> = ["ip", "addrlabel", "add", "prefix"]
+            .map(String::from)
+            .into();
         argv.push(addrsel_policy::c_style(&row.prefix));
         argv.extend(["label".into(), row.label.to_string()]);
         if let Some(dev) = &row.dev {
@@ -187,7 +249,10 @@ pub fn linux(s: &Scenario) -> Plan {
         ("/etc/nsswitch.conf", "hosts: files\n".to_string()),
         ("/etc/host.conf", "multi on\n".to_string()),
     ] {
-        setup.push(Step::PrivateFile { target: target.into(), content });
+        setup.push(Step::PrivateFile {
+            target: target.into(),
+            content,
+        });
     }
     Plan {
         os: PlanOs::Linux,
@@ -216,50 +281,136 @@ pub fn freebsd(s: &Scenario) -> Plan {
     let mut setup = Vec::new();
     let mut unsupported = Vec::new();
     let mut notes = Vec::new();
-    let declared: Vec<(usize, &Interface)> =
-        s.interfaces.iter().enumerate().filter(|(_, i)| !i.is_loopback()).collect();
+    let declared: Vec<(usize, &Interface)> = s
+        .interfaces
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| !i.is_loopback())
+        .collect();
     for (index, _) in &declared {
-        setup.push(run_owned(Host, vec!["ifconfig".into(), format!("{{epair{index}}}"), "create".into()]));
-        setup.push(run_owned(Host, vec!["ifconfig".into(), epair(*index, 'b'), "up".into()]));
+        setup.push(run_owned(
+            Host,
+            vec![
+                "ifconfig".into(),
+                format!("{{epair{index}}}"),
+                "create".into(),
+            ],
+        ));
+        setup.push(run_owned(
+            Host,
+            vec!["ifconfig".into(), epair(*index, 'b'), "up".into()],
+        ));
     }
     setup.push(run(Host, &["mkdir", "-p", "{dir}/root"]));
-    setup.push(run(Host, &["mount", "-t", "nullfs", "-o", "ro", "/", "{dir}/root"]));
-    setup.push(Step::WriteFile { path: "{dir}/hosts".into(), content: hosts_file(s) });
-    setup.push(run(Host, &["mount", "-t", "nullfs", "{dir}/hosts", "{dir}/root/etc/hosts"]));
-    let mut jail: Vec<String> =
-        ["jail", "-c", "name={jail}", "path={dir}/root", "persist", "vnet", "mount.devfs"].map(String::from).into();
+    setup.push(run(
+        Host,
+        &["mount", "-t", "nullfs", "-o", "ro", "/", "{dir}/root"],
+    ));
+    setup.push(Step::WriteFile {
+        path: "{dir}/hosts".into(),
+        content: hosts_file(s),
+    });
+    setup.push(run(
+        Host,
+        &[
+            "mount",
+            "-t",
+            "nullfs",
+            "{dir}/hosts",
+            "{dir}/root/etc/hosts",
+        ],
+    ));
+    let mut jail: Vec<String> = [
+        "jail",
+        "-c",
+        "name={jail}",
+        "path={dir}/root",
+        "persist",
+        "vnet",
+        "mount.devfs",
+    ]
+    .map(String::from)
+    .into();
     for (index, _) in &declared {
         jail.push(format!("vnet.interface={}", epair(*index, 'a')));
     }
     setup.push(run_owned(Host, jail));
     // No DAD anywhere in this VNET, and no automatic link-local addresses on lo0.
-    setup.push(Step::Sysctl { place: Scenario, key: "net.inet6.ip6.dad_count".into(), value: "0".into() });
-    setup.push(run(Scenario, &["ifconfig", "lo0", "inet6", "-auto_linklocal"]));
-    setup.push(run(Scenario, &["ifconfig", "lo0", "inet", "127.0.0.1/8", "up"]));
-    setup.push(run(Scenario, &["ifconfig", "lo0", "inet6", "::1/128", "alias"]));
+    setup.push(Step::Sysctl {
+        place: Scenario,
+        key: "net.inet6.ip6.dad_count".into(),
+        value: "0".into(),
+    });
+    setup.push(run(
+        Scenario,
+        &["ifconfig", "lo0", "inet6", "-auto_linklocal"],
+    ));
+    setup.push(run(
+        Scenario,
+        &["ifconfig", "lo0", "inet", "127.0.0.1/8", "up"],
+    ));
+    setup.push(run(
+        Scenario,
+        &["ifconfig", "lo0", "inet6", "::1/128", "alias"],
+    ));
     for (index, iface) in &declared {
-        setup.push(run_owned(Scenario, vec!["ifconfig".into(), epair(*index, 'a'), "name".into(), iface.name.clone()]));
-        setup.push(run(Scenario, &["ifconfig", &iface.name, "inet6", "-auto_linklocal", "no_dad", "-ifdisabled", "up"]));
+        setup.push(run_owned(
+            Scenario,
+            vec![
+                "ifconfig".into(),
+                epair(*index, 'a'),
+                "name".into(),
+                iface.name.clone(),
+            ],
+        ));
+        setup.push(run(
+            Scenario,
+            &[
+                "ifconfig",
+                &iface.name,
+                "inet6",
+                "-auto_linklocal",
+                "no_dad",
+                "-ifdisabled",
+                "up",
+            ],
+        ));
     }
     for (key, value) in &s.sysctl.freebsd {
-        setup.push(Step::Sysctl { place: Scenario, key: key.clone(), value: value.clone() });
+        setup.push(Step::Sysctl {
+            place: Scenario,
+            key: key.clone(),
+            value: value.clone(),
+        });
     }
     for iface in &s.interfaces {
-        let name = if iface.is_loopback() { "lo0" } else { iface.name.as_str() };
+        let name = if iface.is_loopback() {
+            "lo0"
+        } else {
+            iface.name.as_str()
+        };
         let implicit = if iface.is_loopback() { 2 } else { 0 };
         for a in &iface.addresses[implicit..] {
             if a.temporary {
-                unsupported.push(format!("temporary address {a}: FreeBSD's ifconfig cannot mark an address temporary"));
+                unsupported.push(format!(
+                    "temporary address {a}: FreeBSD's ifconfig cannot mark an address temporary"
+                ));
                 continue;
             }
             if a.home {
-                notes.push(format!("{a}: FreeBSD has no Mobile IPv6 home addresses; the flag changes nothing there"));
+                notes.push(format!(
+                    "{a}: FreeBSD has no Mobile IPv6 home addresses; the flag changes nothing there"
+                ));
             }
             let family = if a.addr.is_ipv4() { "inet" } else { "inet6" };
-            let mut argv: Vec<String> = ["ifconfig", name, family, &a.to_string(), "alias"].map(String::from).into();
+            let mut argv: Vec<String> = ["ifconfig", name, family, &a.to_string(), "alias"]
+                .map(String::from)
+                .into();
             if a.deprecated {
                 if a.addr.is_ipv4() {
-                    unsupported.push(format!("deprecated IPv4 address {a}: FreeBSD has no IPv4 address lifetimes"));
+                    unsupported.push(format!(
+                        "deprecated IPv4 address {a}: FreeBSD has no IPv4 address lifetimes"
+                    ));
                     continue;
                 }
                 argv.push("deprecated".into());
@@ -279,17 +430,27 @@ pub fn freebsd(s: &Scenario) -> Plan {
             continue;
         }
         if r.metric.is_some() {
-            notes.push(format!("route {}: FreeBSD routes have no metric; it is ignored", r.to));
+            notes.push(format!(
+                "route {}: FreeBSD routes have no metric; it is ignored",
+                r.to
+            ));
         }
         setup.push(run_owned(Scenario, freebsd_route(r)));
     }
     let policy = s.policy.freebsd();
     setup.push(Step::Run {
         place: Scenario,
-        argv: ["ip6addrctl", "install", "/dev/stdin"].map(String::from).into(),
+        argv: ["ip6addrctl", "install", "/dev/stdin"]
+            .map(String::from)
+            .into(),
         stdin: Some(policy.ip6addrctl_conf.clone()),
     });
-    if !s.policy.linux.as_ref().is_none_or(|l| l.gai_conf.is_none() && l.addrlabels.is_empty()) {
+    if !s
+        .policy
+        .linux
+        .as_ref()
+        .is_none_or(|l| l.gai_conf.is_none() && l.addrlabels.is_empty())
+    {
         notes.push("[policy.linux] applies to Linux only".into());
     }
     let mut cleanup = Vec::new();
@@ -316,9 +477,14 @@ fn freebsd_route(r: &Route) -> Vec<String> {
     let mut argv: Vec<String> = vec!["route".into(), "add".into()];
     let family = if r.to.addr().is_ipv4() { "-4" } else { "-6" };
     argv.push(family.into());
-    let host = matches!(r.to, IpNet::V4(n) if n.prefix_len() == 32) || matches!(r.to, IpNet::V6(n) if n.prefix_len() == 128);
+    let host = matches!(r.to, IpNet::V4(n) if n.prefix_len() == 32)
+        || matches!(r.to, IpNet::V6(n) if n.prefix_len() == 128);
     argv.push(if host { "-host" } else { "-net" }.into());
-    argv.push(if host { r.to.addr().to_string() } else { r.to.to_string() });
+    argv.push(if host {
+        r.to.addr().to_string()
+    } else {
+        r.to.to_string()
+    });
     match (r.via, &r.dev) {
         (Some(via), dev) => {
             if r.is_v4_via_v6() {
@@ -345,8 +511,14 @@ fn freebsd_route(r: &Route) -> Vec<String> {
 /// Quotes an argument for a POSIX shell when it needs it.
 pub fn shell_quote(arg: &str) -> String {
     let plain = !arg.is_empty()
-        && arg.chars().all(|c| c.is_ascii_alphanumeric() || "%+,-./:=@_$".contains(c));
-    if plain { arg.to_string() } else { format!("'{}'", arg.replace('\'', "'\\''")) }
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "%+,-./:=@_$".contains(c));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
 }
 
 /// Placeholders become shell variables the script defines at the top.
@@ -379,10 +551,15 @@ fn heredoc(content: &str) -> String {
 /// The plan as a shell script a person can run to reproduce the scenario by hand.
 pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
     let mut out = String::from("#!/bin/sh\n");
-    let _ = writeln!(out, "# addrsel repro: scenario `{}` on {}", s.name, match plan.os {
-        PlanOs::Linux => "Linux",
-        PlanOs::Freebsd => "FreeBSD",
-    });
+    let _ = writeln!(
+        out,
+        "# addrsel repro: scenario `{}` on {}",
+        s.name,
+        match plan.os {
+            PlanOs::Linux => "Linux",
+            PlanOs::Freebsd => "FreeBSD",
+        }
+    );
     if !s.description.is_empty() {
         for line in s.description.lines() {
             let _ = writeln!(out, "# {line}");
@@ -433,7 +610,9 @@ pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
             }
             Step::Sysctl { place, key, value } => {
                 let cmd = match plan.os {
-                    PlanOs::Linux => format!("sysctl -qw {}", shell_quote(&format!("{key}={value}"))),
+                    PlanOs::Linux => {
+                        format!("sysctl -qw {}", shell_quote(&format!("{key}={value}")))
+                    }
                     PlanOs::Freebsd => format!("sysctl {}", shell_quote(&format!("{key}={value}"))),
                 };
                 let line = match (plan.os, place) {
@@ -454,7 +633,11 @@ pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
         }
     }
     out.push_str("\n# Probes: python3 makes the same calls as the addrsel agent (UDP connect + getsockname,\n# getaddrinfo); without it, the closest standard tools.\n");
-    let jexec = if plan.os == PlanOs::Freebsd { "jexec $jail " } else { "" };
+    let jexec = if plan.os == PlanOs::Freebsd {
+        "jexec $jail "
+    } else {
+        ""
+    };
     for p in &plan.probes {
         match &p.kind {
             ProbeKind::Connect { dst, zone } => {
@@ -465,7 +648,14 @@ pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
                 let prefer = if p.prefer.is_empty() {
                     String::new()
                 } else {
-                    format!(" (the agent also sets source preferences: {})", p.prefer.iter().map(|x| x.word()).collect::<Vec<_>>().join(", "))
+                    format!(
+                        " (the agent also sets source preferences: {})",
+                        p.prefer
+                            .iter()
+                            .map(|x| x.word())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
                 };
                 let family = if dst.is_ipv4() { "AF_INET" } else { "AF_INET6" };
                 let _ = writeln!(out, "echo '== {}: source for {target}{prefer}'", p.id);
@@ -476,11 +666,18 @@ pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
                 );
                 match plan.os {
                     PlanOs::Linux => {
-                        let oif = zone.as_ref().map(|z| format!(" oif {z}")).unwrap_or_default();
+                        let oif = zone
+                            .as_ref()
+                            .map(|z| format!(" oif {z}"))
+                            .unwrap_or_default();
                         let _ = writeln!(out, "  ip route get {dst}{oif} || true; fi");
                     }
                     PlanOs::Freebsd => {
-                        let _ = writeln!(out, "  jexec $jail route -n get {} || true; fi", shell_quote(&target));
+                        let _ = writeln!(
+                            out,
+                            "  jexec $jail route -n get {} || true; fi",
+                            shell_quote(&target)
+                        );
                     }
                 }
             }
@@ -493,10 +690,17 @@ pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
                 );
                 match plan.os {
                     PlanOs::Linux => {
-                        let _ = writeln!(out, "  getent ahosts {} | awk '$2 == \"DGRAM\" {{ print $1 }}' || true; fi", shell_quote(name));
+                        let _ = writeln!(
+                            out,
+                            "  getent ahosts {} | awk '$2 == \"DGRAM\" {{ print $1 }}' || true; fi",
+                            shell_quote(name)
+                        );
                     }
                     PlanOs::Freebsd => {
-                        let _ = writeln!(out, "  echo 'python3 is needed to print the getaddrinfo order'; fi");
+                        let _ = writeln!(
+                            out,
+                            "  echo 'python3 is needed to print the getaddrinfo order'; fi"
+                        );
                     }
                 }
             }
@@ -508,7 +712,11 @@ pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
             if let Step::Run { place, argv, .. } = step {
                 let cmd: Vec<String> = argv.iter().map(|a| shell_arg(a)).collect();
                 let cmd = cmd.join(" ");
-                let line = if *place == Place::Scenario { format!("jexec $jail {cmd}") } else { cmd };
+                let line = if *place == Place::Scenario {
+                    format!("jexec $jail {cmd}")
+                } else {
+                    cmd
+                };
                 let _ = writeln!(out, "{line}");
             }
         }

@@ -16,11 +16,16 @@ pub fn parse_conf(text: &str) -> Result<PolicyTable, LineIssue> {
         let line = index + 1;
         let fail = |detail: String| LineIssue {
             line,
-            message: format!("{detail}; `ip6addrctl install` stops with \"parse failed at line {line}\" and installs nothing"),
+            message: format!(
+                "{detail}; `ip6addrctl install` stops with \"parse failed at line {line}\" and installs nothing"
+            ),
         };
         let bytes = raw.as_bytes();
         let is_blank = |b: u8| b == b' ' || b == b'\t';
-        let mut i = bytes.iter().position(|&b| !is_blank(b)).unwrap_or(bytes.len());
+        let mut i = bytes
+            .iter()
+            .position(|&b| !is_blank(b))
+            .unwrap_or(bytes.len());
         // Blank and comment lines: only when the first non-blank character is '\n' or '#'.
         if matches!(bytes.get(i), Some(b'\n' | b'#')) {
             continue;
@@ -58,7 +63,9 @@ pub fn parse_conf(text: &str) -> Result<PolicyTable, LineIssue> {
         // getaddrinfo(AF_INET6, AI_NUMERICHOST) accepts a %zone suffix; the policy ignores it.
         let addr_only = addr_text.split_once('%').map_or(addr_text, |(a, _)| a);
         let addr: std::net::Ipv6Addr = addr_only.parse().map_err(|_| {
-            fail(format!("`{addr_text}` is not a numeric IPv6 address (getaddrinfo failed)"))
+            fail(format!(
+                "`{addr_text}` is not a numeric IPv6 address (getaddrinfo failed)"
+            ))
         })?;
         let len = atoi(len_text);
         if !(0..=128).contains(&len) {
@@ -85,7 +92,11 @@ fn atoi(s: &str) -> i32 {
     for b in digits.bytes().take_while(u8::is_ascii_digit) {
         value = value.wrapping_mul(10).wrapping_add(i32::from(b - b'0'));
     }
-    if negative { value.wrapping_neg() } else { value }
+    if negative {
+        value.wrapping_neg()
+    } else {
+        value
+    }
 }
 
 /// A row the kernel refused during `install` (the tool warns and goes on).
@@ -102,7 +113,10 @@ pub struct Rejected {
 pub fn install(table: &mut PolicyTable, rows: &PolicyTable) -> Vec<Rejected> {
     let mut rejected = Vec::new();
     for row in &rows.rows {
-        let masked = PolicyRow { prefix: row.prefix.trunc(), ..*row };
+        let masked = PolicyRow {
+            prefix: row.prefix.trunc(),
+            ..*row
+        };
         if row.label == -1 {
             rejected.push(Rejected {
                 row: masked,
@@ -113,7 +127,10 @@ pub fn install(table: &mut PolicyTable, rows: &PolicyTable) -> Vec<Rejected> {
             rejected.push(Rejected {
                 row: masked,
                 errno: "EEXIST",
-                reason: format!("{} is already in the table; the kernel does not override", c_style(&masked.prefix)),
+                reason: format!(
+                    "{} is already in the table; the kernel does not override",
+                    c_style(&masked.prefix)
+                ),
             });
         } else {
             table.rows.push(masked);
@@ -126,7 +143,12 @@ pub fn install(table: &mut PolicyTable, rows: &PolicyTable) -> Vec<Rejected> {
 pub fn print_conf(table: &PolicyTable) -> String {
     let mut out = String::new();
     for row in &table.rows {
-        out.push_str(&format!("{:<30} {:>5} {:>5}\n", c_style(&row.prefix), row.precedence, row.label));
+        out.push_str(&format!(
+            "{:<30} {:>5} {:>5}\n",
+            c_style(&row.prefix),
+            row.precedence,
+            row.label
+        ));
     }
     out
 }
@@ -139,7 +161,10 @@ pub fn print_show(table: &PolicyTable) -> String {
     if table.rows.is_empty() {
         return SHOW_EMPTY.to_string();
     }
-    let mut out = format!("{:<30} {:>5} {:>5} {:>8}\n", "Prefix", "Prec", "Label", "Use");
+    let mut out = format!(
+        "{:<30} {:>5} {:>5} {:>8}\n",
+        "Prefix", "Prec", "Label", "Use"
+    );
     for row in &table.rows {
         out.push_str(&format!(
             "{:<30} {:>5} {:>5} {:>8}\n",
@@ -156,19 +181,32 @@ pub fn print_show(table: &PolicyTable) -> String {
 pub fn parse_show(text: &str) -> Result<PolicyTable, LineIssue> {
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let issue = |message: String| LineIssue { line: i + 1, message };
+        let issue = |message: String| LineIssue {
+            line: i + 1,
+            message,
+        };
         let words: Vec<&str> = line.split_whitespace().collect();
         if words.is_empty() || words[0] == "Prefix" || line.trim_end() == SHOW_EMPTY.trim_end() {
             continue;
         }
         if words.len() != 4 {
-            return Err(issue(format!("expected `PREFIX PREC LABEL USE`, found {} fields", words.len())));
+            return Err(issue(format!(
+                "expected `PREFIX PREC LABEL USE`, found {} fields",
+                words.len()
+            )));
         }
         let prefix: Ipv6Net = words[0]
             .parse()
             .map_err(|_| issue(format!("`{}` is not an IPv6 prefix", words[0])))?;
-        let number = |w: &str| w.parse::<i32>().map_err(|_| issue(format!("`{w}` is not a number")));
-        rows.push(PolicyRow { prefix, precedence: number(words[1])?, label: number(words[2])? });
+        let number = |w: &str| {
+            w.parse::<i32>()
+                .map_err(|_| issue(format!("`{w}` is not a number")))
+        };
+        rows.push(PolicyRow {
+            prefix,
+            precedence: number(words[1])?,
+            label: number(words[2])?,
+        });
     }
     Ok(PolicyTable { rows })
 }
@@ -226,8 +264,16 @@ fec0::/10                          1    11        0
 
     #[test]
     fn comments_blank_lines_and_atoi() {
-        let t = parse_conf("# comment\n\n   \n\t# indented comment\n::/0 abc 7x # trailing\n").unwrap();
-        assert_eq!(t.rows, vec![PolicyRow { prefix: "::/0".parse().unwrap(), precedence: 0, label: 7 }]);
+        let t =
+            parse_conf("# comment\n\n   \n\t# indented comment\n::/0 abc 7x # trailing\n").unwrap();
+        assert_eq!(
+            t.rows,
+            vec![PolicyRow {
+                prefix: "::/0".parse().unwrap(),
+                precedence: 0,
+                label: 7
+            }]
+        );
     }
 
     #[test]
@@ -243,7 +289,10 @@ fec0::/10                          1    11        0
         ] {
             let err = parse_conf(text).unwrap_err();
             assert_eq!(err.line, line, "{text:?}: {err}");
-            assert!(err.message.contains(&format!("parse failed at line {line}")));
+            assert!(
+                err.message
+                    .contains(&format!("parse failed at line {line}"))
+            );
         }
     }
 

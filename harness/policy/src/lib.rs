@@ -27,7 +27,11 @@ pub struct PolicyRow {
 
 impl PolicyRow {
     pub const fn new(prefix: Ipv6Net, precedence: i32, label: i32) -> Self {
-        Self { prefix, precedence, label }
+        Self {
+            prefix,
+            precedence,
+            label,
+        }
     }
 }
 

@@ -1,1 +1,3 @@
+//! Runs scenarios on targets and compares what they did with the engine.
 
+pub mod corpus;

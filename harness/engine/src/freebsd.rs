@@ -1,0 +1,816 @@
+//! FreeBSD: the kernel's source selection (`in6_selectsrc` in sys/netinet6/in6_src.c,
+//! `in_pcbladdr` in sys/netinet/in_pcb.c with the route's ifa chosen by netlink's
+//! `finalize_nhop`) and libc's destination sort (`reorder`/`comp_dst` in
+//! lib/libc/net/getaddrinfo.c, sorted with libc's qsort).
+//!
+//! Modelled from FreeBSD 14.x and main (15.x) sources. No FreeBSD kernel has confirmed these
+//! yet; the points that rest on source reading alone are reported as unverified.
+
+use std::cmp::Ordering;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use addrsel_model::{ProbeKind, Scenario, SourcePreference};
+use addrsel_policy::{PolicyRow, PolicyTable, ip6addrctl, mapped};
+
+use crate::net::{self, Held, RouteEntry, RouteKind, errno, scope6};
+use crate::sort::freebsd_qsort;
+use crate::trace::*;
+
+pub const UNVERIFIED_V4_VIA_V6: &str = "FreeBSD's EHOSTUNREACH for an IPv4 route with an IPv6 next hop and no IPv4 address on the egress interface is modelled from in_pcbladdr and netlink's finalize_nhop; not yet confirmed on a FreeBSD kernel";
+
+pub struct Freebsd<'s> {
+    s: &'s Scenario,
+    /// The per-VNET policy table after `ip6addrctl install`.
+    policy: PolicyTable,
+    /// `V_in6_ifaddrhead`: IPv6 addresses in the order they were added.
+    v6: Vec<Held>,
+    routes4: Vec<Route4>,
+    routes6: Vec<RouteEntry>,
+    prefer_tempaddr: bool,
+    use_deprecated: bool,
+    notes: Vec<String>,
+}
+
+/// An IPv4 route and the address its nexthop carries (`nh_ifa`).
+struct Route4 {
+    entry: RouteEntry,
+    /// The nexthop's ifa: an IPv4 address, or an IPv6 one (v4-via-v6 without IPv4 on the
+    /// egress interface), which `in_pcbladdr` reads as 0.0.0.0.
+    ifa: IpAddr,
+    loopback: bool,
+}
+
+pub struct Selected {
+    pub result: Result<IpAddr, &'static str>,
+    pub trace: SourceTrace,
+}
+
+impl<'s> Freebsd<'s> {
+    pub fn new(s: &'s Scenario) -> Self {
+        let mut notes = Vec::new();
+        let effect = s.policy.freebsd();
+        let mut policy = PolicyTable::default();
+        match ip6addrctl::parse_conf(&effect.ip6addrctl_conf) {
+            Ok(rows) => {
+                for r in ip6addrctl::install(&mut policy, &rows) {
+                    notes.push(format!(
+                        "ip6addrctl: the kernel refused {} ({})",
+                        r.row.prefix, r.errno
+                    ));
+                }
+            }
+            Err(e) => notes.push(format!(
+                "ip6addrctl install failed ({e}): the policy table stays empty"
+            )),
+        }
+        let sysctl = |key: &str| {
+            s.sysctl
+                .freebsd
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .and_then(|(_, v)| v.parse::<i64>().ok())
+        };
+        let all = net::held(s);
+        let v6: Vec<Held> = all
+            .iter()
+            .copied()
+            .filter(|h| h.addr.addr.is_ipv6())
+            .collect();
+        let mut routes6 = Vec::new();
+        for h in &v6 {
+            routes6.push(RouteEntry {
+                to: ipnet::IpNet::new(h.ip(), 128).expect("/128"),
+                via: None,
+                dev: h.dev,
+                prefsrc: None,
+                metric: 0,
+                kind: RouteKind::Local,
+            });
+        }
+        for h in &v6 {
+            let to = h.addr.net().trunc();
+            if h.addr.prefix_len < 128 && !routes6.iter().any(|r| r.to == to && r.dev == h.dev) {
+                routes6.push(RouteEntry {
+                    to,
+                    via: None,
+                    dev: h.dev,
+                    prefsrc: None,
+                    metric: 0,
+                    kind: RouteKind::Connected,
+                });
+            }
+        }
+        let mut routes4 = Vec::new();
+        for h in all.iter().filter(|h| h.addr.addr.is_ipv4()) {
+            routes4.push(Route4 {
+                entry: RouteEntry {
+                    to: ipnet::IpNet::new(h.ip(), 32).expect("/32"),
+                    via: None,
+                    dev: h.dev,
+                    prefsrc: None,
+                    metric: 0,
+                    kind: RouteKind::Local,
+                },
+                ifa: h.ip(),
+                loopback: true,
+            });
+        }
+        for h in all.iter().filter(|h| {
+            h.addr.addr.is_ipv4() && h.addr.prefix_len < 32 && !s.interfaces[h.dev].is_loopback()
+        }) {
+            let to = h.addr.net().trunc();
+            if !routes4
+                .iter()
+                .any(|r| r.entry.to == to && r.entry.dev == h.dev)
+            {
+                routes4.push(Route4 {
+                    entry: RouteEntry {
+                        to,
+                        via: None,
+                        dev: h.dev,
+                        prefsrc: None,
+                        metric: 0,
+                        kind: RouteKind::Connected,
+                    },
+                    ifa: h.ip(),
+                    loopback: false,
+                });
+            }
+        }
+        for r in &s.routes {
+            if r.src.is_some() {
+                continue;
+            }
+            let Some(entry) = RouteEntry::declared(r, s, 0) else {
+                continue;
+            };
+            if r.to.addr().is_ipv6() {
+                routes6.push(entry);
+                continue;
+            }
+            // finalize_nhop: an address of the egress interface, looked up with the
+            // gateway (same family) or the destination (other family), else any address of
+            // the gateway's family there.
+            let on_dev = |family_v4: bool, key: IpAddr| -> Option<IpAddr> {
+                let mine: Vec<&Held> = all
+                    .iter()
+                    .filter(|h| h.dev == entry.dev && h.addr.addr.is_ipv4() == family_v4)
+                    .collect();
+                mine.iter()
+                    .find(|h| h.addr.net().trunc().contains(&key))
+                    .or(mine.first())
+                    .map(|h| h.ip())
+            };
+            let key = match r.via {
+                Some(gw) if gw.is_ipv4() == r.to.addr().is_ipv4() => gw,
+                _ => r.to.addr(),
+            };
+            let ifa = on_dev(true, key).or_else(|| {
+                r.via
+                    .filter(|gw| gw.is_ipv6())
+                    .and_then(|gw| on_dev(false, gw))
+            });
+            match ifa {
+                Some(ifa) => routes4.push(Route4 { entry, ifa, loopback: false }),
+                None => notes.push(format!(
+                    "route {}: `route add` fails with EINVAL (no address of a usable family on {}), so the route does not exist",
+                    r.to, s.interfaces[entry.dev].name
+                )),
+            }
+        }
+        Freebsd {
+            s,
+            policy,
+            v6,
+            routes4,
+            routes6,
+            prefer_tempaddr: sysctl("net.inet6.ip6.prefer_tempaddr").unwrap_or(0) != 0,
+            use_deprecated: sysctl("net.inet6.ip6.use_deprecated").unwrap_or(1) != 0,
+            notes,
+        }
+    }
+
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    fn dev_name(&self, i: usize) -> String {
+        let name = &self.s.interfaces[i].name;
+        if self.s.interfaces[i].is_loopback() {
+            "lo0".into()
+        } else {
+            name.clone()
+        }
+    }
+
+    pub fn connect(
+        &self,
+        dst: IpAddr,
+        zone: Option<&str>,
+        prefer: &[SourcePreference],
+    ) -> Selected {
+        match dst {
+            IpAddr::V4(d) => self.in_pcbladdr(d),
+            IpAddr::V6(d) => self.in6_selectsrc(d, zone, prefer),
+        }
+    }
+
+    fn in_pcbladdr(&self, dst: Ipv4Addr) -> Selected {
+        let mut trace = SourceTrace::default();
+        let entries: Vec<RouteEntry> = self.routes4.iter().map(|r| r.entry.clone()).collect();
+        let Some(hit) = net::lookup(&entries, IpAddr::V4(dst), None) else {
+            trace.steps.push(format!(
+                "fib4_lookup({dst}) finds no route and no interface subnet holds it"
+            ));
+            return Selected {
+                result: Err(errno::ENETUNREACH),
+                trace,
+            };
+        };
+        let route = self
+            .routes4
+            .iter()
+            .find(|r| &r.entry == hit)
+            .expect("same entry");
+        trace
+            .steps
+            .push(format!("fib4_lookup: {}", route.entry.describe(self.s)));
+        if route.loopback {
+            trace.steps.push(format!(
+                "the route goes to lo0 (own address): the source is the matching local address {}",
+                route.ifa
+            ));
+            return Selected {
+                result: Ok(route.ifa),
+                trace,
+            };
+        }
+        match route.ifa {
+            IpAddr::V4(a) => {
+                trace
+                    .steps
+                    .push(format!("in_pcbladdr: the source is the route's ifa, {a}"));
+                Selected {
+                    result: Ok(IpAddr::V4(a)),
+                    trace,
+                }
+            }
+            IpAddr::V6(a) => {
+                trace.steps.push(format!(
+                    "the route's ifa is the IPv6 address {a} (the egress interface has no IPv4 address); in_pcbladdr reads it as 0.0.0.0 and fails"
+                ));
+                trace.unverified.push(UNVERIFIED_V4_VIA_V6.into());
+                Selected {
+                    result: Err(errno::EHOSTUNREACH),
+                    trace,
+                }
+            }
+        }
+    }
+
+    /// Outgoing interface for an IPv6 destination (`in6_selectif`): `Err` is the errno.
+    fn selectif(
+        &self,
+        dst: Ipv6Addr,
+        zone: Option<usize>,
+        trace: &mut SourceTrace,
+    ) -> Result<usize, &'static str> {
+        if dst.is_unicast_link_local() || (dst.is_multicast() && scope6(&dst) <= 2) {
+            // fib6_lookup answers link-local destinations from the zone alone.
+            return match zone {
+                Some(z) => {
+                    trace.steps.push(format!(
+                        "link-local destination: outgoing interface {} (its zone)",
+                        self.dev_name(z)
+                    ));
+                    Ok(z)
+                }
+                None => {
+                    trace
+                        .steps
+                        .push("link-local destination without a zone: no route".into());
+                    trace.unverified.push("FreeBSD's error for a link-local destination without a scope id is derived from the source, not observed".into());
+                    Err(errno::EHOSTUNREACH)
+                }
+            };
+        }
+        match net::lookup(&self.routes6, IpAddr::V6(dst), None) {
+            Some(r) => {
+                trace
+                    .steps
+                    .push(format!("fib6_lookup: {}", r.describe(self.s)));
+                Ok(r.dev)
+            }
+            None => {
+                trace.steps.push(format!("fib6_lookup({dst}): no route"));
+                Err(errno::EHOSTUNREACH)
+            }
+        }
+    }
+
+    fn in6_selectsrc(
+        &self,
+        dst: Ipv6Addr,
+        zone: Option<&str>,
+        prefer: &[SourcePreference],
+    ) -> Selected {
+        let mut trace = SourceTrace::default();
+        let zone = zone.and_then(|z| self.s.interfaces.iter().position(|i| i.name == z));
+        let dst = if dst.is_unspecified() {
+            Ipv6Addr::LOCALHOST
+        } else {
+            dst
+        };
+        let ifp = match self.selectif(dst, zone, &mut trace) {
+            Ok(i) => i,
+            Err(e) => {
+                return Selected {
+                    result: Err(e),
+                    trace,
+                };
+            }
+        };
+        let dst_scope = scope6(&dst);
+        let dst_policy = ip6addrctl::lookup(&self.policy, &dst);
+        let dst_label = dst_policy.map(|p| p.label);
+        let prefer_tmp = match (
+            prefer.contains(&SourcePreference::Temporary),
+            prefer.contains(&SourcePreference::Public),
+        ) {
+            (true, _) => true,
+            (_, true) => false,
+            _ => self.prefer_tempaddr,
+        };
+        trace.steps.push(format!(
+            "destination scope {dst_scope}, policy label {}; candidates: every IPv6 address in the order added, in the destination's zone",
+            label_text(dst_label)
+        ));
+        let mut best: Option<&Held> = None;
+        for h in &self.v6 {
+            let a = h.v6().expect("v6");
+            let label = ip6addrctl::lookup(&self.policy, &a).map(|p| p.label);
+            let mut cand = Candidate {
+                addr: h.ip(),
+                dev: self.dev_name(h.dev),
+                attrs: format!(
+                    "/{} scope {}, policy label {}{}",
+                    h.addr.prefix_len,
+                    scope6(&a),
+                    label_text(label),
+                    h.flags()
+                ),
+                skipped: None,
+            };
+            let lo = self.s.interfaces[ifp].is_loopback();
+            if (dst.is_loopback() || scope6(&dst) <= 2) && h.dev != ifp {
+                cand.skipped = Some("outside the destination's zone".into());
+            } else if (a.is_loopback() && !lo) || (a.is_unicast_link_local() && h.dev != ifp) {
+                cand.skipped = Some("its zone differs from the outgoing interface's".into());
+            } else if h.addr.deprecated && !self.use_deprecated {
+                cand.skipped = Some("deprecated and net.inet6.ip6.use_deprecated=0".into());
+            }
+            let skipped = cand.skipped.is_some();
+            trace.candidates.push(cand);
+            if skipped {
+                continue;
+            }
+            if a == dst {
+                trace.duels.push(Duel {
+                    best: best.map_or(h.ip(), |b| b.ip()),
+                    challenger: h.ip(),
+                    decision: Some(Decision::new(
+                        Side::Right,
+                        "Rule 1 (prefer same address)",
+                        "the destination itself",
+                    )),
+                });
+                best = Some(h);
+                break;
+            }
+            let Some(b) = best else {
+                best = Some(h);
+                continue;
+            };
+            let decision = self.compare(b, h, dst, dst_scope, dst_label, ifp, prefer_tmp);
+            trace.duels.push(Duel {
+                best: b.ip(),
+                challenger: h.ip(),
+                decision: decision.clone(),
+            });
+            if decision.is_some_and(|d| d.winner == Side::Right) {
+                best = Some(h);
+            }
+        }
+        match best {
+            Some(h) => Selected {
+                result: Ok(h.ip()),
+                trace,
+            },
+            None => {
+                trace.steps.push("no candidate: EADDRNOTAVAIL".into());
+                Selected {
+                    result: Err(errno::EADDRNOTAVAIL),
+                    trace,
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn compare(
+        &self,
+        best: &Held,
+        new: &Held,
+        dst: Ipv6Addr,
+        dst_scope: u8,
+        dst_label: Option<i32>,
+        ifp: usize,
+        prefer_tmp: bool,
+    ) -> Option<Decision> {
+        let (b, n) = (best.v6().expect("v6"), new.v6().expect("v6"));
+        let (bs, ns) = (scope6(&b), scope6(&n));
+        let rule2 = "Rule 2 (prefer appropriate scope)";
+        let detail = format!("scope {bs} vs {ns}, destination {dst_scope}");
+        if bs < ns {
+            return Some(Decision::new(
+                if bs < dst_scope {
+                    Side::Right
+                } else {
+                    Side::Left
+                },
+                rule2,
+                detail,
+            ));
+        }
+        if ns < bs {
+            return Some(Decision::new(
+                if ns < dst_scope {
+                    Side::Left
+                } else {
+                    Side::Right
+                },
+                rule2,
+                detail,
+            ));
+        }
+        if let Some(d) = Decision::prefer(
+            !best.addr.deprecated && new.addr.deprecated,
+            best.addr.deprecated && !new.addr.deprecated,
+            "Rule 3 (avoid deprecated addresses)",
+            format!(
+                "deprecated {} vs {}",
+                best.addr.deprecated, new.addr.deprecated
+            ),
+        ) {
+            return Some(d);
+        }
+        if let Some(d) = Decision::prefer(
+            best.dev == ifp && new.dev != ifp,
+            best.dev != ifp && new.dev == ifp,
+            "Rule 5 (prefer outgoing interface)",
+            format!(
+                "on {} vs {}, outgoing {}",
+                self.dev_name(best.dev),
+                self.dev_name(new.dev),
+                self.dev_name(ifp)
+            ),
+        ) {
+            return Some(d);
+        }
+        if let Some(dl) = dst_label {
+            let bl = ip6addrctl::lookup(&self.policy, &b).map(|p| p.label);
+            let nl = ip6addrctl::lookup(&self.policy, &n).map(|p| p.label);
+            if let Some(d) = Decision::prefer(
+                bl == Some(dl) && nl != Some(dl),
+                bl != Some(dl) && nl == Some(dl),
+                "Rule 6 (prefer matching label)",
+                format!(
+                    "label {} vs {}, destination {dl}",
+                    label_text(bl),
+                    label_text(nl)
+                ),
+            ) {
+                return Some(d);
+            }
+        }
+        let (bt, nt) = (best.addr.temporary, new.addr.temporary);
+        if bt != nt {
+            let new_wins = nt == prefer_tmp;
+            return Some(Decision::new(
+                if new_wins { Side::Right } else { Side::Left },
+                "Rule 7 (prefer public addresses unless net.inet6.ip6.prefer_tempaddr or the socket asks)",
+                format!("temporary {bt} vs {nt}, prefer temporary {prefer_tmp}"),
+            ));
+        }
+        if let Some(d) = Decision::prefer(
+            best.addr.prefer_source && !new.addr.prefer_source,
+            !best.addr.prefer_source && new.addr.prefer_source,
+            "Rule 10 (prefer_source)",
+            format!(
+                "prefer_source {} vs {}",
+                best.addr.prefer_source, new.addr.prefer_source
+            ),
+        ) {
+            return Some(d);
+        }
+        let (bm, nm) = (
+            addrsel_policy::common_prefix_len(&b, &dst),
+            addrsel_policy::common_prefix_len(&n, &dst),
+        );
+        Decision::higher(
+            bm,
+            nm,
+            "Rule 14 (longest matching prefix, all 128 bits)",
+            "common prefix",
+        )
+    }
+
+    // -----------------------------------------------------------------------------------
+    // libc getaddrinfo
+
+    pub fn getaddrinfo(&self, name: &str) -> (Vec<IpAddr>, SortTrace) {
+        let hosts: Vec<IpAddr> = self
+            .s
+            .host(name)
+            .map(|h| h.addresses.clone())
+            .unwrap_or_default();
+        // explore[] lists IPv6 before IPv4, so every IPv6 result comes first.
+        let input: Vec<IpAddr> = hosts
+            .iter()
+            .filter(|a| a.is_ipv6())
+            .chain(hosts.iter().filter(|a| a.is_ipv4()))
+            .copied()
+            .collect();
+        let mut trace = SortTrace {
+            input: input.clone(),
+            ..Default::default()
+        };
+        trace.notes.push(format!(
+            "kernel policy table: {}",
+            if self.policy.rows.is_empty() {
+                "empty".to_string()
+            } else {
+                self.policy
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{} {} {}",
+                            addrsel_policy::c_style(&r.prefix),
+                            r.precedence,
+                            r.label
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ));
+        trace.unverified.push("FreeBSD's getaddrinfo ordering is modelled from lib/libc/net/getaddrinfo.c; not yet confirmed on FreeBSD".into());
+        if input.len() < 2 {
+            trace.unsorted_because = Some("fewer than two addresses".into());
+            return (input, trace);
+        }
+        if self.policy.rows.is_empty() {
+            trace.unsorted_because = Some("the kernel policy table is empty, so libc does not sort (IPv6 results first, then IPv4)".into());
+            return (input, trace);
+        }
+        let entries: Vec<Aio> = input
+            .iter()
+            .enumerate()
+            .map(|(seq, &dst)| {
+                let sel = self.connect(dst, None, &[]);
+                let (src, err) = match sel.result {
+                    Ok(s) => (Some(s), None),
+                    Err(e) => (None, Some(e)),
+                };
+                Aio {
+                    dst,
+                    src,
+                    err,
+                    dstscope: libc_scope(&dst),
+                    srcscope: src.map_or(-1, |s| libc_scope(&s)),
+                    dstpolicy: ip6addrctl::lookup(&self.policy, &mapped(&dst)).copied(),
+                    srcpolicy: src
+                        .and_then(|s| ip6addrctl::lookup(&self.policy, &mapped(&s)).copied()),
+                    matchlen: src.map_or(0, |s| net::common_bits(&s, &dst)),
+                    seq,
+                    trace: sel.trace,
+                }
+            })
+            .collect();
+        for e in &entries {
+            let pol = |p: &Option<PolicyRow>| {
+                p.map_or("no policy".to_string(), |p| {
+                    format!("precedence {}, label {}", p.precedence, p.label)
+                })
+            };
+            trace.entries.push(DestInfo {
+                dst: e.dst,
+                source: e.src,
+                source_error: e.err.map(String::from),
+                attrs: format!(
+                    "scope {}, {}{}",
+                    e.dstscope,
+                    pol(&e.dstpolicy),
+                    match e.src {
+                        Some(_) => format!(
+                            "; source scope {}, {}, match length {}",
+                            e.srcscope,
+                            pol(&e.srcpolicy),
+                            e.matchlen
+                        ),
+                        None => String::new(),
+                    }
+                ),
+                source_trace: e.trace.clone(),
+            });
+        }
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        freebsd_qsort(&mut order, &mut |a, b| {
+            comp_dst(&entries[*a], &entries[*b]).0
+        });
+        for w in order.windows(2) {
+            trace.neighbours.push((
+                entries[w[0]].dst,
+                entries[w[1]].dst,
+                comp_dst(&entries[w[0]], &entries[w[1]]).1,
+            ));
+        }
+        (order.iter().map(|&i| entries[i].dst).collect(), trace)
+    }
+}
+
+struct Aio {
+    dst: IpAddr,
+    src: Option<IpAddr>,
+    err: Option<&'static str>,
+    dstscope: i32,
+    srcscope: i32,
+    dstpolicy: Option<PolicyRow>,
+    srcpolicy: Option<PolicyRow>,
+    matchlen: u32,
+    seq: usize,
+    trace: SourceTrace,
+}
+
+/// libc's `gai_addr2scopetype`, which differs from the kernel's: ::1 is node-local (1), the
+/// multicast scope is read from the wrong byte, RFC 1918 is global.
+fn libc_scope(a: &IpAddr) -> i32 {
+    match a {
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            if v6.is_multicast() {
+                i32::from(o[2] & 0x0f)
+            } else if v6.is_unicast_link_local() {
+                2
+            } else if o[0] == 0xfe && o[1] & 0xc0 == 0xc0 {
+                5
+            } else if v6.is_loopback() {
+                1
+            } else {
+                14
+            }
+        }
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            if (o[0], o[1]) == (169, 254) || o[0] == 127 {
+                2
+            } else {
+                14
+            }
+        }
+    }
+}
+
+fn comp_dst(d1: &Aio, d2: &Aio) -> (Ordering, Option<Decision>) {
+    use Ordering::*;
+    let done = |d: Decision| {
+        (
+            if d.winner == Side::Left {
+                Less
+            } else {
+                Greater
+            },
+            Some(d),
+        )
+    };
+    let (u1, u2) = (d1.src.is_some(), d2.src.is_some());
+    if let Some(d) = Decision::prefer(
+        u1 && !u2,
+        !u1 && u2,
+        "Rule 1 (avoid unusable destinations)",
+        format!("usable {u1} vs {u2}"),
+    ) {
+        return done(d);
+    }
+    let m1 = d1.dstscope == d1.srcscope;
+    let m2 = d2.dstscope == d2.srcscope;
+    if let Some(d) = Decision::prefer(
+        m1 && !m2,
+        !m1 && m2,
+        "Rule 2 (prefer matching scope)",
+        format!(
+            "destination/source scope {}/{} vs {}/{}",
+            d1.dstscope, d1.srcscope, d2.dstscope, d2.srcscope
+        ),
+    ) {
+        return done(d);
+    }
+    // Rule 3 reads the destination's flags, not the source's, so it never fires.
+    let label_match =
+        |a: &Aio| matches!((a.dstpolicy, a.srcpolicy), (Some(d), Some(s)) if d.label == s.label);
+    let (l1, l2) = (label_match(d1), label_match(d2));
+    if let Some(d) = Decision::prefer(
+        l1 && !l2,
+        !l1 && l2,
+        "Rule 5 (prefer matching label)",
+        format!("labels match {l1} vs {l2}"),
+    ) {
+        return done(d);
+    }
+    let p1 = d1.dstpolicy.map(|p| p.precedence);
+    let p2 = d2.dstpolicy.map(|p| p.precedence);
+    let detail = format!(
+        "precedence {} vs {}",
+        p1.map_or("none".into(), |p| p.to_string()),
+        p2.map_or("none".into(), |p| p.to_string())
+    );
+    if let Some(d) = Decision::prefer(
+        p1.is_some() && (p2.is_none() || p1 > p2),
+        p2.is_some() && (p1.is_none() || p2 > p1),
+        "Rule 6 (prefer higher precedence)",
+        detail,
+    ) {
+        return done(d);
+    }
+    if let Some(d) = Decision::prefer(
+        d1.dstscope >= 0 && d1.dstscope < d2.dstscope,
+        d2.dstscope >= 0 && d2.dstscope < d1.dstscope,
+        "Rule 8 (prefer smaller scope)",
+        format!("destination scope {} vs {}", d1.dstscope, d2.dstscope),
+    ) {
+        return done(d);
+    }
+    if d1.dst.is_ipv4() == d2.dst.is_ipv4()
+        && d1.dst.is_ipv6()
+        && let Some(d) = Decision::higher(
+            d1.matchlen,
+            d2.matchlen,
+            "Rule 9 (use longest matching prefix, IPv6 only, all 128 bits)",
+            "match length",
+        )
+    {
+        return done(d);
+    }
+    done(Decision::new(
+        if d2.seq < d1.seq {
+            Side::Right
+        } else {
+            Side::Left
+        },
+        "Rule 10 (keep the resolver's order)",
+        format!("positions {} and {}", d1.seq + 1, d2.seq + 1),
+    ))
+}
+
+fn label_text(l: Option<i32>) -> String {
+    l.map_or("none (-1)".into(), |l| l.to_string())
+}
+
+pub fn probe(
+    f: &Freebsd,
+    kind: &ProbeKind,
+    prefer: &[SourcePreference],
+) -> (addrsel_model::results::Outcome, Trace) {
+    use addrsel_model::results::Outcome;
+    match kind {
+        ProbeKind::Connect { dst, zone } => {
+            let sel = f.connect(*dst, zone.as_deref(), prefer);
+            let (source, error) = match sel.result {
+                Ok(a) => (Some(a), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            (
+                Outcome::Connect {
+                    dst: kind.dst_text().unwrap_or_default(),
+                    source,
+                    error,
+                    kernel: None,
+                },
+                Trace::Connect(sel.trace),
+            )
+        }
+        ProbeKind::Resolve { name } => {
+            let (order, trace) = f.getaddrinfo(name);
+            (
+                Outcome::Resolve {
+                    name: name.clone(),
+                    order,
+                    error: None,
+                },
+                Trace::Resolve(trace),
+            )
+        }
+    }
+}

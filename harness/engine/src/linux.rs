@@ -1,0 +1,1094 @@
+//! Linux: the kernel's source selection (`ipv6_dev_get_saddr` in net/ipv6/addrconf.c,
+//! `fib_result_prefsrc`/`inet_select_addr` for IPv4) and glibc's destination sort
+//! (`rfc3484_sort` in getaddrinfo.c, with gai.conf).
+//!
+//! Verified against Linux 6.1, 6.12 and 6.18 sources (identical selection code) and on a
+//! 6.18 kernel; glibc 2.36 and 2.41 (identical sort code; gai.conf number parsing differs).
+
+use std::cmp::Ordering;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use addrsel_model::{ProbeKind, Scenario, SourcePreference};
+use addrsel_policy::addrlabel::{KernelLabels, LABEL_DEFAULT};
+use addrsel_policy::gai_conf::{GaiConf, GlibcParser, GlibcTable, ScopeEntry};
+use addrsel_policy::{Ipv6Net, mapped};
+use serde::Serialize;
+
+use crate::net::{self, Held, RouteEntry, RouteKind, errno, scope6};
+use crate::sort::glibc_msort;
+use crate::trace::*;
+
+/// What differs between Linux systems in ways the engine must know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct LinuxProfile {
+    /// Which gai.conf number parser the glibc has (changed in 2.41).
+    pub glibc: GlibcParser,
+    /// Kernel built with `CONFIG_IPV6_MIP6` (Debian: yes), which enables source rule 4.
+    pub mip6: bool,
+}
+
+impl Default for LinuxProfile {
+    fn default() -> Self {
+        LinuxProfile {
+            glibc: GlibcParser::From2_41,
+            mip6: true,
+        }
+    }
+}
+
+// IPv4 address scopes (`RT_SCOPE_*`).
+const SCOPE_UNIVERSE: u8 = 0;
+const SCOPE_LINK: u8 = 253;
+const SCOPE_HOST: u8 = 254;
+
+// IPV6_ADDR_PREFERENCES bits.
+const PREFER_SRC_TMP: u32 = 0x1;
+const PREFER_SRC_PUBLIC: u32 = 0x2;
+const PREFER_SRC_COA: u32 = 0x4;
+
+struct V4Addr {
+    held: Held,
+    primary: bool,
+    scope: u8,
+}
+
+struct Dev {
+    name: String,
+    /// `idev->addr_list`: scope descending, newest first within a scope.
+    v6: Vec<Held>,
+    /// `in_dev->ifa_list`: primaries by scope descending (insertion order within), then
+    /// secondaries.
+    v4: Vec<V4Addr>,
+    use_tempaddr: i64,
+    use_oif_addrs_only: bool,
+}
+
+pub struct Linux<'s> {
+    s: &'s Scenario,
+    profile: LinuxProfile,
+    devs: Vec<Dev>,
+    routes4: Vec<RouteEntry>,
+    routes6: Vec<RouteEntry>,
+    labels: KernelLabels,
+    gai: GaiConf,
+}
+
+/// The result of a kernel source selection.
+pub struct Selected {
+    pub result: Result<IpAddr, &'static str>,
+    pub trace: SourceTrace,
+}
+
+fn v4_scope(a: &Ipv4Addr) -> u8 {
+    // iproute2 gives 127/8 host scope and everything else universe.
+    if a.octets()[0] == 127 {
+        SCOPE_HOST
+    } else {
+        SCOPE_UNIVERSE
+    }
+}
+
+fn mask4(len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len))
+    }
+}
+
+fn v4(h: &Held) -> Ipv4Addr {
+    match h.addr.addr {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => unreachable!("IPv4 list"),
+    }
+}
+
+impl<'s> Linux<'s> {
+    pub fn new(s: &'s Scenario, profile: LinuxProfile) -> Self {
+        let sysctl = |dev: &str, key: &str| -> Option<i64> {
+            let own = format!("net.ipv6.conf.{dev}.{key}");
+            let default = format!("net.ipv6.conf.default.{key}");
+            let find = |k: &str| {
+                s.sysctl
+                    .linux
+                    .iter()
+                    .rev()
+                    .find(|(kk, _)| kk == k)
+                    .and_then(|(_, v)| v.parse().ok())
+            };
+            // `default` is applied before the veths are created (lo already exists);
+            // writes to `all` do not reach existing devices for these keys.
+            find(&own).or_else(|| if dev == "lo" { None } else { find(&default) })
+        };
+        let mut devs: Vec<Dev> = s
+            .interfaces
+            .iter()
+            .map(|i| Dev {
+                name: i.name.clone(),
+                v6: Vec::new(),
+                v4: Vec::new(),
+                use_tempaddr: sysctl(&i.name, "use_tempaddr").unwrap_or(0),
+                use_oif_addrs_only: sysctl(&i.name, "use_oif_addrs_only").unwrap_or(0) != 0,
+            })
+            .collect();
+        for h in net::held(s) {
+            let dev = &mut devs[h.dev];
+            match h.addr.addr {
+                IpAddr::V6(a) => {
+                    let scope = scope6(&a);
+                    let at = dev
+                        .v6
+                        .iter()
+                        .position(|x| scope6(&x.v6().expect("v6")) <= scope)
+                        .unwrap_or(dev.v6.len());
+                    dev.v6.insert(at, h);
+                }
+                IpAddr::V4(a) => {
+                    let mask = mask4(h.addr.prefix_len);
+                    let secondary = dev.v4.iter().any(|x| {
+                        x.held.addr.prefix_len == h.addr.prefix_len
+                            && (v4(&x.held).to_bits() & mask) == (a.to_bits() & mask)
+                    });
+                    let scope = v4_scope(&a);
+                    let entry = V4Addr {
+                        held: h,
+                        primary: !secondary,
+                        scope,
+                    };
+                    if secondary {
+                        dev.v4.push(entry);
+                    } else {
+                        let at = dev
+                            .v4
+                            .iter()
+                            .rposition(|x| x.primary && scope <= x.scope)
+                            .map_or(0, |i| i + 1);
+                        dev.v4.insert(at, entry);
+                    }
+                }
+            }
+        }
+        let mut routes4 = Vec::new();
+        let mut routes6 = Vec::new();
+        // Local routes: every own address (IPv4 ones point at their subnet's primary), and
+        // prefixes on lo, which the kernel makes local too.
+        for (di, d) in devs.iter().enumerate() {
+            for x in &d.v4 {
+                let a = v4(&x.held);
+                let mask = mask4(x.held.addr.prefix_len);
+                let primary =
+                    d.v4.iter()
+                        .find(|p| {
+                            p.primary
+                                && p.held.addr.prefix_len == x.held.addr.prefix_len
+                                && v4(&p.held).to_bits() & mask == a.to_bits() & mask
+                        })
+                        .map_or(a, |p| v4(&p.held));
+                routes4.push(RouteEntry {
+                    to: ipnet::IpNet::V4(ipnet::Ipv4Net::new(a, 32).expect("/32")),
+                    via: None,
+                    dev: di,
+                    prefsrc: Some(IpAddr::V4(primary)),
+                    metric: 0,
+                    kind: RouteKind::Local,
+                });
+                if x.primary && x.held.addr.prefix_len < 32 && s.interfaces[di].is_loopback() {
+                    routes4.push(RouteEntry {
+                        to: x.held.addr.net().trunc(),
+                        via: None,
+                        dev: di,
+                        prefsrc: Some(IpAddr::V4(a)),
+                        metric: 0,
+                        kind: RouteKind::Local,
+                    });
+                }
+            }
+            for h in &d.v6 {
+                routes6.push(RouteEntry {
+                    to: ipnet::IpNet::new(h.ip(), 128).expect("/128"),
+                    via: None,
+                    dev: di,
+                    prefsrc: None,
+                    metric: 0,
+                    kind: RouteKind::Local,
+                });
+            }
+        }
+        let locals4 = routes4.len();
+        let locals6 = routes6.len();
+        for (di, d) in devs.iter().enumerate() {
+            if !s.interfaces[di].is_loopback() {
+                for x in
+                    d.v4.iter()
+                        .filter(|x| x.primary && x.held.addr.prefix_len < 32)
+                {
+                    routes4.push(RouteEntry {
+                        to: x.held.addr.net().trunc(),
+                        via: None,
+                        dev: di,
+                        prefsrc: Some(x.held.ip()),
+                        metric: 0,
+                        kind: RouteKind::Connected,
+                    });
+                }
+            }
+            // Prefix routes in the order the addresses were added (oldest first).
+            for h in net::held(s)
+                .iter()
+                .filter(|h| h.dev == di && h.addr.addr.is_ipv6() && h.addr.prefix_len < 128)
+            {
+                let to = h.addr.net().trunc();
+                if !routes6[locals6..].iter().any(|r| r.to == to && r.dev == di) {
+                    routes6.push(RouteEntry {
+                        to,
+                        via: None,
+                        dev: di,
+                        prefsrc: None,
+                        metric: 256,
+                        kind: RouteKind::Connected,
+                    });
+                }
+            }
+        }
+        let _ = locals4;
+        for r in &s.routes {
+            if let Some(e) =
+                RouteEntry::declared(r, s, if r.to.addr().is_ipv4() { 0 } else { 1024 })
+            {
+                if r.to.addr().is_ipv4() {
+                    routes4.push(e)
+                } else {
+                    routes6.push(e)
+                }
+            }
+        }
+        let policy = s.policy.linux();
+        let mut labels = if policy.flush_labels {
+            KernelLabels::empty()
+        } else {
+            KernelLabels::default()
+        };
+        for row in &policy.addrlabels {
+            // Validation already rejected rows the kernel refuses.
+            let _ = labels.add(row);
+        }
+        let gai = GaiConf::parse(&policy.gai_conf, profile.glibc);
+        Linux {
+            s,
+            profile,
+            devs,
+            routes4,
+            routes6,
+            labels,
+            gai,
+        }
+    }
+
+    fn dev_name(&self, i: usize) -> &str {
+        &self.devs[i].name
+    }
+
+    /// The source a UDP `connect()` gets, or the errno.
+    pub fn connect(
+        &self,
+        dst: IpAddr,
+        zone: Option<&str>,
+        prefer: &[SourcePreference],
+    ) -> Selected {
+        match dst {
+            IpAddr::V4(d) => self.connect4(d),
+            IpAddr::V6(d) => self.connect6(d, zone, prefer),
+        }
+    }
+
+    fn connect4(&self, dst: Ipv4Addr) -> Selected {
+        let mut trace = SourceTrace::default();
+        let locals: Vec<RouteEntry> = self
+            .routes4
+            .iter()
+            .filter(|r| r.kind == RouteKind::Local)
+            .cloned()
+            .collect();
+        let main: Vec<RouteEntry> = self
+            .routes4
+            .iter()
+            .filter(|r| r.kind != RouteKind::Local)
+            .cloned()
+            .collect();
+        let route = net::lookup(&locals, IpAddr::V4(dst), None)
+            .or_else(|| net::lookup(&main, IpAddr::V4(dst), None));
+        let Some(route) = route else {
+            trace
+                .steps
+                .push(format!("no IPv4 route to {dst}: connect() fails"));
+            return Selected {
+                result: Err(errno::ENETUNREACH),
+                trace,
+            };
+        };
+        trace
+            .steps
+            .push(format!("route lookup: {}", route.describe(self.s)));
+        if let Some(src) = route.prefsrc {
+            let why = match route.kind {
+                RouteKind::Local => "a local route's preferred source",
+                RouteKind::Connected => {
+                    "the connected route's preferred source (its primary address)"
+                }
+                RouteKind::Declared => "the route's `src`",
+            };
+            trace.steps.push(format!("source {src}: {why}"));
+            return Selected {
+                result: Ok(src),
+                trace,
+            };
+        }
+        // fib_info_update_nhc_saddr -> inet_select_addr(dev, gateway or 0, route scope)
+        let (gw, scope) = match route.via {
+            Some(IpAddr::V4(g)) => (Some(g), SCOPE_UNIVERSE),
+            Some(IpAddr::V6(_)) => (None, SCOPE_UNIVERSE),
+            None => (None, SCOPE_LINK),
+        };
+        let chosen = self.inet_select_addr(route.dev, gw, scope, &mut trace);
+        Selected {
+            result: Ok(IpAddr::V4(chosen)),
+            trace,
+        }
+    }
+
+    fn inet_select_addr(
+        &self,
+        dev: usize,
+        dst: Option<Ipv4Addr>,
+        scope: u8,
+        trace: &mut SourceTrace,
+    ) -> Ipv4Addr {
+        let d = &self.devs[dev];
+        let gw_text = match dst {
+            Some(g) => format!("gateway {g}"),
+            None => "no IPv4 gateway (dst 0)".to_string(),
+        };
+        trace.steps.push(format!(
+            "inet_select_addr({}, {gw_text}, scope {}): primary addresses of {} with scope <= {scope}, preferring one whose subnet holds the gateway",
+            d.name, scope, d.name
+        ));
+        let mut first = None;
+        for x in &d.v4 {
+            let a = v4(&x.held);
+            let mut cand = Candidate {
+                addr: x.held.ip(),
+                dev: d.name.clone(),
+                attrs: format!("/{} scope {}", x.held.addr.prefix_len, x.scope),
+                skipped: None,
+            };
+            if !x.primary {
+                cand.skipped = Some("secondary address".into());
+            } else if x.scope.min(SCOPE_HOST) > scope {
+                cand.skipped = Some(format!("scope {} > {scope}", x.scope));
+            }
+            let ok = cand.skipped.is_none();
+            trace.candidates.push(cand);
+            if !ok {
+                continue;
+            }
+            let mask = mask4(x.held.addr.prefix_len);
+            if dst.is_none_or(|g| (g.to_bits() ^ a.to_bits()) & mask == 0) {
+                trace.steps.push(format!(
+                    "{a} on {} {}",
+                    d.name,
+                    if dst.is_some() {
+                        "holds the gateway's subnet"
+                    } else {
+                        "is the first eligible"
+                    }
+                ));
+                return a;
+            }
+            first.get_or_insert(a);
+        }
+        if let Some(a) = first {
+            trace.steps.push(format!(
+                "{a}: first eligible address of {} (none holds the gateway)",
+                d.name
+            ));
+            return a;
+        }
+        trace.steps.push(format!(
+            "{} has no eligible IPv4 address: first primary with scope <= {scope} (not link) on any interface, lo first",
+            d.name
+        ));
+        for od in &self.devs {
+            for x in &od.v4 {
+                if x.primary && x.scope != SCOPE_LINK && x.scope <= scope {
+                    let a = v4(&x.held);
+                    trace.steps.push(format!("{a} on {}", od.name));
+                    return a;
+                }
+            }
+        }
+        trace
+            .steps
+            .push("no IPv4 address qualifies: connect() succeeds with source 0.0.0.0".into());
+        Ipv4Addr::UNSPECIFIED
+    }
+
+    fn connect6(&self, dst: Ipv6Addr, zone: Option<&str>, prefer: &[SourcePreference]) -> Selected {
+        let mut trace = SourceTrace::default();
+        let oif = zone.and_then(|z| self.devs.iter().position(|d| d.name == z));
+        let dst = if dst.is_unspecified() {
+            Ipv6Addr::LOCALHOST
+        } else {
+            dst
+        };
+        if scope6(&dst) <= 2 && !dst.is_loopback() && oif.is_none() {
+            trace.steps.push(format!(
+                "{dst} is link-scoped and has no %zone: connect() refuses it"
+            ));
+            return Selected {
+                result: Err(errno::EINVAL),
+                trace,
+            };
+        }
+        let route = net::lookup(&self.routes6, IpAddr::V6(dst), oif).cloned();
+        let dst_dev = match &route {
+            Some(r) => {
+                trace
+                    .steps
+                    .push(format!("route lookup: {}", r.describe(self.s)));
+                if let Some(src) = r.prefsrc {
+                    trace
+                        .steps
+                        .push(format!("source {src}: the route's `src`, used as is"));
+                    return Selected {
+                        result: Ok(src),
+                        trace,
+                    };
+                }
+                Some(r.dev)
+            }
+            None => {
+                trace.steps.push(format!("no IPv6 route to {dst}: selecting with no outgoing device, then failing with the route error"));
+                None
+            }
+        };
+        let prefs = prefs_bits(prefer);
+        let chosen = self.ipv6_dev_get_saddr(dst, dst_dev, prefs, &mut trace);
+        let result = match (chosen, &route) {
+            (None, _) => {
+                trace
+                    .steps
+                    .push("no candidate source address: EADDRNOTAVAIL".into());
+                Err(errno::EADDRNOTAVAIL)
+            }
+            (Some(_), None) => Err(errno::ENETUNREACH),
+            (Some(a), Some(_)) => Ok(IpAddr::V6(a)),
+        };
+        Selected { result, trace }
+    }
+
+    fn ipv6_dev_get_saddr(
+        &self,
+        dst: Ipv6Addr,
+        dst_dev: Option<usize>,
+        prefs: u32,
+        trace: &mut SourceTrace,
+    ) -> Option<Ipv6Addr> {
+        let dst_scope = scope6(&dst);
+        let dst_label = self.labels.lookup(&dst, dst_dev.map(|d| self.dev_name(d)));
+        let only_oif = dst_dev
+            .filter(|&d| dst.is_multicast() || dst_scope <= 2 || self.devs[d].use_oif_addrs_only);
+        trace.steps.push(format!(
+            "destination scope {dst_scope}, label {}; candidates: {}",
+            label_text(dst_label),
+            match (only_oif, dst_dev) {
+                (Some(d), _) =>
+                    format!("addresses of the outgoing device {} only", self.dev_name(d)),
+                (None, Some(d)) => format!(
+                    "every device's addresses, lo first (outgoing device {})",
+                    self.dev_name(d)
+                ),
+                (None, None) => "every device's addresses, lo first (no outgoing device)".into(),
+            }
+        ));
+        let order: Vec<usize> = match only_oif {
+            Some(d) => vec![d],
+            None => (0..self.devs.len()).collect(),
+        };
+        let mut best: Option<(&Held, Vec<Score>)> = None;
+        for di in order {
+            for h in &self.devs[di].v6 {
+                let a = h.v6().expect("v6");
+                let cand_label = self.labels.lookup(&a, Some(self.dev_name(di)));
+                let scores = self.scores(h, dst, dst_scope, dst_label, cand_label, dst_dev, prefs);
+                trace.candidates.push(Candidate {
+                    addr: h.ip(),
+                    dev: self.dev_name(di).to_string(),
+                    attrs: format!(
+                        "/{} scope {}, label {}{}",
+                        h.addr.prefix_len,
+                        scope6(&a),
+                        label_text(cand_label),
+                        h.flags()
+                    ),
+                    skipped: None,
+                });
+                match &best {
+                    None => best = Some((h, scores)),
+                    Some((b, bs)) => {
+                        let decision = bs.iter().zip(&scores).find_map(|(x, y)| {
+                            let detail = format!("{} {} vs {}", x.what, x.text, y.text);
+                            Decision::prefer(x.value > y.value, y.value > x.value, x.rule, detail)
+                        });
+                        trace.duels.push(Duel {
+                            best: b.ip(),
+                            challenger: h.ip(),
+                            decision: decision.clone(),
+                        });
+                        if decision.is_some_and(|d| d.winner == Side::Right) {
+                            best = Some((h, scores));
+                        }
+                    }
+                }
+            }
+        }
+        best.map(|(h, _)| h.v6().expect("v6"))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn scores(
+        &self,
+        h: &Held,
+        dst: Ipv6Addr,
+        dst_scope: u8,
+        dst_label: u32,
+        cand_label: u32,
+        dst_dev: Option<usize>,
+        prefs: u32,
+    ) -> Vec<Score> {
+        let a = h.v6().expect("v6");
+        let s = scope6(&a);
+        let mut v = Vec::new();
+        v.push(Score::new(
+            "Rule 1 (prefer same address)",
+            "same as destination:",
+            i64::from(a == dst),
+            (a == dst).to_string(),
+        ));
+        let scope_value = if s >= dst_scope {
+            -i64::from(s)
+        } else {
+            i64::from(s) - 128
+        };
+        v.push(Score::new(
+            "Rule 2 (prefer appropriate scope)",
+            "scope (destination scope)",
+            scope_value,
+            format!("{s} ({dst_scope})"),
+        ));
+        let preferred = a.is_loopback() || !h.addr.deprecated;
+        v.push(Score::new(
+            "Rule 3 (avoid deprecated addresses)",
+            "preferred:",
+            i64::from(preferred),
+            preferred.to_string(),
+        ));
+        if self.profile.mip6 {
+            let prefhome = prefs & PREFER_SRC_COA == 0;
+            let value = (!h.addr.home) ^ prefhome;
+            v.push(Score::new(
+                "Rule 4 (prefer home addresses)",
+                "home:",
+                i64::from(value),
+                h.addr.home.to_string(),
+            ));
+        }
+        let oif = dst_dev.is_none_or(|d| d == h.dev);
+        v.push(Score::new(
+            "Rule 5 (prefer outgoing interface)",
+            "on the outgoing device:",
+            i64::from(oif),
+            oif.to_string(),
+        ));
+        let label_match = cand_label == dst_label;
+        v.push(Score::new(
+            "Rule 6 (prefer matching label)",
+            "label matches the destination's",
+            i64::from(label_match),
+            format!("{} ({})", label_text(cand_label), label_match),
+        ));
+        let preftmp = if prefs & (PREFER_SRC_PUBLIC | PREFER_SRC_TMP) != 0 {
+            prefs & PREFER_SRC_TMP != 0
+        } else {
+            self.devs[h.dev].use_tempaddr >= 2
+        };
+        let privacy = (!h.addr.temporary) ^ preftmp;
+        v.push(Score::new(
+            "Rule 7 (prefer public addresses; temporary when use_tempaddr >= 2 or asked)",
+            "temporary:",
+            i64::from(privacy),
+            h.addr.temporary.to_string(),
+        ));
+        let orchid =
+            |x: &Ipv6Addr| (x.segments()[0] == 0x2001) && (x.segments()[1] & 0xfff0 == 0x0010);
+        let orchid_ok = orchid(&a) == orchid(&dst);
+        v.push(Score::new(
+            "Rule 8- (ORCHID match)",
+            "ORCHID agrees:",
+            i64::from(orchid_ok),
+            orchid_ok.to_string(),
+        ));
+        let common = addrsel_policy::common_prefix_len(&a, &dst).min(u32::from(h.addr.prefix_len));
+        v.push(Score::new(
+            "Rule 8 (longest matching prefix, capped at the address's prefix length)",
+            "common prefix",
+            i64::from(common),
+            common.to_string(),
+        ));
+        v
+    }
+
+    // -----------------------------------------------------------------------------------
+    // glibc getaddrinfo
+
+    /// getaddrinfo(name, AF_UNSPEC, SOCK_DGRAM): the order glibc returns.
+    pub fn getaddrinfo(&self, name: &str) -> (Result<Vec<IpAddr>, String>, SortTrace) {
+        let input: Vec<IpAddr> = self
+            .s
+            .host(name)
+            .map(|h| h.addresses.clone())
+            .unwrap_or_default();
+        let mut trace = SortTrace {
+            input: input.clone(),
+            ..Default::default()
+        };
+        let labels = self.gai.label_table();
+        let precedence = self.gai.precedence_table();
+        let scopes = self.gai.scope_table();
+        trace.notes.push(table_note("labels", &labels));
+        trace.notes.push(table_note("precedence", &precedence));
+        if input.len() < 2 {
+            trace.unsorted_because = Some("fewer than two addresses".into());
+            return (Ok(input), trace);
+        }
+        if let Some(crash) = &self.gai.crash {
+            trace.unsorted_because =
+                Some(format!("gai.conf line {}: {}", crash.line, crash.message));
+            return (Err("SIGSEGV".into()), trace);
+        }
+        let entries = self.gai_sources(&input, &mut trace);
+        let get_scope = |a: &IpAddr| -> u32 {
+            match a {
+                IpAddr::V6(v6) => u32::from(glibc_scope6(v6)),
+                IpAddr::V4(v4) => scopes
+                    .iter()
+                    .find(|e| e.matches(v4))
+                    .map_or(14, |e: &ScopeEntry| e.scope),
+            }
+        };
+        let label = |a: &IpAddr| labels.lookup(&mapped(a));
+        let prec = |a: &IpAddr| precedence.lookup(&mapped(a));
+        for e in &entries {
+            let attrs = format!(
+                "scope {}, label {}, precedence {}{}",
+                get_scope(&e.dst),
+                label(&e.dst),
+                prec(&e.dst),
+                match e.source {
+                    Some(src) => format!(
+                        "; source scope {}, label {}, prefixlen {}{}{}{}",
+                        get_scope(&src),
+                        label(&src),
+                        e.prefixlen,
+                        if e.deprecated { ", deprecated" } else { "" },
+                        if e.home { ", home" } else { "" },
+                        if e.index.is_none() {
+                            ", not in the netlink address list"
+                        } else {
+                            ""
+                        }
+                    ),
+                    None => String::new(),
+                }
+            );
+            trace.entries.push(DestInfo {
+                dst: e.dst,
+                source: e.source,
+                source_error: e.error.map(String::from),
+                attrs,
+                source_trace: e.trace.clone(),
+            });
+        }
+        let cmp = |i: &usize, j: &usize| -> (Ordering, Option<Decision>) {
+            rfc3484_sort(
+                &entries[*i],
+                &entries[*j],
+                *i,
+                *j,
+                &get_scope,
+                &label,
+                &prec,
+            )
+        };
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        glibc_msort(&mut order, &mut |a, b| cmp(a, b).0);
+        for w in order.windows(2) {
+            let (_, d) = cmp(&w[0], &w[1]);
+            trace
+                .neighbours
+                .push((entries[w[0]].dst, entries[w[1]].dst, d));
+        }
+        (Ok(order.iter().map(|&i| entries[i].dst).collect()), trace)
+    }
+
+    /// The probe-socket loop of getaddrinfo: the kernel's source for every destination,
+    /// plus what glibc learns about it from the netlink address dump (`__check_pf`).
+    fn gai_sources(&self, input: &[IpAddr], trace: &mut SortTrace) -> Vec<GaiEntry> {
+        // __check_pf returns addresses only if some IPv6 address other than ::1 exists.
+        let seen_ipv6 = net::held(self.s)
+            .iter()
+            .any(|h| matches!(h.ip(), IpAddr::V6(a) if a != Ipv6Addr::LOCALHOST));
+        if !seen_ipv6 {
+            trace.notes.push("no IPv6 address besides ::1: glibc gets no address list (prefix lengths 0, rule 7 off)".into());
+        }
+        let all = net::held(self.s);
+        let mut socket_v6 = input[0].is_ipv6();
+        let mut out = Vec::new();
+        for dst in input {
+            if dst.is_ipv6() {
+                socket_v6 = true;
+            }
+            let sel = self.connect(*dst, None, &[]);
+            let (source, error) = match sel.result {
+                Ok(a) => (Some(a), None),
+                Err(e) => (None, Some(e)),
+            };
+            let mut entry = GaiEntry {
+                dst: *dst,
+                source,
+                error,
+                prefixlen: 0,
+                deprecated: false,
+                home: false,
+                index: None,
+                trace: sel.trace,
+            };
+            if let (Some(src), true) = (source, seen_ipv6) {
+                // The lookup key: an IPv4 source on an AF_INET socket is looked up with
+                // 127/8 folded to 127.0.0.1.
+                let key = match src {
+                    IpAddr::V4(a) if !socket_v6 && a.octets()[0] == 127 => {
+                        IpAddr::V4(Ipv4Addr::LOCALHOST)
+                    }
+                    other => other,
+                };
+                if let Some(h) = all.iter().find(|h| h.ip() == key) {
+                    entry.prefixlen = h.addr.prefix_len;
+                    entry.deprecated = h.addr.deprecated;
+                    entry.home = h.addr.home;
+                    entry.index = Some(h.dev);
+                }
+            }
+            out.push(entry);
+        }
+        out
+    }
+}
+
+struct GaiEntry {
+    dst: IpAddr,
+    source: Option<IpAddr>,
+    error: Option<&'static str>,
+    prefixlen: u8,
+    deprecated: bool,
+    home: bool,
+    /// Interface of the source per the netlink dump; `None` = not found (0xffffffff).
+    index: Option<usize>,
+    trace: SourceTrace,
+}
+
+/// glibc `get_scope` for IPv6 (v4-mapped addresses are global: the IPv4 table is not used).
+fn glibc_scope6(a: &Ipv6Addr) -> u8 {
+    if a.is_multicast() {
+        a.octets()[1] & 0x0f
+    } else if a.is_unicast_link_local() || a.is_loopback() {
+        2
+    } else if a.octets()[0] == 0xfe && a.octets()[1] & 0xc0 == 0xc0 {
+        5
+    } else {
+        14
+    }
+}
+
+/// glibc's `fls`, which returns the number of leading zeros (32 for 0).
+fn glibc_fls(x: u32) -> u32 {
+    x.leading_zeros()
+}
+
+/// glibc's `rfc3484_sort` comparator, condition for condition.
+fn rfc3484_sort(
+    a1: &GaiEntry,
+    a2: &GaiEntry,
+    idx1: usize,
+    idx2: usize,
+    get_scope: &dyn Fn(&IpAddr) -> u32,
+    get_label: &dyn Fn(&IpAddr) -> u32,
+    get_precedence: &dyn Fn(&IpAddr) -> u32,
+) -> (Ordering, Option<Decision>) {
+    use Ordering::*;
+    let done = |d: Decision| -> (Ordering, Option<Decision>) {
+        (
+            if d.winner == Side::Left {
+                Less
+            } else {
+                Greater
+            },
+            Some(d),
+        )
+    };
+    let got1 = a1.source.is_some();
+    let got2 = a2.source.is_some();
+    if let Some(d) = Decision::prefer(
+        got1 && !got2,
+        !got1 && got2,
+        "Rule 1 (avoid unusable destinations)",
+        format!("source {} vs {}", src_text(a1), src_text(a2)),
+    ) {
+        return done(d);
+    }
+    let d1_scope = get_scope(&a1.dst);
+    let d2_scope = get_scope(&a2.dst);
+    if let (Some(s1), Some(s2)) = (a1.source, a2.source) {
+        let s1_scope = get_scope(&s1);
+        let s2_scope = get_scope(&s2);
+        let detail =
+            format!("destination/source scope {d1_scope}/{s1_scope} vs {d2_scope}/{s2_scope}");
+        if let Some(d) = Decision::prefer(
+            d1_scope == s1_scope && d2_scope != s2_scope,
+            d1_scope != s1_scope && d2_scope == s2_scope,
+            "Rule 2 (prefer matching scope)",
+            detail,
+        ) {
+            return done(d);
+        }
+        let detail = format!("source deprecated {} vs {}", a1.deprecated, a2.deprecated);
+        if let Some(d) = Decision::prefer(
+            !a1.deprecated && a2.deprecated,
+            a1.deprecated && !a2.deprecated,
+            "Rule 3 (avoid deprecated addresses)",
+            detail,
+        ) {
+            return done(d);
+        }
+        let detail = format!("source home address {} vs {}", a1.home, a2.home);
+        if let Some(d) = Decision::prefer(
+            a1.home && !a2.home,
+            !a1.home && a2.home,
+            "Rule 4 (prefer home addresses)",
+            detail,
+        ) {
+            return done(d);
+        }
+        let (l1d, l1s, l2d, l2s) = (
+            get_label(&a1.dst),
+            get_label(&s1),
+            get_label(&a2.dst),
+            get_label(&s2),
+        );
+        let detail = format!("destination/source label {l1d}/{l1s} vs {l2d}/{l2s}");
+        if let Some(d) = Decision::prefer(
+            l1d == l1s && l2d != l2s,
+            l1d != l1s && l2d == l2s,
+            "Rule 5 (prefer matching label)",
+            detail,
+        ) {
+            return done(d);
+        }
+    }
+    if let Some(d) = Decision::higher(
+        get_precedence(&a1.dst),
+        get_precedence(&a2.dst),
+        "Rule 6 (prefer higher precedence)",
+        "precedence",
+    ) {
+        return done(d);
+    }
+    if got1 && a1.index != a2.index {
+        // An interface glibc cannot find counts as not native; veth and lo are native.
+        let n1 = a1.index.is_some();
+        let n2 = a2.index.is_some();
+        if let Some(d) = Decision::prefer(
+            n1 && !n2,
+            !n1 && n2,
+            "Rule 7 (prefer native transport)",
+            format!("native {n1} vs {n2}"),
+        ) {
+            return done(d);
+        }
+    }
+    if let Some(d) = Decision::lower(
+        d1_scope,
+        d2_scope,
+        "Rule 8 (prefer smaller scope)",
+        "destination scope",
+    ) {
+        return done(d);
+    }
+    if let (Some(s1), Some(s2), true) = (a1.source, a2.source, a1.dst.is_ipv4() == a2.dst.is_ipv4())
+    {
+        let (bit1, bit2) = match (a1.dst, s1, a2.dst, s2) {
+            (IpAddr::V4(d1), IpAddr::V4(s1), IpAddr::V4(d2), IpAddr::V4(s2)) => {
+                let bit = |d: Ipv4Addr, s: Ipv4Addr, len: u8| {
+                    // `0xffffffff << 32` for an unknown prefix length keeps all bits on
+                    // x86-64 and arm64 (the shift count is taken modulo 32).
+                    let mask = if len == 0 { u32::MAX } else { mask4(len) };
+                    if s.to_bits() & mask == d.to_bits() & mask {
+                        glibc_fls(d.to_bits() ^ s.to_bits())
+                    } else {
+                        0
+                    }
+                };
+                (bit(d1, s1, a1.prefixlen), bit(d2, s2, a2.prefixlen))
+            }
+            (IpAddr::V6(d1), IpAddr::V6(s1), IpAddr::V6(d2), IpAddr::V6(s2)) => {
+                let words = |a: Ipv6Addr| {
+                    let b = a.to_bits();
+                    [
+                        (b >> 96) as u32,
+                        (b >> 64) as u32,
+                        (b >> 32) as u32,
+                        b as u32,
+                    ]
+                };
+                let (d1, s1, d2, s2) = (words(d1), words(s1), words(d2), words(s2));
+                match (0..4).find(|&i| d1[i] != s1[i] || d2[i] != s2[i]) {
+                    Some(i) => (glibc_fls(d1[i] ^ s1[i]), glibc_fls(d2[i] ^ s2[i])),
+                    None => (0, 0),
+                }
+            }
+            _ => (0, 0),
+        };
+        if let Some(d) = Decision::higher(
+            bit1,
+            bit2,
+            "Rule 9 (use longest matching prefix)",
+            "matching bits in the first differing word",
+        ) {
+            return done(d);
+        }
+    }
+    done(Decision::new(
+        if idx1 < idx2 { Side::Left } else { Side::Right },
+        "Rule 10 (leave the order unchanged)",
+        format!("resolver positions {} and {}", idx1 + 1, idx2 + 1),
+    ))
+}
+
+fn src_text(e: &GaiEntry) -> String {
+    match (e.source, e.error) {
+        (Some(s), _) => s.to_string(),
+        (None, Some(err)) => format!("none ({err})"),
+        (None, None) => "none".into(),
+    }
+}
+
+fn label_text(label: u32) -> String {
+    if label == LABEL_DEFAULT {
+        "none (0xffffffff)".into()
+    } else {
+        label.to_string()
+    }
+}
+
+fn table_note(what: &str, t: &GlibcTable) -> String {
+    let rows: Vec<String> = t
+        .rows
+        .iter()
+        .map(|r| format!("{} {}", prefix_text(&r.prefix), r.value))
+        .collect();
+    format!(
+        "glibc {what} ({}): {}",
+        if t.custom {
+            "from gai.conf"
+        } else {
+            "built-in"
+        },
+        rows.join(", ")
+    )
+}
+
+fn prefix_text(p: &Ipv6Net) -> String {
+    addrsel_policy::c_style(p)
+}
+
+fn prefs_bits(prefer: &[SourcePreference]) -> u32 {
+    prefer.iter().fold(0, |acc, p| {
+        acc | match p {
+            SourcePreference::Temporary => PREFER_SRC_TMP,
+            SourcePreference::Public => PREFER_SRC_PUBLIC,
+            SourcePreference::CareOf => PREFER_SRC_COA,
+            SourcePreference::Home => 0,
+        }
+    })
+}
+
+/// One rule's value for one candidate (higher wins), as `ipv6_get_saddr_eval` computes it.
+struct Score {
+    rule: &'static str,
+    what: &'static str,
+    value: i64,
+    text: String,
+}
+
+impl Score {
+    fn new(rule: &'static str, what: &'static str, value: i64, text: String) -> Self {
+        Score {
+            rule,
+            what,
+            value,
+            text,
+        }
+    }
+}
+
+/// Runs every probe of the scenario against this profile.
+pub fn probe(
+    l: &Linux,
+    kind: &ProbeKind,
+    prefer: &[SourcePreference],
+) -> (addrsel_model::results::Outcome, Trace) {
+    use addrsel_model::results::Outcome;
+    match kind {
+        ProbeKind::Connect { dst, zone } => {
+            let sel = l.connect(*dst, zone.as_deref(), prefer);
+            let (source, error) = match sel.result {
+                Ok(a) => (Some(a), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            (
+                Outcome::Connect {
+                    dst: kind.dst_text().unwrap_or_default(),
+                    source,
+                    error,
+                    kernel: None,
+                },
+                Trace::Connect(sel.trace),
+            )
+        }
+        ProbeKind::Resolve { name } => {
+            let (result, trace) = l.getaddrinfo(name);
+            let outcome = match result {
+                Ok(order) => Outcome::Resolve {
+                    name: name.clone(),
+                    order,
+                    error: None,
+                },
+                Err(e) => Outcome::Resolve {
+                    name: name.clone(),
+                    order: vec![],
+                    error: Some(e),
+                },
+            };
+            (outcome, Trace::Resolve(trace))
+        }
+    }
+}

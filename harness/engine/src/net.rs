@@ -1,0 +1,189 @@
+//! Building blocks every profile shares: addresses with their interface, route tables and
+//! longest-prefix lookup, scopes.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use addrsel_model::{Address, Route, Scenario};
+use ipnet::IpNet;
+
+/// An address and the interface (index into `Scenario::interfaces`) that holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Held {
+    pub addr: Address,
+    pub dev: usize,
+}
+
+impl Held {
+    pub fn ip(&self) -> IpAddr {
+        self.addr.addr
+    }
+
+    pub fn v6(&self) -> Option<Ipv6Addr> {
+        match self.addr.addr {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        }
+    }
+
+    pub fn flags(&self) -> String {
+        let f = self.addr.flags();
+        if f.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", f.join(", "))
+        }
+    }
+}
+
+/// Every address in declaration order (lo's implicit ones first).
+pub fn held(s: &Scenario) -> Vec<Held> {
+    s.interfaces
+        .iter()
+        .enumerate()
+        .flat_map(|(dev, i)| i.addresses.iter().map(move |a| Held { addr: *a, dev }))
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteKind {
+    /// The destination is one of this host's addresses.
+    Local,
+    /// The prefix route the kernel adds for an address.
+    Connected,
+    /// A route from the scenario.
+    Declared,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteEntry {
+    pub to: IpNet,
+    pub via: Option<IpAddr>,
+    pub dev: usize,
+    /// Route `src` (Linux) or the address a connected route belongs to.
+    pub prefsrc: Option<IpAddr>,
+    pub metric: u32,
+    pub kind: RouteKind,
+}
+
+impl RouteEntry {
+    pub fn declared(r: &Route, s: &Scenario, default_metric: u32) -> Option<RouteEntry> {
+        let dev = match (&r.dev, r.via) {
+            (Some(d), _) => s.interfaces.iter().position(|i| &i.name == d)?,
+            (None, Some(via)) => connected_dev(s, via)?,
+            (None, None) => return None,
+        };
+        Some(RouteEntry {
+            to: r.to,
+            via: r.via,
+            dev,
+            prefsrc: r.src,
+            metric: r.metric.unwrap_or(default_metric),
+            kind: RouteKind::Declared,
+        })
+    }
+
+    pub fn describe(&self, s: &Scenario) -> String {
+        let dev = &s.interfaces[self.dev].name;
+        let kind = match self.kind {
+            RouteKind::Local => "local route",
+            RouteKind::Connected => "connected route",
+            RouteKind::Declared => "route",
+        };
+        let mut out = format!("{kind} {}", self.to);
+        if let Some(v) = self.via {
+            out.push_str(&format!(" via {v}"));
+        }
+        out.push_str(&format!(" dev {dev}"));
+        if let Some(p) = self.prefsrc {
+            out.push_str(&format!(" src {p}"));
+        }
+        out
+    }
+}
+
+/// The interface whose subnet holds `addr` (for a gateway given without `dev`).
+fn connected_dev(s: &Scenario, addr: IpAddr) -> Option<usize> {
+    s.interfaces.iter().position(|i| {
+        i.addresses
+            .iter()
+            .any(|a| a.net().trunc().contains(&addr) && a.prefix_len < max_len(addr))
+    })
+}
+
+pub fn max_len(addr: IpAddr) -> u8 {
+    if addr.is_ipv4() { 32 } else { 128 }
+}
+
+/// Longest prefix first, then the lowest metric, then the earliest entry. `oif` restricts
+/// the lookup to routes through that interface.
+pub fn lookup(routes: &[RouteEntry], dst: IpAddr, oif: Option<usize>) -> Option<&RouteEntry> {
+    let mut best: Option<&RouteEntry> = None;
+    for r in routes {
+        if !r.to.contains(&dst) || oif.is_some_and(|o| o != r.dev) {
+            continue;
+        }
+        let better = match best {
+            None => true,
+            Some(b) => {
+                (r.to.prefix_len(), std::cmp::Reverse(r.metric))
+                    > (b.to.prefix_len(), std::cmp::Reverse(b.metric))
+            }
+        };
+        if better {
+            best = Some(r);
+        }
+    }
+    best
+}
+
+/// RFC 4007 scope of an IPv6 address as kernels and RFC 6724 section 3.1 define it:
+/// multicast scope nibble; link-local and loopback 2; site-local 5; everything else 14.
+pub fn scope6(a: &Ipv6Addr) -> u8 {
+    let o = a.octets();
+    if o[0] == 0xff {
+        o[1] & 0x0f
+    } else if a.is_unicast_link_local() || a.is_loopback() {
+        2
+    } else if o[0] == 0xfe && o[1] & 0xc0 == 0xc0 {
+        5
+    } else {
+        14
+    }
+}
+
+/// RFC 6724 section 3.2: 127/8 and 169.254/16 are link-local, all other IPv4 global.
+pub fn scope4_rfc(a: &Ipv4Addr) -> u8 {
+    if a.is_loopback() || a.is_link_local() {
+        2
+    } else {
+        14
+    }
+}
+
+/// RFC 6724 scope of any address (IPv4 per section 3.2).
+pub fn scope_rfc(a: &IpAddr) -> u8 {
+    match a {
+        IpAddr::V4(v4) => scope4_rfc(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => scope4_rfc(&v4),
+            None => scope6(v6),
+        },
+    }
+}
+
+/// Common leading bits of two addresses of the same family (IPv4 as 32 bits).
+pub fn common_bits(a: &IpAddr, b: &IpAddr) -> u32 {
+    match (a, b) {
+        (IpAddr::V4(x), IpAddr::V4(y)) => (x.to_bits() ^ y.to_bits()).leading_zeros(),
+        (IpAddr::V6(x), IpAddr::V6(y)) => (x.to_bits() ^ y.to_bits()).leading_zeros(),
+        _ => 0,
+    }
+}
+
+/// errno names the profiles report.
+pub mod errno {
+    pub const ENETUNREACH: &str = "ENETUNREACH";
+    pub const EHOSTUNREACH: &str = "EHOSTUNREACH";
+    pub const EADDRNOTAVAIL: &str = "EADDRNOTAVAIL";
+    pub const EINVAL: &str = "EINVAL";
+}
