@@ -57,6 +57,9 @@ pub struct ReproArgs {
     /// Which OS to print the commands for.
     #[arg(long, default_value = "linux", value_parser = ["linux", "freebsd"])]
     os: String,
+    /// Print the plan as JSON (what the agent executes) instead of a shell script.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn repro(args: ReproArgs) -> anyhow::Result<u8> {
@@ -68,7 +71,11 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<u8> {
             "linux" => plan::linux(&l.scenario),
             _ => plan::freebsd(&l.scenario),
         };
-        print!("{}", plan::repro_script(&p, &l.scenario));
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&p)?);
+        } else {
+            print!("{}", plan::repro_script(&p, &l.scenario));
+        }
     }
     Ok(exit::OK)
 }

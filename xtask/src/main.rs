@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod explain;
+mod matrix;
+mod test;
 
 /// addrsel: which source and destination addresses will the operating system really pick,
 /// and why? Runs RFC 6724 address selection in a reference engine and on real kernels, and
@@ -19,10 +21,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run every scenario on every target and compare with the engine.
+    Matrix(matrix::Args),
     /// Explain, rule by rule, what each profile decides for every probe of a scenario.
     Explain(explain::Args),
     /// Print the commands that configure a scenario on an OS, as a shell script.
     Repro(explain::ReproArgs),
+    /// Run every check CI runs: formatting, lints, unit and integration tests, real targets.
+    Test(test::Args),
 }
 
 /// Exit codes shared by every subcommand.
@@ -40,8 +46,10 @@ pub mod exit {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Matrix(a) => matrix::run(a),
         Command::Explain(a) => explain::run(a),
         Command::Repro(a) => explain::repro(a),
+        Command::Test(a) => test::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

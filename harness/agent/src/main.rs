@@ -1,1 +1,175 @@
-fn main() {}
+//! addrsel-agent: runs on a target (the host, or inside a VM guest), applies every
+//! scenario plan in isolation, runs its probes and prints one JSON message per line.
+//!
+//! Usage:
+//!   addrsel-agent run  < input.json     run an AgentInput, print AgentMessages
+//!   addrsel-agent probe < probes.json   run probes in the current namespace (FreeBSD jails)
+//!   addrsel-agent check                 can scenarios run here? (exit 0 = yes)
+//!   addrsel-agent facts                 print the Facts message
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use addrsel_model::protocol::{AgentInput, AgentMessage, Facts};
+
+#[cfg(target_os = "freebsd")]
+mod freebsd;
+#[cfg(target_os = "linux")]
+mod linux;
+mod probe;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("run") => run(),
+        Some("probe") => probe_here(),
+        Some("check") => check(),
+        Some("facts") => {
+            emit(&mut std::io::stdout(), &AgentMessage::Facts(facts()));
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("usage: addrsel-agent run|probe|check|facts   (input JSON on stdin)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn emit(out: &mut impl Write, m: &AgentMessage) {
+    let _ = writeln!(out, "{}", serde_json::to_string(m).expect("serialisable"));
+    let _ = out.flush();
+}
+
+fn read_stdin<T: serde::de::DeserializeOwned>() -> Result<T, String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| format!("reading stdin: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("bad input on stdin: {e}"))
+}
+
+fn run() -> ExitCode {
+    #[cfg(target_os = "linux")]
+    linux::die_with_parent();
+    let input: AgentInput = match read_stdin() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("addrsel-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = std::io::stdout();
+    emit(&mut out, &AgentMessage::Facts(facts()));
+    for plan in &input.plans {
+        let start = Instant::now();
+        let (report, setup_error) = run_plan(plan, &input.target);
+        let millis = start.elapsed().as_millis() as u64;
+        emit(
+            &mut out,
+            &AgentMessage::Scenario {
+                report,
+                setup_error,
+                millis,
+            },
+        );
+    }
+    emit(&mut out, &AgentMessage::Done);
+    ExitCode::SUCCESS
+}
+
+#[cfg(target_os = "linux")]
+fn run_plan(
+    plan: &addrsel_model::plan::Plan,
+    target: &str,
+) -> (addrsel_model::results::Report, Option<String>) {
+    linux::run_plan(plan, target)
+}
+
+#[cfg(target_os = "freebsd")]
+fn run_plan(
+    plan: &addrsel_model::plan::Plan,
+    target: &str,
+) -> (addrsel_model::results::Report, Option<String>) {
+    freebsd::run_plan(plan, target)
+}
+
+/// Runs probes where the agent stands (used inside a FreeBSD jail).
+fn probe_here() -> ExitCode {
+    let probes: Vec<addrsel_model::Probe> = match read_stdin() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("addrsel-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let results: Vec<addrsel_model::results::ProbeResult> = probes
+        .iter()
+        .map(|p| addrsel_model::results::ProbeResult {
+            probe: p.id.clone(),
+            outcome: probe::run(p),
+        })
+        .collect();
+    println!("{}", serde_json::to_string(&results).expect("serialisable"));
+    ExitCode::SUCCESS
+}
+
+fn check() -> ExitCode {
+    #[cfg(target_os = "linux")]
+    let result = linux::check();
+    #[cfg(target_os = "freebsd")]
+    let result = freebsd::check();
+    match result {
+        Ok(how) => {
+            println!("ok: {how}");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            println!("cannot run scenarios here: {why}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn facts() -> Facts {
+    let uts = nix::sys::utsname::uname().ok();
+    let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
+        uts.as_ref()
+            .map(|u| f(u).to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let kernel = field(|u| u.release());
+    let (mip6, kernel_config) = kernel_config(&kernel);
+    Facts {
+        os: field(|u| u.sysname()),
+        kernel,
+        arch: field(|u| u.machine()),
+        glibc: probe::glibc_version(),
+        mip6,
+        kernel_config,
+    }
+}
+
+/// `CONFIG_IPV6_MIP6` from /proc/config.gz or /boot/config-RELEASE.
+fn kernel_config(release: &str) -> (Option<bool>, String) {
+    let text = if let Ok(bytes) = std::fs::read("/proc/config.gz") {
+        let mut s = String::new();
+        match flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut s) {
+            Ok(_) => Some((s, "/proc/config.gz".to_string())),
+            Err(_) => None,
+        }
+    } else {
+        let path = format!("/boot/config-{release}");
+        std::fs::read_to_string(&path).ok().map(|s| (s, path))
+    };
+    match text {
+        Some((config, from)) => {
+            let on = config.lines().any(|l| l == "CONFIG_IPV6_MIP6=y");
+            (Some(on), from)
+        }
+        None => (
+            None,
+            "no /proc/config.gz or /boot/config-RELEASE".to_string(),
+        ),
+    }
+}

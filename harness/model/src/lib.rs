@@ -4,6 +4,7 @@
 pub mod diag;
 pub mod parse;
 pub mod plan;
+pub mod protocol;
 pub mod results;
 pub mod scenario;
 

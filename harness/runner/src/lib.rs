@@ -1,3 +1,93 @@
 //! Runs scenarios on targets and compares what they did with the engine.
 
+pub mod compare;
 pub mod corpus;
+pub mod host;
+pub mod matrix;
+pub mod report;
+pub mod snapshot;
+pub mod target;
+pub mod targets;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use corpus::Loaded;
+use report::{MatrixResult, TargetSummary};
+
+/// What a matrix run should do.
+pub struct Options {
+    pub targets: Vec<targets::TargetDef>,
+    pub scenarios: Vec<Loaded>,
+    /// Write observed snapshots instead of reporting changes.
+    pub accept: bool,
+    /// Per-target deadline.
+    pub deadline: Duration,
+}
+
+/// A fresh directory for this run's logs: `target/addrsel/runs/<seconds>-<pid>`.
+pub fn run_dir() -> PathBuf {
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/addrsel/runs");
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let dir = base.join(format!("{stamp}-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+/// Runs every target (in parallel, up to the number of cores) and compares.
+pub fn run_matrix(opts: &Options, progress: &target::Progress) -> MatrixResult {
+    let dir = run_dir();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut runs: Vec<(usize, target::TargetRun)> = Vec::new();
+    let queue = std::sync::Mutex::new((0..opts.targets.len()).collect::<Vec<_>>());
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..cores.min(opts.targets.len()).max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let next = queue.lock().expect("queue").pop();
+                        let Some(i) = next else { break };
+                        let t = &opts.targets[i];
+                        mine.push((
+                            i,
+                            targets::run(t, &opts.scenarios, &dir, opts.deadline, progress),
+                        ));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        for h in handles {
+            runs.extend(h.join().expect("target thread"));
+        }
+    });
+    runs.sort_by_key(|(i, _)| *i);
+    let mut cells = Vec::new();
+    let mut summaries = Vec::new();
+    for (i, run) in &runs {
+        let def = &opts.targets[*i];
+        cells.extend(matrix::cells_for(run, def.os, &opts.scenarios, opts.accept));
+        summaries.push(TargetSummary {
+            name: run.name.clone(),
+            not_run: run.not_run.clone(),
+            error: run.error.clone(),
+            facts: run.facts.clone(),
+            boot_ms: run.boot.map(report::duration_ms),
+            total_ms: report::duration_ms(run.total),
+            scenario_ms: run.scenarios.iter().map(|s| s.millis).collect(),
+        });
+    }
+    MatrixResult {
+        scenarios: opts
+            .scenarios
+            .iter()
+            .map(|l| l.scenario.name.clone())
+            .collect(),
+        targets: summaries,
+        cells,
+    }
+}

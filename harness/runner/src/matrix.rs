@@ -1,0 +1,157 @@
+//! Every scenario on every target, compared with the engine and snapshotted.
+
+use addrsel_engine::Prediction;
+use addrsel_model::Os;
+use serde::Serialize;
+
+use crate::compare::{Compared, Status, compare};
+use crate::corpus::Loaded;
+use crate::snapshot::{self, SnapshotState};
+use crate::target::TargetRun;
+
+/// The outcome of one scenario on one target.
+#[derive(Clone, Debug, Serialize)]
+pub struct Cell {
+    pub scenario: String,
+    pub target: String,
+    pub status: CellStatus,
+    pub results: Vec<Compared>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setup_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_run: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub millis: Option<u64>,
+    /// The engine's explanations for the OS and for RFC 6724 (kept for failing cells only).
+    #[serde(skip)]
+    pub traces: Option<(Prediction, Prediction)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CellStatus {
+    Agree,
+    Deviation,
+    Unsupported,
+    NotRun,
+    SnapshotNew,
+    SnapshotChanged,
+    Disagree,
+    SetupFailed,
+}
+
+impl CellStatus {
+    pub fn word(self) -> &'static str {
+        match self {
+            CellStatus::Agree => "agree",
+            CellStatus::Deviation => "deviation",
+            CellStatus::Unsupported => "unsupported",
+            CellStatus::NotRun => "not run",
+            CellStatus::SnapshotNew => "SNAPSHOT NEW",
+            CellStatus::SnapshotChanged => "SNAPSHOT CHANGED",
+            CellStatus::Disagree => "DISAGREE",
+            CellStatus::SetupFailed => "SETUP FAILED",
+        }
+    }
+
+    pub fn is_failure(self) -> bool {
+        self >= CellStatus::SnapshotNew
+    }
+}
+
+/// Compares one target's run for every scenario; scenarios it did not reach become cells
+/// that say why.
+pub fn cells_for(target: &TargetRun, os: Os, scenarios: &[Loaded], accept: bool) -> Vec<Cell> {
+    let mut cells = Vec::new();
+    for l in scenarios {
+        let s = &l.scenario;
+        let base = Cell {
+            scenario: s.name.clone(),
+            target: target.name.clone(),
+            status: CellStatus::NotRun,
+            results: vec![],
+            snapshot: None,
+            setup_error: None,
+            not_run: None,
+            millis: None,
+            traces: None,
+        };
+        if let Some(reason) = &target.not_run {
+            cells.push(Cell {
+                not_run: Some(reason.clone()),
+                ..base
+            });
+            continue;
+        }
+        let Some(run) = target
+            .scenarios
+            .iter()
+            .find(|r| r.report.scenario == s.name)
+        else {
+            let why = target
+                .error
+                .clone()
+                .unwrap_or_else(|| "the target returned nothing for it".into());
+            cells.push(Cell {
+                status: CellStatus::SetupFailed,
+                setup_error: Some(why),
+                ..base
+            });
+            continue;
+        };
+        let (results, engine, rfc) = compare(
+            s,
+            os,
+            &target.name,
+            target.facts.as_ref(),
+            &run.report.results,
+        );
+        let mut status = results
+            .iter()
+            .map(|r| match r.status {
+                Status::Agree => CellStatus::Agree,
+                Status::Deviation => CellStatus::Deviation,
+                Status::Disagree => CellStatus::Disagree,
+                Status::Unsupported => CellStatus::Unsupported,
+                Status::SetupFailed => CellStatus::SetupFailed,
+                Status::NotRun => CellStatus::NotRun,
+            })
+            .max()
+            .unwrap_or(CellStatus::Agree);
+        let mut snap = None;
+        if let Some(e) = &run.setup_error {
+            status = CellStatus::SetupFailed;
+            let _ = e;
+        } else {
+            let state = snapshot::check(
+                &target.name,
+                &s.name,
+                &run.report.results,
+                target.facts.as_ref(),
+                accept,
+            );
+            let snap_status = match &state {
+                SnapshotState::New { .. } => Some(CellStatus::SnapshotNew),
+                SnapshotState::Changed { .. } => Some(CellStatus::SnapshotChanged),
+                _ => None,
+            };
+            if let Some(ss) = snap_status {
+                status = status.max(ss);
+            }
+            snap = Some(state);
+        }
+        let traces = status.is_failure().then_some((engine, rfc));
+        cells.push(Cell {
+            status,
+            results,
+            snapshot: snap,
+            setup_error: run.setup_error.clone(),
+            millis: Some(run.millis),
+            traces,
+            ..base
+        });
+    }
+    cells
+}

@@ -1,0 +1,389 @@
+//! The matrix as a terminal table, JSON, JUnit XML and Markdown.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use addrsel_model::protocol::Facts;
+use serde::{Deserialize, Serialize};
+
+use crate::matrix::{Cell, CellStatus};
+use crate::snapshot::{self, SnapshotState};
+
+/// What one target did in this run, for the summary lines.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TargetSummary {
+    pub name: String,
+    pub not_run: Option<String>,
+    pub error: Option<String>,
+    pub facts: Option<Facts>,
+    pub boot_ms: Option<u64>,
+    pub total_ms: u64,
+    pub scenario_ms: Vec<u64>,
+}
+
+pub struct MatrixResult {
+    pub scenarios: Vec<String>,
+    pub targets: Vec<TargetSummary>,
+    pub cells: Vec<Cell>,
+}
+
+impl MatrixResult {
+    pub fn cell(&self, scenario: &str, target: &str) -> Option<&Cell> {
+        self.cells
+            .iter()
+            .find(|c| c.scenario == scenario && c.target == target)
+    }
+
+    pub fn failures(&self) -> usize {
+        self.cells.iter().filter(|c| c.status.is_failure()).count()
+    }
+}
+
+fn median(v: &[u64]) -> u64 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    if v.is_empty() { 0 } else { v[v.len() / 2] }
+}
+
+fn secs(ms: u64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
+}
+
+/// The terminal report: the table, per-target timing, then the detail of every failure.
+pub fn terminal(m: &MatrixResult) -> String {
+    let mut out = String::new();
+    let name_w = m
+        .scenarios
+        .iter()
+        .map(|s| s.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    let col_w: Vec<usize> = m.targets.iter().map(|t| t.name.len().max(16)).collect();
+    let _ = write!(out, "{:<name_w$}", "scenario");
+    for (t, w) in m.targets.iter().zip(&col_w) {
+        let _ = write!(out, "  {:<w$}", t.name);
+    }
+    out.push('\n');
+    for s in &m.scenarios {
+        let _ = write!(out, "{s:<name_w$}");
+        for (t, w) in m.targets.iter().zip(&col_w) {
+            let word = m.cell(s, &t.name).map_or("-", |c| c.status.word());
+            let _ = write!(out, "  {word:<w$}");
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+    for t in &m.targets {
+        match (&t.not_run, &t.error) {
+            (Some(why), _) => {
+                let _ = writeln!(out, "{}: not run: {why}", t.name);
+            }
+            (None, err) => {
+                let facts = t.facts.as_ref().map_or(String::new(), |f| {
+                    format!(
+                        " [{} {} {}{}]",
+                        f.os,
+                        f.kernel,
+                        f.arch,
+                        f.glibc
+                            .as_ref()
+                            .map_or(String::new(), |g| format!(", glibc {g}"))
+                    )
+                });
+                let boot = t
+                    .boot_ms
+                    .map_or(String::new(), |b| format!(", boot {}", secs(b)));
+                let _ = writeln!(
+                    out,
+                    "{}{facts}: {} scenarios in {}{boot}, median {} ms per scenario",
+                    t.name,
+                    t.scenario_ms.len(),
+                    secs(t.total_ms),
+                    median(&t.scenario_ms)
+                );
+                if let Some(e) = err {
+                    let _ = writeln!(out, "  stopped early: {e}");
+                }
+            }
+        }
+    }
+    let failures: Vec<&Cell> = m.cells.iter().filter(|c| c.status.is_failure()).collect();
+    if !failures.is_empty() {
+        out.push_str("\nDetails\n");
+    }
+    for c in failures {
+        let _ = writeln!(
+            out,
+            "\n--- {} on {}: {}",
+            c.scenario,
+            c.target,
+            c.status.word()
+        );
+        if let Some(e) = &c.setup_error {
+            let _ = writeln!(out, "setup: {e}");
+        }
+        match &c.snapshot {
+            Some(SnapshotState::Changed { old, new }) => {
+                let _ = writeln!(
+                    out,
+                    "snapshot changed (harness/snapshots/{}/{}.snap):",
+                    c.target, c.scenario
+                );
+                out.push_str(&snapshot::diff(old, new));
+            }
+            Some(SnapshotState::New { text }) => {
+                let _ = writeln!(out, "no snapshot yet; observed:\n{text}");
+            }
+            _ => {}
+        }
+        for r in c
+            .results
+            .iter()
+            .filter(|r| r.status.is_failure() || !r.notes.is_empty())
+        {
+            let _ = writeln!(
+                out,
+                "probe {}: observed {} | engine {} | RFC 6724 {}",
+                r.observed.probe,
+                r.observed.outcome.summary(),
+                r.predicted.summary(),
+                r.rfc6724.summary()
+            );
+            for n in &r.notes {
+                let _ = writeln!(out, "  {n}");
+            }
+        }
+        if let (Some((engine, rfc)), true) = (&c.traces, c.status == CellStatus::Disagree) {
+            for r in c.results.iter().filter(|r| r.status.is_failure()) {
+                let left = probe_trace(engine, &r.observed.probe);
+                let right = probe_trace(rfc, &r.observed.probe);
+                let _ = writeln!(
+                    out,
+                    "explain {} ({} | rfc6724):",
+                    r.observed.probe,
+                    engine.profile.name()
+                );
+                out.push_str(&side_by_side(&left, &right, 78));
+            }
+        }
+    }
+    out
+}
+
+fn probe_trace(p: &addrsel_engine::Prediction, probe: &str) -> String {
+    use addrsel_engine::trace::{Trace, render_sort, render_source};
+    match p
+        .probes
+        .iter()
+        .find(|x| x.result.probe == probe)
+        .map(|x| &x.trace)
+    {
+        Some(Trace::Connect(t)) => render_source(t, 0),
+        Some(Trace::Resolve(t)) => render_sort(t, 0),
+        _ => String::new(),
+    }
+}
+
+/// Two texts in columns, wrapping long lines.
+pub fn side_by_side(left: &str, right: &str, width: usize) -> String {
+    let wrap = |text: &str| -> Vec<String> {
+        let mut lines = Vec::new();
+        for line in text.lines() {
+            let chars: Vec<char> = line.chars().collect();
+            if chars.is_empty() {
+                lines.push(String::new());
+            }
+            for chunk in chars.chunks(width) {
+                lines.push(chunk.iter().collect());
+            }
+        }
+        lines
+    };
+    let (l, r) = (wrap(left), wrap(right));
+    let mut out = String::new();
+    for i in 0..l.len().max(r.len()) {
+        let a = l.get(i).map_or("", String::as_str);
+        let b = r.get(i).map_or("", String::as_str);
+        let _ = writeln!(out, "{a:<width$} | {b}");
+    }
+    out
+}
+
+/// JSON: one object per scenario and target.
+pub fn json(m: &MatrixResult) -> String {
+    serde_json::to_string_pretty(&m.cells).expect("serialisable")
+}
+
+fn xml_escape(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .map(|c| match c {
+            '&' => "&amp;".to_string(),
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '"' => "&quot;".to_string(),
+            '\'' => "&apos;".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// JUnit XML: one testsuite per target, one testcase per scenario.
+pub fn junit(m: &MatrixResult) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let failures = m.failures();
+    let skipped = m
+        .cells
+        .iter()
+        .filter(|c| matches!(c.status, CellStatus::NotRun | CellStatus::Unsupported))
+        .count();
+    let total_secs: f64 = m.targets.iter().map(|t| t.total_ms as f64 / 1000.0).sum();
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"addrsel matrix\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{total_secs:.3}\">",
+        m.cells.len()
+    );
+    for t in &m.targets {
+        let cells: Vec<&Cell> = m.cells.iter().filter(|c| c.target == t.name).collect();
+        let f = cells.iter().filter(|c| c.status.is_failure()).count();
+        let s = cells
+            .iter()
+            .filter(|c| matches!(c.status, CellStatus::NotRun | CellStatus::Unsupported))
+            .count();
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{f}\" errors=\"0\" skipped=\"{s}\" time=\"{:.3}\">",
+            xml_escape(&t.name),
+            cells.len(),
+            t.total_ms as f64 / 1000.0
+        );
+        for c in cells {
+            let time = c.millis.unwrap_or(0) as f64 / 1000.0;
+            let _ = write!(
+                out,
+                "    <testcase classname=\"{}\" name=\"{}\" time=\"{time:.3}\"",
+                xml_escape(&t.name),
+                xml_escape(&c.scenario)
+            );
+            let body = cell_text(c);
+            match c.status {
+                st if st.is_failure() => {
+                    let _ = writeln!(
+                        out,
+                        ">\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>",
+                        st.word(),
+                        xml_escape(&format!("{st:?}")),
+                        xml_escape(&body)
+                    );
+                }
+                CellStatus::NotRun | CellStatus::Unsupported => {
+                    let why = c.not_run.clone().unwrap_or_else(|| body.clone());
+                    let _ = writeln!(
+                        out,
+                        ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                        xml_escape(&why)
+                    );
+                }
+                _ => {
+                    let _ = writeln!(
+                        out,
+                        ">\n      <system-out>{}</system-out>\n    </testcase>",
+                        xml_escape(&body)
+                    );
+                }
+            }
+        }
+        out.push_str("  </testsuite>\n");
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
+fn cell_text(c: &Cell) -> String {
+    let mut out = String::new();
+    if let Some(e) = &c.setup_error {
+        let _ = writeln!(out, "setup: {e}");
+    }
+    if let Some(r) = &c.not_run {
+        let _ = writeln!(out, "not run: {r}");
+    }
+    for r in &c.results {
+        let _ = writeln!(
+            out,
+            "{}: {} ({}; engine {}; RFC 6724 {})",
+            r.observed.probe,
+            r.observed.outcome.summary(),
+            r.status.word(),
+            r.predicted.summary(),
+            r.rfc6724.summary()
+        );
+        for n in &r.notes {
+            let _ = writeln!(out, "  {n}");
+        }
+    }
+    if let Some(SnapshotState::Changed { old, new }) = &c.snapshot {
+        out.push_str("snapshot diff:\n");
+        out.push_str(&snapshot::diff(old, new));
+    }
+    out
+}
+
+/// Markdown: the table and a failure list, for PR comments and job summaries.
+pub fn markdown(m: &MatrixResult) -> String {
+    let mut out = String::from("## addrsel matrix\n\n| scenario |");
+    for t in &m.targets {
+        let _ = write!(out, " {} |", t.name);
+    }
+    out.push_str("\n|---|");
+    for _ in &m.targets {
+        out.push_str("---|");
+    }
+    out.push('\n');
+    for s in &m.scenarios {
+        let _ = write!(out, "| {s} |");
+        for t in &m.targets {
+            let word = m.cell(s, &t.name).map_or("-", |c| c.status.word());
+            let word = if m.cell(s, &t.name).is_some_and(|c| c.status.is_failure()) {
+                format!("**{word}**")
+            } else {
+                word.to_string()
+            };
+            let _ = write!(out, " {word} |");
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+    for t in &m.targets {
+        if let Some(why) = &t.not_run {
+            let _ = writeln!(out, "- `{}` not run: {}", t.name, why.replace('\n', " "));
+        } else {
+            let _ = writeln!(
+                out,
+                "- `{}`: {} scenarios in {}",
+                t.name,
+                t.scenario_ms.len(),
+                secs(t.total_ms)
+            );
+        }
+    }
+    let failing: Vec<&Cell> = m.cells.iter().filter(|c| c.status.is_failure()).collect();
+    if !failing.is_empty() {
+        out.push_str("\n### Failures\n");
+        for c in failing {
+            let _ = writeln!(
+                out,
+                "\n**{}** on `{}`: {}\n\n```\n{}```",
+                c.scenario,
+                c.target,
+                c.status.word(),
+                cell_text(c)
+            );
+        }
+    }
+    out
+}
+
+pub fn duration_ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}

@@ -1,0 +1,46 @@
+//! `cargo xtask test`: everything CI checks, in order, stopping at the first failure.
+
+use std::process::Command;
+
+use crate::exit;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Skip the real-target part (the host matrix); formatting, lints and unit tests only.
+    #[arg(long)]
+    no_targets: bool,
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn step(name: &str, cmd: &mut Command) -> anyhow::Result<bool> {
+    eprintln!("==> {name}");
+    let start = std::time::Instant::now();
+    let status = cmd.status()?;
+    eprintln!("    {name}: {} in {:.1} s", if status.success() { "ok" } else { "FAILED" }, start.elapsed().as_secs_f64());
+    Ok(status.success())
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let c = cargo();
+    let steps: Vec<(&str, Vec<&str>)> = vec![
+        ("cargo fmt --check", vec!["fmt", "--all", "--", "--check"]),
+        ("cargo clippy -D warnings", vec!["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"]),
+        ("cargo test", vec!["test", "--workspace", "--quiet"]),
+    ];
+    for (name, argv) in steps {
+        if !step(name, Command::new(&c).args(argv).current_dir(&root))? {
+            return Ok(exit::DISAGREE);
+        }
+    }
+    if !args.no_targets {
+        let exe = std::env::current_exe()?;
+        if !step("matrix on the host target", Command::new(exe).args(["matrix", "--targets", "host"]).current_dir(&root))? {
+            return Ok(exit::DISAGREE);
+        }
+    }
+    Ok(exit::OK)
+}
