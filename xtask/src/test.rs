@@ -19,7 +19,11 @@ fn step(name: &str, cmd: &mut Command) -> anyhow::Result<bool> {
     eprintln!("==> {name}");
     let start = std::time::Instant::now();
     let status = cmd.status()?;
-    eprintln!("    {name}: {} in {:.1} s", if status.success() { "ok" } else { "FAILED" }, start.elapsed().as_secs_f64());
+    eprintln!(
+        "    {name}: {} in {:.1} s",
+        if status.success() { "ok" } else { "FAILED" },
+        start.elapsed().as_secs_f64()
+    );
     Ok(status.success())
 }
 
@@ -28,7 +32,18 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let c = cargo();
     let steps: Vec<(&str, Vec<&str>)> = vec![
         ("cargo fmt --check", vec!["fmt", "--all", "--", "--check"]),
-        ("cargo clippy -D warnings", vec!["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"]),
+        (
+            "cargo clippy -D warnings",
+            vec![
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--quiet",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
         ("cargo test", vec!["test", "--workspace", "--quiet"]),
     ];
     for (name, argv) in steps {
@@ -38,7 +53,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     }
     if !args.no_targets {
         let exe = std::env::current_exe()?;
-        if !step("matrix on the host target", Command::new(exe).args(["matrix", "--targets", "host"]).current_dir(&root))? {
+        if !step(
+            "matrix on the host target",
+            Command::new(exe)
+                .args(["matrix", "--targets", "host"])
+                .current_dir(&root),
+        )? {
             return Ok(exit::DISAGREE);
         }
     }
