@@ -25,8 +25,11 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
     /// Store the observations as the new snapshots instead of reporting changes.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_snapshots")]
     accept: bool,
+    /// Compare with the engine only; leave snapshots alone (for ad-hoc scenarios).
+    #[arg(long)]
+    no_snapshots: bool,
     /// List every known target, whether it can run here and why not, then exit.
     #[arg(long)]
     list_targets: bool,
@@ -90,7 +93,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let opts = Options {
         targets: chosen,
         scenarios,
-        accept: args.accept,
+        snapshots: if args.no_snapshots {
+            addrsel_runner::Snapshots::Skip
+        } else if args.accept {
+            addrsel_runner::Snapshots::Accept
+        } else {
+            addrsel_runner::Snapshots::Compare
+        },
         deadline: Duration::from_secs(args.deadline),
     };
     let progress = |target: &str, scenario: &str, done: usize, total: usize, elapsed: Duration| {

@@ -15,7 +15,7 @@ use addrsel_model::results::{Outcome, ProbeResult, Report};
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::waitpid;
+use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, pipe};
 
 use crate::probe;
@@ -67,10 +67,20 @@ pub fn run_plan(plan: &Plan, target: &str) -> (Report, Option<String>) {
         Ok(ForkResult::Parent { child }) => {
             drop(writer);
             let text = read_with_deadline(reader, child, SCENARIO_DEADLINE);
-            let _ = waitpid(child, None);
-            match text.and_then(|t| {
-                serde_json::from_str::<(Report, Option<String>)>(&t)
-                    .map_err(|e| format!("agent child answered badly: {e}"))
+            let died = match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, 0)) => None,
+                Ok(WaitStatus::Exited(_, code)) => {
+                    Some(format!("the scenario's process exited with status {code}"))
+                }
+                Ok(WaitStatus::Signaled(_, sig, _)) => {
+                    Some(format!("the scenario's process was killed by {sig:?}"))
+                }
+                _ => None,
+            };
+            match text.and_then(|t| match died {
+                Some(why) if t.is_empty() => Err(why),
+                _ => serde_json::from_str::<(Report, Option<String>)>(&t)
+                    .map_err(|e| format!("the scenario's process answered badly: {e}")),
             }) {
                 Ok(answer) => answer,
                 Err(e) => empty(e),
@@ -144,6 +154,9 @@ fn scenario_child(plan: &Plan, target: &str) -> (Report, Option<String>) {
         if let Err(e) = env.apply(step, &mut files) {
             return (report, Some(format!("setup step {} failed: {e}", i + 1)));
         }
+    }
+    if crate::fault("panic-in-scenario") == Some(plan.scenario.as_str()) {
+        panic!("fault injected after setting up {}", plan.scenario);
     }
     report.results = plan
         .probes

@@ -41,6 +41,23 @@ fn emit(out: &mut impl Write, m: &AgentMessage) {
     let _ = out.flush();
 }
 
+/// Fault injection for the harness's own tests: `ADDRSEL_AGENT_FAULT=KIND:SCENARIO` with KIND
+/// `abort-agent` (the agent aborts before the scenario) or `panic-in-scenario` (the scenario's
+/// process panics after its setup, with namespaces and interfaces in place).
+pub fn fault(kind: &str) -> Option<&'static str> {
+    static FAULT: std::sync::OnceLock<Option<(String, String)>> = std::sync::OnceLock::new();
+    let f = FAULT.get_or_init(|| {
+        std::env::var("ADDRSEL_AGENT_FAULT").ok().and_then(|v| {
+            v.split_once(':')
+                .map(|(k, s)| (k.to_string(), s.to_string()))
+        })
+    });
+    match f {
+        Some((k, s)) if k == kind => Some(s.as_str()),
+        _ => None,
+    }
+}
+
 fn read_stdin<T: serde::de::DeserializeOwned>() -> Result<T, String> {
     let mut text = String::new();
     std::io::stdin()
@@ -62,6 +79,9 @@ fn run() -> ExitCode {
     let mut out = std::io::stdout();
     emit(&mut out, &AgentMessage::Facts(facts()));
     for plan in &input.plans {
+        if fault("abort-agent") == Some(plan.scenario.as_str()) {
+            std::process::abort();
+        }
         let start = Instant::now();
         let (report, setup_error) = run_plan(plan, &input.target);
         let millis = start.elapsed().as_millis() as u64;

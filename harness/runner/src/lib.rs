@@ -19,10 +19,20 @@ use report::{MatrixResult, TargetSummary};
 pub struct Options {
     pub targets: Vec<targets::TargetDef>,
     pub scenarios: Vec<Loaded>,
-    /// Write observed snapshots instead of reporting changes.
-    pub accept: bool,
+    pub snapshots: Snapshots,
     /// Per-target deadline.
     pub deadline: Duration,
+}
+
+/// What to do with snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Snapshots {
+    /// Compare with the stored ones; changes fail the run.
+    Compare,
+    /// Store the observations as the new snapshots.
+    Accept,
+    /// Leave snapshots alone.
+    Skip,
 }
 
 /// A fresh directory for this run's logs: `target/addrsel/runs/<seconds>-<pid>`.
@@ -34,7 +44,7 @@ pub fn run_dir() -> PathBuf {
         .unwrap_or(0);
     let dir = base.join(format!("{stamp}-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
-    dir
+    dir.canonicalize().unwrap_or(dir)
 }
 
 /// Runs every target (in parallel, up to the number of cores) and compares.
@@ -70,7 +80,12 @@ pub fn run_matrix(opts: &Options, progress: &target::Progress) -> MatrixResult {
     let mut summaries = Vec::new();
     for (i, run) in &runs {
         let def = &opts.targets[*i];
-        cells.extend(matrix::cells_for(run, def.os, &opts.scenarios, opts.accept));
+        cells.extend(matrix::cells_for(
+            run,
+            def.os,
+            &opts.scenarios,
+            opts.snapshots,
+        ));
         summaries.push(TargetSummary {
             name: run.name.clone(),
             not_run: run.not_run.clone(),

@@ -63,7 +63,12 @@ impl CellStatus {
 
 /// Compares one target's run for every scenario; scenarios it did not reach become cells
 /// that say why.
-pub fn cells_for(target: &TargetRun, os: Os, scenarios: &[Loaded], accept: bool) -> Vec<Cell> {
+pub fn cells_for(
+    target: &TargetRun,
+    os: Os,
+    scenarios: &[Loaded],
+    snapshots: crate::Snapshots,
+) -> Vec<Cell> {
     let mut cells = Vec::new();
     for l in scenarios {
         let s = &l.scenario;
@@ -121,16 +126,15 @@ pub fn cells_for(target: &TargetRun, os: Os, scenarios: &[Loaded], accept: bool)
             .max()
             .unwrap_or(CellStatus::Agree);
         let mut snap = None;
-        if let Some(e) = &run.setup_error {
+        if run.setup_error.is_some() {
             status = CellStatus::SetupFailed;
-            let _ = e;
-        } else {
+        } else if snapshots != crate::Snapshots::Skip {
             let state = snapshot::check(
                 &target.name,
                 &s.name,
                 &run.report.results,
                 target.facts.as_ref(),
-                accept,
+                snapshots == crate::Snapshots::Accept,
             );
             let snap_status = match &state {
                 SnapshotState::New { .. } => Some(CellStatus::SnapshotNew),
