@@ -65,10 +65,10 @@ fn agent_pids() -> Vec<u32> {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) {
-            if exe.to_string_lossy().contains("addrsel-agent") {
-                pids.push(pid);
-            }
+        if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe"))
+            && exe.to_string_lossy().contains("addrsel-agent")
+        {
+            pids.push(pid);
         }
     }
     pids
