@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod diff;
 mod explain;
 mod matrix;
+mod report;
 mod test;
 
 /// addrsel: which source and destination addresses will the operating system really pick,
@@ -25,6 +27,11 @@ enum Command {
     Matrix(matrix::Args),
     /// Explain, rule by rule, what each profile decides for every probe of a scenario.
     Explain(explain::Args),
+    /// Work with matrix results.
+    #[command(subcommand)]
+    Report(report::Command),
+    /// Show which decisions a policy change (gai.conf, ip6addrctl.conf or a table) changes.
+    Diff(diff::Args),
     /// Print the commands that configure a scenario on an OS, as a shell script.
     Repro(explain::ReproArgs),
     /// Run every check CI runs: formatting, lints, unit and integration tests, real targets.
@@ -49,6 +56,8 @@ fn main() -> ExitCode {
         Command::Matrix(a) => matrix::run(a),
         Command::Explain(a) => explain::run(a),
         Command::Repro(a) => explain::repro(a),
+        Command::Diff(a) => diff::run(a),
+        Command::Report(c) => report::run(c),
         Command::Test(a) => test::run(a),
     };
     match result {

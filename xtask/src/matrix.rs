@@ -15,15 +15,8 @@ pub struct Args {
     /// Scenario files or directories, replacing the built-in corpus (harness/scenarios).
     #[arg(long, num_args = 1..)]
     scenarios: Vec<PathBuf>,
-    /// Write the results as JSON: one object per scenario and target.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// Write the results as JUnit XML (one testcase per scenario and target).
-    #[arg(long, value_name = "FILE")]
-    junit: Option<PathBuf>,
-    /// Write the results as a Markdown table (also appended to $GITHUB_STEP_SUMMARY when set).
-    #[arg(long, value_name = "FILE")]
-    markdown: Option<PathBuf>,
+    #[command(flatten)]
+    outputs: Outputs,
     /// Store the observations as the new snapshots instead of reporting changes.
     #[arg(long, conflicts_with = "no_snapshots")]
     accept: bool,
@@ -36,6 +29,82 @@ pub struct Args {
     /// Deadline per target, in seconds.
     #[arg(long, default_value_t = 600)]
     deadline: u64,
+    /// Run only shard I of N (1-based) of the target list, for CI job matrices; merge the
+    /// shards' --json files with `cargo xtask report merge`.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (i, n) = s.split_once('/').ok_or("expected I/N, for example 2/4")?;
+    let (i, n): (usize, usize) = (
+        i.parse().map_err(|_| "I is not a number")?,
+        n.parse().map_err(|_| "N is not a number")?,
+    );
+    if n == 0 || i == 0 || i > n {
+        return Err(format!("shard {i}/{n}: need 1 <= I <= N"));
+    }
+    Ok((i, n))
+}
+
+/// The deterministic slice of `targets` that shard `i` of `n` runs: every n-th target.
+pub fn shard<T: Clone>(targets: &[T], (i, n): (usize, usize)) -> Vec<T> {
+    targets
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| k % n == i - 1)
+        .map(|(_, t)| t.clone())
+        .collect()
+}
+
+/// Where to write the results besides the terminal.
+#[derive(clap::Args)]
+pub struct Outputs {
+    /// Write the results as JSON: one object per scenario and target.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write the results as JUnit XML (one testcase per scenario and target).
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Write the results as a Markdown table (also appended to $GITHUB_STEP_SUMMARY when set).
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+}
+
+/// Prints the report, writes every requested format, and returns the exit status.
+pub fn finish(
+    result: &report::MatrixResult,
+    out: &Outputs,
+    requested_not_run: bool,
+) -> anyhow::Result<u8> {
+    print!("{}", report::terminal(result));
+    if let Some(p) = &out.json {
+        std::fs::write(p, report::json(result))?;
+    }
+    if let Some(p) = &out.junit {
+        std::fs::write(p, report::junit(result))?;
+    }
+    let md = report::markdown(result);
+    if let Some(p) = &out.markdown {
+        std::fs::write(p, &md)?;
+    }
+    if let Ok(summary) = std::env::var("GITHUB_STEP_SUMMARY") {
+        use std::io::Write as _;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(summary)
+        {
+            let _ = f.write_all(md.as_bytes());
+        }
+    }
+    Ok(if result.failures() > 0 {
+        exit::DISAGREE
+    } else if requested_not_run {
+        exit::NOT_RUN
+    } else {
+        exit::OK
+    })
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
@@ -49,7 +118,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
         return Ok(exit::OK);
     }
-    let explicit = !args.targets.is_empty();
+    let explicit = !args.targets.is_empty() || args.shard.is_some();
     let chosen: Vec<targets::TargetDef> = if explicit {
         let mut v = Vec::new();
         for name in &args.targets {
@@ -72,6 +141,15 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     } else {
         known
     };
+    let chosen = match args.shard {
+        Some(sh) => shard(&chosen, sh),
+        None => chosen,
+    };
+    if chosen.is_empty() {
+        eprintln!("this shard has no targets");
+        let empty = report::MatrixResult::from_cells(vec![]);
+        return finish(&empty, &args.outputs, false);
+    }
     let paths = if args.scenarios.is_empty() {
         vec![addrsel_runner::corpus::builtin_dir()]
     } else {
@@ -109,33 +187,22 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         );
     };
     let result = run_matrix(&opts, &progress);
-    print!("{}", report::terminal(&result));
-    if let Some(p) = &args.json {
-        std::fs::write(p, report::json(&result))?;
-    }
-    if let Some(p) = &args.junit {
-        std::fs::write(p, report::junit(&result))?;
-    }
-    let md = report::markdown(&result);
-    if let Some(p) = &args.markdown {
-        std::fs::write(p, &md)?;
-    }
-    if let Ok(summary) = std::env::var("GITHUB_STEP_SUMMARY") {
-        use std::io::Write as _;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(summary)
-        {
-            let _ = f.write_all(md.as_bytes());
-        }
-    }
     let requested_not_run = explicit && result.targets.iter().any(|t| t.not_run.is_some());
-    Ok(if result.failures() > 0 {
-        exit::DISAGREE
-    } else if requested_not_run {
-        exit::NOT_RUN
-    } else {
-        exit::OK
-    })
+    finish(&result, &args.outputs, requested_not_run)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shards_are_deterministic_disjoint_and_complete() {
+        let targets: Vec<u32> = (0..7).collect();
+        let parts: Vec<Vec<u32>> = (1..=3).map(|i| super::shard(&targets, (i, 3))).collect();
+        assert_eq!(parts, [vec![0, 3, 6], vec![1, 4], vec![2, 5]]);
+        assert_eq!(super::parse_shard("2/3"), Ok((2, 3)));
+        assert!(
+            super::parse_shard("0/3").is_err()
+                && super::parse_shard("4/3").is_err()
+                && super::parse_shard("x").is_err()
+        );
+    }
 }

@@ -8,6 +8,7 @@ use addrsel_model::Scenario;
 use addrsel_model::results::{ProbeResult, Report};
 use serde::Serialize;
 
+pub mod diff;
 pub mod freebsd;
 pub mod linux;
 pub mod net;

@@ -4,9 +4,11 @@
 pub mod diag;
 pub mod parse;
 pub mod plan;
+pub mod policy_file;
 pub mod protocol;
 pub mod results;
 pub mod scenario;
+pub mod sweep;
 
 pub use diag::{Diagnostic, Errors, Severity};
 pub use parse::{Parsed, parse_scenario};

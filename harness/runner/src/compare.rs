@@ -6,10 +6,10 @@ use addrsel_model::protocol::Facts;
 use addrsel_model::results::{Outcome, ProbeResult};
 use addrsel_model::{Expected, Os, Scenario};
 use addrsel_policy::gai_conf::GlibcParser;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One probe on one target.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Observed == engine == RFC.
@@ -43,7 +43,7 @@ impl Status {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Compared {
     #[serde(flatten)]
     pub observed: ProbeResult,
@@ -53,7 +53,7 @@ pub struct Compared {
     /// Plain RFC 6724's answer.
     pub rfc6724: Outcome,
     /// Why the status is what it is, when that needs words (expectations, module answers).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
 

@@ -2,7 +2,7 @@
 
 use addrsel_engine::Prediction;
 use addrsel_model::Os;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::compare::{Compared, Status, compare};
 use crate::corpus::Loaded;
@@ -10,26 +10,26 @@ use crate::snapshot::{self, SnapshotState};
 use crate::target::TargetRun;
 
 /// The outcome of one scenario on one target.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Cell {
     pub scenario: String,
     pub target: String,
     pub status: CellStatus,
     pub results: Vec<Compared>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotState>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub setup_error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_run: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub millis: Option<u64>,
     /// The engine's explanations for the OS and for RFC 6724 (kept for failing cells only).
     #[serde(skip)]
     pub traces: Option<(Prediction, Prediction)>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CellStatus {
     Agree,

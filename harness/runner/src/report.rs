@@ -210,6 +210,39 @@ pub fn side_by_side(left: &str, right: &str, width: usize) -> String {
     out
 }
 
+impl MatrixResult {
+    /// Rebuilds a report from cells (a merge of sharded runs' JSON files).
+    pub fn from_cells(cells: Vec<Cell>) -> MatrixResult {
+        let mut scenarios: Vec<String> = Vec::new();
+        let mut targets: Vec<TargetSummary> = Vec::new();
+        for c in &cells {
+            if !scenarios.contains(&c.scenario) {
+                scenarios.push(c.scenario.clone());
+            }
+            match targets.iter_mut().find(|t| t.name == c.target) {
+                Some(t) => {
+                    t.total_ms += c.millis.unwrap_or(0);
+                    t.scenario_ms.extend(c.millis);
+                }
+                None => targets.push(TargetSummary {
+                    name: c.target.clone(),
+                    not_run: c.not_run.clone(),
+                    error: None,
+                    facts: None,
+                    boot_ms: None,
+                    total_ms: c.millis.unwrap_or(0),
+                    scenario_ms: c.millis.into_iter().collect(),
+                }),
+            }
+        }
+        MatrixResult {
+            scenarios,
+            targets,
+            cells,
+        }
+    }
+}
+
 /// JSON: one object per scenario and target.
 pub fn json(m: &MatrixResult) -> String {
     serde_json::to_string_pretty(&m.cells).expect("serialisable")

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use addrsel_model::protocol::Facts;
 use addrsel_model::results::{Outcome, ProbeResult};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum SnapshotState {
     Same,
@@ -33,9 +33,12 @@ impl SnapshotState {
     }
 }
 
-/// `harness/snapshots`.
+/// `harness/snapshots`, or `$ADDRSEL_SNAPSHOTS` when set (tests use a scratch directory).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../snapshots")
+    match std::env::var_os("ADDRSEL_SNAPSHOTS") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../snapshots"),
+    }
 }
 
 /// The snapshot text of a scenario's observations.

@@ -1,0 +1,214 @@
+//! `cargo xtask diff OLD NEW`: which decisions a policy change changes, in the engine and,
+//! with `--targets`, on real kernels.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use addrsel_engine::diff::{Change, changes};
+use addrsel_engine::{Profile, predict};
+use addrsel_model::policy_file::{self, PolicyFile, PolicyFormat};
+use addrsel_model::results::ProbeResult;
+use addrsel_runner::corpus::Loaded;
+use addrsel_runner::{compare, targets};
+
+use crate::{exit, load_scenarios};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The policy in force now: a gai.conf, an ip6addrctl.conf, or a TOML file with `table = [...]`.
+    old: PathBuf,
+    /// The policy to deploy, in the same format.
+    new: PathBuf,
+    /// The files' format when it cannot be guessed: gai.conf, ip6addrctl or table.
+    #[arg(long, value_parser = ["gai.conf", "ip6addrctl", "table"])]
+    format: Option<String>,
+    /// Scenario files or directories (default: the built-in sweep of address classes).
+    #[arg(long, num_args = 1..)]
+    scenarios: Vec<PathBuf>,
+    /// Also run both policies on these targets (e.g. host) and show what really changes.
+    #[arg(long, value_delimiter = ',')]
+    targets: Vec<String>,
+    /// Write every change as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+fn read_policy(path: &PathBuf, format: Option<PolicyFormat>) -> Option<PolicyFile> {
+    let shown = addrsel_runner::corpus::display_path(path);
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {shown}: {e}");
+            return None;
+        }
+    };
+    match policy_file::load(&shown, &text, format) {
+        Ok(p) => Some(p),
+        Err(errors) => {
+            eprintln!("{errors}");
+            None
+        }
+    }
+}
+
+fn observe(
+    t: &targets::TargetDef,
+    set: &[Loaded],
+    label: &str,
+) -> Result<BTreeMap<(String, String), ProbeResult>, String> {
+    let dir = addrsel_runner::run_dir();
+    let label = label.to_string();
+    let progress = move |target: &str, scenario: &str, done: usize, total: usize, _: Duration| {
+        eprintln!("  [{target} {label}] {done}/{total} {scenario}");
+    };
+    let run = targets::run(t, set, &dir, Duration::from_secs(600), &progress);
+    if let Some(why) = run.not_run.or(run.error) {
+        return Err(why);
+    }
+    let mut out = BTreeMap::new();
+    for s in run.scenarios {
+        if let Some(e) = s.setup_error {
+            return Err(format!("{}: {e}", s.report.scenario));
+        }
+        for r in s.report.results {
+            out.insert((s.report.scenario.clone(), r.probe.clone()), r);
+        }
+    }
+    Ok(out)
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let format = args.format.as_deref().and_then(PolicyFormat::from_word);
+    let (Some(old), Some(new)) = (
+        read_policy(&args.old, format),
+        read_policy(&args.new, format),
+    ) else {
+        return Ok(exit::BAD_INPUT);
+    };
+    if old.format() != new.format() {
+        eprintln!(
+            "error: OLD and NEW must have the same format ({:?} vs {:?})",
+            old.format(),
+            new.format()
+        );
+        return Ok(exit::BAD_INPUT);
+    }
+    let base: Vec<Loaded> = if args.scenarios.is_empty() {
+        addrsel_model::sweep::scenarios()
+            .into_iter()
+            .map(|s| Loaded {
+                path: PathBuf::from("<sweep>"),
+                scenario: s,
+                warnings: vec![],
+            })
+            .collect()
+    } else {
+        let Some(l) = load_scenarios(&args.scenarios) else {
+            return Ok(exit::BAD_INPUT);
+        };
+        l
+    };
+    let with = |p: &PolicyFile| -> Vec<Loaded> {
+        base.iter()
+            .map(|l| Loaded {
+                scenario: p.apply(&l.scenario),
+                ..l.clone()
+            })
+            .collect()
+    };
+    let (before, after) = (with(&old), with(&new));
+    println!(
+        "policy change ({:?}) on {} scenario(s){}; affects: {}",
+        old.format(),
+        base.len(),
+        if args.scenarios.is_empty() {
+            " of the built-in address-class sweep"
+        } else {
+            ""
+        },
+        old.profiles().join(", ")
+    );
+    let mut all: Vec<Change> = Vec::new();
+    for profile in old.profiles().iter().filter_map(|n| Profile::from_name(n)) {
+        for (b, a) in before.iter().zip(&after) {
+            all.extend(changes(
+                &predict(&b.scenario, &profile),
+                &predict(&a.scenario, &profile),
+            ));
+        }
+    }
+    let mut mismatch = false;
+    let known = targets::all();
+    for name in &args.targets {
+        let Some(t) = known.iter().find(|t| &t.name == name) else {
+            eprintln!("error: unknown target `{name}`");
+            return Ok(exit::BAD_INPUT);
+        };
+        let engine = compare::profile_for(t.os, None).name();
+        if !old.profiles().contains(&engine) {
+            println!(
+                "note: {name} runs {}, which does not read this kind of policy file; nothing to observe there",
+                t.os
+            );
+            continue;
+        }
+        let (obs_b, obs_a) = match (observe(t, &before, "old"), observe(t, &after, "new")) {
+            (Ok(b), Ok(a)) => (b, a),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("{name}: not run: {e}");
+                return Ok(exit::NOT_RUN);
+            }
+        };
+        for (key, b) in &obs_b {
+            let a = &obs_a[key];
+            let observed = b.outcome.decision() != a.outcome.decision();
+            let predicted = all.iter().any(|c| {
+                c.scenario == key.0 && c.probe == key.1 && c.target == format!("engine:{engine}")
+            });
+            if observed {
+                all.push(Change {
+                    scenario: key.0.clone(),
+                    probe: key.1.clone(),
+                    target: name.clone(),
+                    before: b.outcome.summary(),
+                    after: a.outcome.summary(),
+                    rule_before: None,
+                    rule_after: None,
+                });
+            }
+            if observed != predicted {
+                mismatch = true;
+                println!(
+                    "MISMATCH {}/{}: the engine {} a change, {name} {} one",
+                    key.0,
+                    key.1,
+                    if predicted {
+                        "predicts"
+                    } else {
+                        "does not predict"
+                    },
+                    if observed { "shows" } else { "does not show" }
+                );
+            }
+        }
+    }
+    all.sort_by(|x, y| (&x.scenario, &x.probe, &x.target).cmp(&(&y.scenario, &y.probe, &y.target)));
+    println!("{} decision(s) change:", all.len());
+    for c in &all {
+        println!(
+            "  {} / {} [{}]: {}  ->  {}",
+            c.scenario, c.probe, c.target, c.before, c.after
+        );
+        if let Some(r) = &c.rule_before {
+            println!("      before: {r}");
+        }
+        if let Some(r) = &c.rule_after {
+            println!("      after:  {r}");
+        }
+    }
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_string_pretty(&all)?)?;
+    }
+    Ok(if mismatch { exit::DISAGREE } else { exit::OK })
+}

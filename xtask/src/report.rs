@@ -1,0 +1,68 @@
+//! `cargo xtask report merge`: one report from the JSON files of sharded matrix runs.
+
+use std::path::PathBuf;
+
+use addrsel_runner::matrix::Cell;
+use addrsel_runner::report::MatrixResult;
+
+use crate::exit;
+use crate::matrix::{Outputs, finish};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Merge `matrix --json` files into one report and one exit status.
+    Merge(MergeArgs),
+}
+
+#[derive(clap::Args)]
+pub struct MergeArgs {
+    /// JSON files written by `cargo xtask matrix --json` (one per shard).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    outputs: Outputs,
+}
+
+pub fn run(cmd: Command) -> anyhow::Result<u8> {
+    let Command::Merge(args) = cmd;
+    let mut cells: Vec<Cell> = Vec::new();
+    for f in &args.files {
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {}: {e}", f.display());
+                return Ok(exit::BAD_INPUT);
+            }
+        };
+        match serde_json::from_str::<Vec<Cell>>(&text) {
+            Ok(mut c) => {
+                if let Some(dup) = c.iter().find(|x| {
+                    cells
+                        .iter()
+                        .any(|y| y.scenario == x.scenario && y.target == x.target)
+                }) {
+                    eprintln!(
+                        "error: {}: {} on {} is also in an earlier file",
+                        f.display(),
+                        dup.scenario,
+                        dup.target
+                    );
+                    return Ok(exit::BAD_INPUT);
+                }
+                cells.append(&mut c);
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: {}:{}:{}: not a matrix --json file: {e}",
+                    f.display(),
+                    e.line(),
+                    e.column()
+                );
+                return Ok(exit::BAD_INPUT);
+            }
+        }
+    }
+    let result = MatrixResult::from_cells(cells);
+    let not_run = result.targets.iter().any(|t| t.not_run.is_some());
+    finish(&result, &args.outputs, not_run)
+}

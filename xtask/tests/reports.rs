@@ -1,0 +1,362 @@
+//! Every output format against real matrix runs on the host target, the policy diff on the
+//! seed changes, and merging sharded results.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn xtask(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    c.current_dir(repo()).args(args);
+    c
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("addrsel-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Checks a JUnit file the way CI consumers read it: one testsuite per target, one testcase
+/// per scenario, counts that add up, a failure element for every failing case.
+fn check_junit(path: &Path, cases: usize, failures: usize) -> String {
+    let xml = std::fs::read_to_string(path).unwrap();
+    let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    assert_eq!(
+        root.attribute("tests").unwrap().parse::<usize>().unwrap(),
+        cases
+    );
+    assert_eq!(
+        root.attribute("failures")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap(),
+        failures
+    );
+    let mut seen_cases = 0;
+    let mut seen_failures = 0;
+    for suite in root.children().filter(|n| n.has_tag_name("testsuite")) {
+        let declared: usize = suite.attribute("tests").unwrap().parse().unwrap();
+        let declared_failures: usize = suite.attribute("failures").unwrap().parse().unwrap();
+        let tcs: Vec<_> = suite
+            .children()
+            .filter(|n| n.has_tag_name("testcase"))
+            .collect();
+        assert_eq!(tcs.len(), declared);
+        let f = tcs
+            .iter()
+            .filter(|t| t.children().any(|c| c.has_tag_name("failure")))
+            .count();
+        assert_eq!(f, declared_failures);
+        for tc in &tcs {
+            assert!(tc.attribute("name").is_some() && tc.attribute("classname").is_some());
+            tc.attribute("time")
+                .unwrap()
+                .parse::<f64>()
+                .expect("numeric time");
+        }
+        seen_cases += tcs.len();
+        seen_failures += f;
+    }
+    assert_eq!((seen_cases, seen_failures), (cases, failures));
+    xml
+}
+
+#[test]
+fn every_format_from_a_passing_host_run() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scratch("formats");
+    let summary = dir.join("step-summary.md");
+    let out = xtask(&["matrix", "--targets", "host"])
+        .arg("--json")
+        .arg(dir.join("m.json"))
+        .arg("--junit")
+        .arg(dir.join("m.xml"))
+        .arg("--markdown")
+        .arg(dir.join("m.md"))
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let scenarios = std::fs::read_dir(repo().join("harness/scenarios"))
+        .unwrap()
+        .count();
+
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();
+    let cells = json.as_array().unwrap();
+    assert_eq!(cells.len(), scenarios);
+    for c in cells {
+        assert_eq!(c["target"], "host");
+        assert!(
+            ["agree", "deviation"].contains(&c["status"].as_str().unwrap()),
+            "{c}"
+        );
+        for r in c["results"].as_array().unwrap() {
+            // The explain --json shape, plus the three-way comparison.
+            assert!(r["probe"].is_string() && r["status"].is_string());
+            match r["kind"].as_str().unwrap() {
+                "connect" => assert!(
+                    r["dst"].is_string() && r.get("source").is_some() && r.get("error").is_some()
+                ),
+                "resolve" => assert!(r["name"].is_string() && r["order"].is_array()),
+                other => panic!("kind {other}"),
+            }
+            assert!(r["predicted"].is_object() && r["rfc6724"].is_object());
+        }
+    }
+    check_junit(&dir.join("m.xml"), scenarios, 0);
+    let md = std::fs::read_to_string(dir.join("m.md")).unwrap();
+    assert!(md.starts_with("## addrsel matrix\n\n| scenario | host |"));
+    assert_eq!(
+        md.lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| scenario"))
+            .count(),
+        scenarios
+    );
+    assert!(std::fs::read_to_string(&summary).unwrap().contains(&md));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn failing_cells_in_every_format() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scratch("failing");
+    let snaps = dir.join("snapshots");
+    let scen = dir.join("scenarios");
+    std::fs::create_dir_all(snaps.join("host")).unwrap();
+    std::fs::create_dir_all(&scen).unwrap();
+    let base =
+        std::fs::read_to_string(repo().join("harness/scenarios/v4-via-v6-route.toml")).unwrap();
+    // A wrong expectation: the real kernel and the engine both say 10.0.0.50.
+    let wrong = base
+        .replace("name = \"v4-via-v6-route\"", "name = \"wrong-expectation\"")
+        .replace("source = \"10.0.0.50\"", "source = \"10.0.0.99\"");
+    std::fs::write(scen.join("a.toml"), wrong).unwrap();
+    // A stale snapshot: stored observations that differ from today's.
+    std::fs::write(
+        scen.join("b.toml"),
+        base.replace("name = \"v4-via-v6-route\"", "name = \"stale-snapshot\""),
+    )
+    .unwrap();
+    std::fs::write(
+        snaps.join("host/stale-snapshot.snap"),
+        "---\nsource: harness/runner/src/snapshot.rs\n---\nto-peer-v4: connect 203.0.113.2 -> 10.0.0.51\n",
+    )
+    .unwrap();
+    let out = xtask(&["matrix", "--targets", "host", "--scenarios"])
+        .arg(&scen)
+        .arg("--json")
+        .arg(dir.join("m.json"))
+        .arg("--junit")
+        .arg(dir.join("m.xml"))
+        .arg("--markdown")
+        .arg(dir.join("m.md"))
+        .env("ADDRSEL_SNAPSHOTS", &snaps)
+        .env("CI", "true")
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("the expectation on scenario line"), "{t}");
+    assert!(
+        t.contains("- to-peer-v4: connect 203.0.113.2 -> 10.0.0.51"),
+        "{t}"
+    );
+    assert!(
+        t.contains("+ to-peer-v4: connect 203.0.113.2 -> 10.0.0.50"),
+        "{t}"
+    );
+    // Both explanations, side by side, for the disagreement.
+    assert!(t.contains("explain to-peer-v4 (linux | rfc6724):"), "{t}");
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();
+    let status = |name: &str| {
+        json.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["scenario"] == name)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(status("wrong-expectation"), "disagree");
+    assert_eq!(status("stale-snapshot"), "snapshot_changed");
+    let xml = check_junit(&dir.join("m.xml"), 2, 2);
+    assert!(xml.contains("message=\"DISAGREE\"") && xml.contains("message=\"SNAPSHOT CHANGED\""));
+    let md = std::fs::read_to_string(dir.join("m.md")).unwrap();
+    assert!(md.contains("**DISAGREE**") && md.contains("### Failures"));
+    // In CI nothing is written for review.
+    assert!(!snaps.join("host/stale-snapshot.snap.new").exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn merging_shard_results() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scratch("merge");
+    let corpus = repo().join("harness/scenarios");
+    let run = |files: &[&str], json: &Path| {
+        let mut c = xtask(&["matrix", "--targets", "host", "--scenarios"]);
+        for f in files {
+            c.arg(corpus.join(f));
+        }
+        let out = c.arg("--json").arg(json).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    };
+    run(
+        &["loopback-preference.toml", "v4-via-v6-route.toml"],
+        &dir.join("a.json"),
+    );
+    run(&["ula-only-host-prefers-ipv4.toml"], &dir.join("b.json"));
+    let out = xtask(&["report", "merge"])
+        .arg(dir.join("a.json"))
+        .arg(dir.join("b.json"))
+        .arg("--junit")
+        .arg(dir.join("all.xml"))
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    for s in [
+        "loopback-preference",
+        "v4-via-v6-route",
+        "ula-only-host-prefers-ipv4",
+    ] {
+        assert!(t.contains(s), "{t}");
+    }
+    check_junit(&dir.join("all.xml"), 3, 0);
+    // The same cell twice is refused; a failing cell makes the merged exit status 1.
+    let dup = xtask(&["report", "merge"])
+        .arg(dir.join("a.json"))
+        .arg(dir.join("a.json"))
+        .output()
+        .unwrap();
+    assert_eq!(dup.status.code(), Some(2));
+    let mut cells: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("b.json")).unwrap()).unwrap();
+    cells[0]["status"] = "disagree".into();
+    std::fs::write(dir.join("c.json"), cells.to_string()).unwrap();
+    let bad = xtask(&["report", "merge"])
+        .arg(dir.join("a.json"))
+        .arg(dir.join("c.json"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn changes(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("    "))
+        .map(|l| l.trim().split(": ").next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn diff_of_the_seed_gai_conf_change_matches_the_host() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scratch("diff-gai");
+    std::fs::write(dir.join("old.conf"), "").unwrap();
+    std::fs::write(dir.join("new.conf"), "label fd00:11:22::/48 1\n").unwrap();
+    let out = xtask(&["diff"])
+        .arg(dir.join("old.conf"))
+        .arg(dir.join("new.conf"))
+        .args([
+            "--format",
+            "gai.conf",
+            "--scenarios",
+            "harness/scenarios",
+            "--targets",
+            "host",
+        ])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(!t.contains("MISMATCH"), "{t}");
+    let got = changes(&out);
+    let mut expected = Vec::new();
+    for (s, p) in [
+        ("freebsd-ula-fix-fc00-37-1", "resolve-server"),
+        ("freebsd-ula-label-mismatch", "resolve-server"),
+        ("freebsd-ula-site-label-14", "resolve-server"),
+        ("gai-conf-unrelated-label-drops-defaults", "resolve-server"),
+        ("teredo-and-6to4", "resolve-tunnels"),
+        ("ula-gai-conf-full-labels-fix", "resolve-server"),
+        ("ula-gai-conf-label-fix", "resolve-server"),
+        ("ula-only-host-prefers-ipv4", "resolve-server"),
+        ("wifibox-fd00-64-37-1", "resolve-server"),
+    ] {
+        expected.push(format!("{s} / {p} [engine:linux]"));
+        expected.push(format!("{s} / {p} [host]"));
+    }
+    assert_eq!(got, expected, "{t}");
+    assert!(
+        t.contains("before: Rule 5 (prefer matching label)")
+            && t.contains("after:  Rule 6 (prefer higher precedence)")
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn diff_of_the_seed_ip6addrctl_change() {
+    let dir = scratch("diff-bsd");
+    let rc = "::1/128 50 0\n::/0 40 1\n::ffff:0:0/96 35 4\n2002::/16 30 2\n2001::/32 5 5\nfc00::/7 3 13\n::/96 1 3\nfec0::/10 1 11\n3ffe::/16 1 12\n";
+    std::fs::write(dir.join("old.conf"), rc).unwrap();
+    std::fs::write(
+        dir.join("new.conf"),
+        rc.replace("fc00::/7 3 13", "fc00::/7 37 1"),
+    )
+    .unwrap();
+    let out = xtask(&["diff"])
+        .arg(dir.join("old.conf"))
+        .arg(dir.join("new.conf"))
+        .args([
+            "--scenarios",
+            "harness/scenarios/freebsd-ula-label-mismatch.toml",
+            "harness/scenarios/ula-and-gua-glibc-prefers-ula.toml",
+        ])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert_eq!(
+        changes(&out),
+        [
+            "freebsd-ula-label-mismatch / resolve-nas [engine:freebsd]",
+            "freebsd-ula-label-mismatch / resolve-server [engine:freebsd]",
+            "ula-and-gua-glibc-prefers-ula / resolve-intranet [engine:freebsd]",
+        ],
+        "{t}"
+    );
+    // The default run sweeps address classes when no scenarios are given.
+    let sweep = xtask(&["diff"])
+        .arg(dir.join("old.conf"))
+        .arg(dir.join("new.conf"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&sweep.stdout).contains("built-in address-class sweep"));
+    assert!(changes(&sweep).iter().all(|c| c.starts_with("sweep-")));
+    assert!(!changes(&sweep).is_empty());
+    std::fs::remove_dir_all(dir).unwrap();
+}
