@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod diff;
 mod explain;
 mod matrix;
@@ -27,6 +28,8 @@ enum Command {
     Matrix(matrix::Args),
     /// Explain, rule by rule, what each profile decides for every probe of a scenario.
     Explain(explain::Args),
+    /// Measure the engine (and the targets): medians of several rounds, never pass/fail.
+    Bench(bench::Args),
     /// Work with matrix results.
     #[command(subcommand)]
     Report(report::Command),
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Repro(a) => explain::repro(a),
         Command::Diff(a) => diff::run(a),
         Command::Report(c) => report::run(c),
+        Command::Bench(a) => bench::run(a),
         Command::Test(a) => test::run(a),
     };
     match result {

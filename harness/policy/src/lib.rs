@@ -242,3 +242,50 @@ mod tests {
         assert_eq!(c_style(&net("2002::", 16)), "2002::/16");
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Arbitrary text, and text built from the formats' own tokens, never panics a parser.
+        #[test]
+        fn parsers_never_panic(text in "\\PC{0,300}") {
+            for parser in [crate::gai_conf::GlibcParser::Before2_41, crate::gai_conf::GlibcParser::From2_41] {
+                let conf = crate::gai_conf::GaiConf::parse(&text, parser);
+                let _ = (conf.label_table(), conf.precedence_table(), conf.scope_table());
+            }
+            let _ = crate::ip6addrctl::parse_conf(&text);
+            let _ = crate::ip6addrctl::parse_show(&text);
+            let _ = crate::addrlabel::parse_list(&text);
+        }
+
+        #[test]
+        fn parsers_never_panic_on_format_like_text(
+            lines in proptest::collection::vec(
+                "(label|precedence|scopev4|reload|prefix|dev|Prefix)?[ \t]*[0-9a-fA-F:./%+-]{0,20}[ \t]*[0-9a-z+-]{0,6}[ \t#]*[0-9a-z]{0,4}",
+                0..12,
+            )
+        ) {
+            let text = lines.join("\n");
+            for parser in [crate::gai_conf::GlibcParser::Before2_41, crate::gai_conf::GlibcParser::From2_41] {
+                let conf = crate::gai_conf::GaiConf::parse(&text, parser);
+                let _ = (conf.label_table(), conf.precedence_table(), conf.scope_table());
+            }
+            if let Ok(t) = crate::ip6addrctl::parse_conf(&text) {
+                let mut k = crate::PolicyTable::default();
+                let _ = crate::ip6addrctl::install(&mut k, &t);
+                let _ = crate::ip6addrctl::print_show(&k);
+            }
+            let _ = crate::ip6addrctl::parse_show(&text);
+            if let Ok(rows) = crate::addrlabel::parse_list(&text) {
+                let mut k = crate::addrlabel::KernelLabels::default();
+                for r in &rows {
+                    let _ = k.add(r);
+                }
+            }
+        }
+    }
+}
