@@ -47,10 +47,7 @@ fn engine(rounds: usize) {
     println!(
         "engine: getaddrinfo sorts per second (each sort includes the kernel source selection for every destination), median of {rounds} rounds"
     );
-    println!(
-        "{:<10} {:>12} {:>12} {:>12}",
-        "profile", "2 dests", "8 dests", "32 dests"
-    );
+    println!("{:<10} {:>12} {:>12} {:>12}", "profile", "2 dests", "8 dests", "32 dests");
     for name in Profile::NAMES {
         let profile = Profile::from_name(name).expect("known");
         let mut row = Vec::new();
@@ -69,10 +66,7 @@ fn engine(rounds: usize) {
                 .collect();
             row.push(median(per_round));
         }
-        println!(
-            "{:<10} {:>12.0} {:>12.0} {:>12.0}",
-            name, row[0], row[1], row[2]
-        );
+        println!("{:<10} {:>12.0} {:>12.0} {:>12.0}", name, row[0], row[1], row[2]);
     }
 }
 
@@ -90,27 +84,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         })
         .unwrap_or_default();
-    println!(
-        "machine: {} cores, {machine}",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
+    println!("machine: {} cores, {machine}", std::thread::available_parallelism().map_or(1, |n| n.get()));
     let status = Command::new(cargo)
-        .args([
-            "run",
-            "--release",
-            "--quiet",
-            "--package",
-            "xtask",
-            "--",
-            "bench",
-            "--engine-here",
-            "--rounds",
-        ])
+        .args(["run", "--release", "--quiet", "--package", "xtask", "--", "bench", "--engine-here", "--rounds"])
         .arg(args.rounds.to_string())
         .status()?;
-    Ok(if status.success() {
-        exit::OK
-    } else {
-        exit::DISAGREE
-    })
+    Ok(if status.success() { exit::OK } else { exit::DISAGREE })
 }

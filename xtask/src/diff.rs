@@ -80,28 +80,17 @@ fn observe(
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let format = args.format.as_deref().and_then(PolicyFormat::from_word);
-    let (Some(old), Some(new)) = (
-        read_policy(&args.old, format),
-        read_policy(&args.new, format),
-    ) else {
+    let (Some(old), Some(new)) = (read_policy(&args.old, format), read_policy(&args.new, format)) else {
         return Ok(exit::BAD_INPUT);
     };
     if old.format() != new.format() {
-        eprintln!(
-            "error: OLD and NEW must have the same format ({:?} vs {:?})",
-            old.format(),
-            new.format()
-        );
+        eprintln!("error: OLD and NEW must have the same format ({:?} vs {:?})", old.format(), new.format());
         return Ok(exit::BAD_INPUT);
     }
     let base: Vec<Loaded> = if args.scenarios.is_empty() {
         addrsel_model::sweep::scenarios()
             .into_iter()
-            .map(|s| Loaded {
-                path: PathBuf::from("<sweep>"),
-                scenario: s,
-                warnings: vec![],
-            })
+            .map(|s| Loaded { path: PathBuf::from("<sweep>"), scenario: s, warnings: vec![] })
             .collect()
     } else {
         let Some(l) = load_scenarios(&args.scenarios) else {
@@ -110,32 +99,20 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         l
     };
     let with = |p: &PolicyFile| -> Vec<Loaded> {
-        base.iter()
-            .map(|l| Loaded {
-                scenario: p.apply(&l.scenario),
-                ..l.clone()
-            })
-            .collect()
+        base.iter().map(|l| Loaded { scenario: p.apply(&l.scenario), ..l.clone() }).collect()
     };
     let (before, after) = (with(&old), with(&new));
     println!(
         "policy change ({:?}) on {} scenario(s){}; affects: {}",
         old.format(),
         base.len(),
-        if args.scenarios.is_empty() {
-            " of the built-in address-class sweep"
-        } else {
-            ""
-        },
+        if args.scenarios.is_empty() { " of the built-in address-class sweep" } else { "" },
         old.profiles().join(", ")
     );
     let mut all: Vec<Change> = Vec::new();
     for profile in old.profiles().iter().filter_map(|n| Profile::from_name(n)) {
         for (b, a) in before.iter().zip(&after) {
-            all.extend(changes(
-                &predict(&b.scenario, &profile),
-                &predict(&a.scenario, &profile),
-            ));
+            all.extend(changes(&predict(&b.scenario, &profile), &predict(&a.scenario, &profile)));
         }
     }
     let mut mismatch = false;
@@ -163,9 +140,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         for (key, b) in &obs_b {
             let a = &obs_a[key];
             let observed = b.outcome.decision() != a.outcome.decision();
-            let predicted = all.iter().any(|c| {
-                c.scenario == key.0 && c.probe == key.1 && c.target == format!("engine:{engine}")
-            });
+            let predicted =
+                all.iter().any(|c| c.scenario == key.0 && c.probe == key.1 && c.target == format!("engine:{engine}"));
             if observed {
                 all.push(Change {
                     scenario: key.0.clone(),
@@ -183,11 +159,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                     "MISMATCH {}/{}: the engine {} a change, {name} {} one",
                     key.0,
                     key.1,
-                    if predicted {
-                        "predicts"
-                    } else {
-                        "does not predict"
-                    },
+                    if predicted { "predicts" } else { "does not predict" },
                     if observed { "shows" } else { "does not show" }
                 );
             }
@@ -196,10 +168,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     all.sort_by(|x, y| (&x.scenario, &x.probe, &x.target).cmp(&(&y.scenario, &y.probe, &y.target)));
     println!("{} decision(s) change:", all.len());
     for c in &all {
-        println!(
-            "  {} / {} [{}]: {}  ->  {}",
-            c.scenario, c.probe, c.target, c.before, c.after
-        );
+        println!("  {} / {} [{}]: {}  ->  {}", c.scenario, c.probe, c.target, c.before, c.after);
         if let Some(r) = &c.rule_before {
             println!("      before: {r}");
         }

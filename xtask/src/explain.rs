@@ -25,10 +25,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         return Ok(exit::BAD_INPUT);
     };
     let profiles: Vec<Profile> = if args.profile == "all" {
-        Profile::NAMES
-            .iter()
-            .filter_map(|n| Profile::from_name(n))
-            .collect()
+        Profile::NAMES.iter().filter_map(|n| Profile::from_name(n)).collect()
     } else {
         vec![Profile::from_name(&args.profile).expect("clap checked the name")]
     };

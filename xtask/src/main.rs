@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod diff;
 mod explain;
+mod image;
 mod matrix;
 mod report;
 mod test;
@@ -30,6 +31,8 @@ enum Command {
     Explain(explain::Args),
     /// Measure the engine (and the targets): medians of several rounds, never pass/fail.
     Bench(bench::Args),
+    /// Guest images: pin package versions from signed indexes, fetch and verify downloads.
+    Image(image::Args),
     /// Work with matrix results.
     #[command(subcommand)]
     Report(report::Command),
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Diff(a) => diff::run(a),
         Command::Report(c) => report::run(c),
         Command::Bench(a) => bench::run(a),
+        Command::Image(a) => image::run(a),
         Command::Test(a) => test::run(a),
     };
     match result {

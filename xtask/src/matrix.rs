@@ -26,6 +26,9 @@ pub struct Args {
     /// List every known target, whether it can run here and why not, then exit.
     #[arg(long)]
     list_targets: bool,
+    /// VM acceleration: kvm or tcg (default: KVM when a probe guest proves it works, else TCG).
+    #[arg(long, value_parser = ["kvm", "tcg"])]
+    accel: Option<String>,
     /// Deadline per target, in seconds.
     #[arg(long, default_value_t = 600)]
     deadline: u64,
@@ -37,10 +40,8 @@ pub struct Args {
 
 fn parse_shard(s: &str) -> Result<(usize, usize), String> {
     let (i, n) = s.split_once('/').ok_or("expected I/N, for example 2/4")?;
-    let (i, n): (usize, usize) = (
-        i.parse().map_err(|_| "I is not a number")?,
-        n.parse().map_err(|_| "N is not a number")?,
-    );
+    let (i, n): (usize, usize) =
+        (i.parse().map_err(|_| "I is not a number")?, n.parse().map_err(|_| "N is not a number")?);
     if n == 0 || i == 0 || i > n {
         return Err(format!("shard {i}/{n}: need 1 <= I <= N"));
     }
@@ -49,12 +50,7 @@ fn parse_shard(s: &str) -> Result<(usize, usize), String> {
 
 /// The deterministic slice of `targets` that shard `i` of `n` runs: every n-th target.
 pub fn shard<T: Clone>(targets: &[T], (i, n): (usize, usize)) -> Vec<T> {
-    targets
-        .iter()
-        .enumerate()
-        .filter(|(k, _)| k % n == i - 1)
-        .map(|(_, t)| t.clone())
-        .collect()
+    targets.iter().enumerate().filter(|(k, _)| k % n == i - 1).map(|(_, t)| t.clone()).collect()
 }
 
 /// Where to write the results besides the terminal.
@@ -72,11 +68,7 @@ pub struct Outputs {
 }
 
 /// Prints the report, writes every requested format, and returns the exit status.
-pub fn finish(
-    result: &report::MatrixResult,
-    out: &Outputs,
-    requested_not_run: bool,
-) -> anyhow::Result<u8> {
+pub fn finish(result: &report::MatrixResult, out: &Outputs, requested_not_run: bool) -> anyhow::Result<u8> {
     print!("{}", report::terminal(result));
     if let Some(p) = &out.json {
         std::fs::write(p, report::json(result))?;
@@ -90,11 +82,7 @@ pub fn finish(
     }
     if let Ok(summary) = std::env::var("GITHUB_STEP_SUMMARY") {
         use std::io::Write as _;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(summary)
-        {
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(summary) {
             let _ = f.write_all(md.as_bytes());
         }
     }
@@ -118,6 +106,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
         return Ok(exit::OK);
     }
+    if let Some(a) = &args.accel {
+        // SAFETY: set before any thread starts.
+        unsafe { std::env::set_var("ADDRSEL_ACCEL", a) };
+    }
     let explicit = !args.targets.is_empty() || args.shard.is_some();
     let chosen: Vec<targets::TargetDef> = if explicit {
         let mut v = Vec::new();
@@ -127,11 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 None => {
                     eprintln!(
                         "error: unknown target `{name}` (known: {})",
-                        known
-                            .iter()
-                            .map(|t| t.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        known.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
                     );
                     return Ok(exit::BAD_INPUT);
                 }
@@ -150,11 +138,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let empty = report::MatrixResult::from_cells(vec![]);
         return finish(&empty, &args.outputs, false);
     }
-    let paths = if args.scenarios.is_empty() {
-        vec![addrsel_runner::corpus::builtin_dir()]
-    } else {
-        args.scenarios.clone()
-    };
+    let paths =
+        if args.scenarios.is_empty() { vec![addrsel_runner::corpus::builtin_dir()] } else { args.scenarios.clone() };
     let Some(scenarios) = load_scenarios(&paths) else {
         return Ok(exit::BAD_INPUT);
     };
@@ -162,11 +147,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         "addrsel matrix: {} scenarios on {} target(s): {}",
         scenarios.len(),
         chosen.len(),
-        chosen
-            .iter()
-            .map(|t| t.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        chosen.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
     );
     let opts = Options {
         targets: chosen,
@@ -181,10 +162,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         deadline: Duration::from_secs(args.deadline),
     };
     let progress = |target: &str, scenario: &str, done: usize, total: usize, elapsed: Duration| {
-        eprintln!(
-            "  [{target}] {done}/{total} {scenario} ({:.1} s)",
-            elapsed.as_secs_f64()
-        );
+        eprintln!("  [{target}] {done}/{total} {scenario} ({:.1} s)", elapsed.as_secs_f64());
     };
     let result = run_matrix(&opts, &progress);
     let requested_not_run = explicit && result.targets.iter().any(|t| t.not_run.is_some());

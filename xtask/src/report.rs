@@ -36,28 +36,16 @@ pub fn run(cmd: Command) -> anyhow::Result<u8> {
         };
         match serde_json::from_str::<Vec<Cell>>(&text) {
             Ok(mut c) => {
-                if let Some(dup) = c.iter().find(|x| {
-                    cells
-                        .iter()
-                        .any(|y| y.scenario == x.scenario && y.target == x.target)
-                }) {
-                    eprintln!(
-                        "error: {}: {} on {} is also in an earlier file",
-                        f.display(),
-                        dup.scenario,
-                        dup.target
-                    );
+                if let Some(dup) =
+                    c.iter().find(|x| cells.iter().any(|y| y.scenario == x.scenario && y.target == x.target))
+                {
+                    eprintln!("error: {}: {} on {} is also in an earlier file", f.display(), dup.scenario, dup.target);
                     return Ok(exit::BAD_INPUT);
                 }
                 cells.append(&mut c);
             }
             Err(e) => {
-                eprintln!(
-                    "error: {}:{}:{}: not a matrix --json file: {e}",
-                    f.display(),
-                    e.line(),
-                    e.column()
-                );
+                eprintln!("error: {}:{}:{}: not a matrix --json file: {e}", f.display(), e.line(), e.column());
                 return Ok(exit::BAD_INPUT);
             }
         }

@@ -6,7 +6,7 @@ use crate::exit;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Skip the real-target part (the host matrix); formatting, lints and unit tests only.
+    /// Skip the real-target part (the matrix on the host and the Linux VMs).
     #[arg(long)]
     no_targets: bool,
 }
@@ -32,18 +32,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let c = cargo();
     let steps: Vec<(&str, Vec<&str>)> = vec![
         ("cargo fmt --check", vec!["fmt", "--all", "--", "--check"]),
-        (
-            "cargo clippy -D warnings",
-            vec![
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--quiet",
-                "--",
-                "-D",
-                "warnings",
-            ],
-        ),
+        ("cargo clippy -D warnings", vec!["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"]),
         ("cargo test", vec!["test", "--workspace", "--quiet"]),
     ];
     for (name, argv) in steps {
@@ -53,11 +42,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     }
     if !args.no_targets {
         let exe = std::env::current_exe()?;
+        let targets = "host,linux-bookworm-amd64,linux-bookworm-arm64,linux-trixie-amd64,linux-trixie-arm64";
         if !step(
-            "matrix on the host target",
-            Command::new(exe)
-                .args(["matrix", "--targets", "host"])
-                .current_dir(&root),
+            "matrix on the host and the Linux VMs",
+            Command::new(exe).args(["matrix", "--targets", targets]).current_dir(&root),
         )? {
             return Ok(exit::DISAGREE);
         }

@@ -52,11 +52,7 @@ fn host_state() -> HostState {
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
         .filter(|n| n.starts_with("addrsel") && !n.starts_with("addrsel-test-"))
         .collect();
-    HostState {
-        links,
-        mounts,
-        temp,
-    }
+    HostState { links, mounts, temp }
 }
 
 fn agent_pids() -> Vec<u32> {
@@ -77,11 +73,7 @@ fn agent_pids() -> Vec<u32> {
 fn wait_for_no_agents() {
     let start = Instant::now();
     while !agent_pids().is_empty() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "agent processes survived: {:?}",
-            agent_pids()
-        );
+        assert!(start.elapsed() < Duration::from_secs(10), "agent processes survived: {:?}", agent_pids());
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -91,10 +83,7 @@ const TEMPLATE: &str = include_str!("../../harness/scenarios/v4-via-v6-route.tom
 /// `n` copies of a real scenario under different names (slow enough to interrupt).
 fn many_scenarios(dir: &Path, n: usize) {
     for i in 0..n {
-        let text = TEMPLATE.replace(
-            "name = \"v4-via-v6-route\"",
-            &format!("name = \"copy-{i:03}\""),
-        );
+        let text = TEMPLATE.replace("name = \"v4-via-v6-route\"", &format!("name = \"copy-{i:03}\""));
         std::fs::write(dir.join(format!("copy-{i:03}.toml")), text).unwrap();
     }
 }
@@ -102,14 +91,7 @@ fn many_scenarios(dir: &Path, n: usize) {
 /// Starts a matrix run and returns once it reports `after` scenarios done.
 fn start_and_wait(dir: &Path, after: usize, env: &[(&str, &str)]) -> Child {
     let mut cmd = xtask();
-    cmd.args([
-        "matrix",
-        "--targets",
-        "host",
-        "--no-snapshots",
-        "--scenarios",
-    ])
-    .arg(dir);
+    cmd.args(["matrix", "--targets", "host", "--no-snapshots", "--scenarios"]).arg(dir);
     cmd.stdout(Stdio::null()).stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
@@ -122,10 +104,7 @@ fn start_and_wait(dir: &Path, after: usize, env: &[(&str, &str)]) -> Child {
     let mut lines = BufReader::new(stderr).lines();
     let start = Instant::now();
     loop {
-        let line = lines
-            .next()
-            .expect("the run ended before reaching the marker")
-            .unwrap();
+        let line = lines.next().expect("the run ended before reaching the marker").unwrap();
         if line.contains(&marker) {
             break;
         }
@@ -185,32 +164,17 @@ fn panic_in_a_scenario_is_reported_and_cleaned_up() {
     let dir = scratch("panic");
     many_scenarios(&dir, 3);
     let out = xtask()
-        .args([
-            "matrix",
-            "--targets",
-            "host",
-            "--no-snapshots",
-            "--scenarios",
-        ])
+        .args(["matrix", "--targets", "host", "--no-snapshots", "--scenarios"])
         .arg(&dir)
         .env("ADDRSEL_AGENT_FAULT", "panic-in-scenario:copy-001")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(
-        stdout.contains("copy-001") && stdout.contains("SETUP FAILED"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("the scenario's process exited with status"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("copy-001") && stdout.contains("SETUP FAILED"), "{stdout}");
+    assert!(stdout.contains("the scenario's process exited with status"), "{stdout}");
     // The scenarios around it still ran and agreed.
-    let agreeing_rows = stdout
-        .lines()
-        .filter(|l| l.starts_with("copy-") && l.contains("agree"))
-        .count();
+    let agreeing_rows = stdout.lines().filter(|l| l.starts_with("copy-") && l.contains("agree")).count();
     assert_eq!(agreeing_rows, 2, "{stdout}");
     wait_for_no_agents();
     assert_eq!(host_state(), before);
@@ -224,13 +188,7 @@ fn aborted_agent_is_reported_and_cleaned_up() {
     let dir = scratch("abort");
     many_scenarios(&dir, 3);
     let out = xtask()
-        .args([
-            "matrix",
-            "--targets",
-            "host",
-            "--no-snapshots",
-            "--scenarios",
-        ])
+        .args(["matrix", "--targets", "host", "--no-snapshots", "--scenarios"])
         .arg(&dir)
         .env("ADDRSEL_AGENT_FAULT", "abort-agent:copy-001")
         .output()
@@ -238,10 +196,7 @@ fn aborted_agent_is_reported_and_cleaned_up() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("stopped early"), "{stdout}");
-    let failed_rows = stdout
-        .lines()
-        .filter(|l| l.starts_with("copy-") && l.contains("SETUP FAILED"))
-        .count();
+    let failed_rows = stdout.lines().filter(|l| l.starts_with("copy-") && l.contains("SETUP FAILED")).count();
     assert_eq!(failed_rows, 2, "{stdout}");
     wait_for_no_agents();
     assert_eq!(host_state(), before);
@@ -257,24 +212,12 @@ fn failed_setup_is_reported_with_the_command_and_cleaned_up() {
     let text = format!("{TEMPLATE}\n[[routes]]\nto = \"10.0.0.0/24\"\ndev = \"wlan0\"\n")
         .replace("v4-via-v6-route", "dup-route");
     std::fs::write(dir.join("dup.toml"), text).unwrap();
-    let out = xtask()
-        .args([
-            "matrix",
-            "--targets",
-            "host",
-            "--no-snapshots",
-            "--scenarios",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let out =
+        xtask().args(["matrix", "--targets", "host", "--no-snapshots", "--scenarios"]).arg(&dir).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("SETUP FAILED"), "{stdout}");
-    assert!(
-        stdout.contains("ip route add 10.0.0.0/24 dev wlan0") && stdout.contains("File exists"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("ip route add 10.0.0.0/24 dev wlan0") && stdout.contains("File exists"), "{stdout}");
     wait_for_no_agents();
     assert_eq!(host_state(), before);
     std::fs::remove_dir_all(dir).unwrap();
@@ -284,14 +227,8 @@ fn failed_setup_is_reported_with_the_command_and_cleaned_up() {
 fn two_runs_at_once_both_succeed() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let before = host_state();
-    let run = || {
-        xtask()
-            .args(["matrix", "--targets", "host"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let run =
+        || xtask().args(["matrix", "--targets", "host"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let (a, b) = (run(), run());
     for child in [a, b] {
         let out = child.wait_with_output().unwrap();
@@ -316,17 +253,10 @@ fn bad_scenarios_fail_before_anything_runs() {
         "name = \"bad\"\n[[interfaces]]\nname = \"eth0\"\naddresses = [\"10.0.0.1\"]\n",
     )
     .unwrap();
-    let out = xtask()
-        .args(["matrix", "--targets", "host", "--scenarios"])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let out = xtask().args(["matrix", "--targets", "host", "--scenarios"]).arg(&dir).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("zz-bad.toml:4:14: error: `10.0.0.1` is not ADDRESS/PREFIXLEN"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("zz-bad.toml:4:14: error: `10.0.0.1` is not ADDRESS/PREFIXLEN"), "{stderr}");
     assert!(!stderr.contains("[host]"), "nothing may run: {stderr}");
     assert!(agent_pids().is_empty());
     std::fs::remove_dir_all(dir).unwrap();
@@ -347,11 +277,7 @@ fn unprivileged_agent_runs_in_a_user_namespace_or_says_why_not() {
     if String::from_utf8_lossy(&whoami.stdout).trim() != "0" {
         let out = Command::new(&agent).arg("check").output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            text.starts_with("ok: user namespace")
-                || text.starts_with("cannot run scenarios here:"),
-            "{text}"
-        );
+        assert!(text.starts_with("ok: user namespace") || text.starts_with("cannot run scenarios here:"), "{text}");
         return;
     }
     let check = Command::new("setpriv")
@@ -362,19 +288,16 @@ fn unprivileged_agent_runs_in_a_user_namespace_or_says_why_not() {
         .unwrap();
     let text = String::from_utf8_lossy(&check.stdout);
     if !check.status.success() {
-        assert!(text.starts_with("cannot run scenarios here: not root, and unprivileged user namespaces are unavailable"), "{text}");
+        assert!(
+            text.starts_with("cannot run scenarios here: not root, and unprivileged user namespaces are unavailable"),
+            "{text}"
+        );
         return;
     }
     assert_eq!(text.trim(), "ok: user namespace");
     // A whole scenario as nobody: same observations as the root run's snapshot.
-    let plan = xtask()
-        .args(["repro", "--json", "harness/scenarios/v4-via-v6-route.toml"])
-        .output()
-        .unwrap();
-    let input = format!(
-        "{{\"target\":\"host\",\"plans\":[{}]}}",
-        String::from_utf8_lossy(&plan.stdout)
-    );
+    let plan = xtask().args(["repro", "--json", "harness/scenarios/v4-via-v6-route.toml"]).output().unwrap();
+    let input = format!("{{\"target\":\"host\",\"plans\":[{}]}}", String::from_utf8_lossy(&plan.stdout));
     let mut child = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&agent)

@@ -27,11 +27,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 /// Checks a JUnit file the way CI consumers read it: one testsuite per target, one testcase
@@ -41,38 +37,20 @@ fn check_junit(path: &Path, cases: usize, failures: usize) -> String {
     let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
     let root = doc.root_element();
     assert_eq!(root.tag_name().name(), "testsuites");
-    assert_eq!(
-        root.attribute("tests").unwrap().parse::<usize>().unwrap(),
-        cases
-    );
-    assert_eq!(
-        root.attribute("failures")
-            .unwrap()
-            .parse::<usize>()
-            .unwrap(),
-        failures
-    );
+    assert_eq!(root.attribute("tests").unwrap().parse::<usize>().unwrap(), cases);
+    assert_eq!(root.attribute("failures").unwrap().parse::<usize>().unwrap(), failures);
     let mut seen_cases = 0;
     let mut seen_failures = 0;
     for suite in root.children().filter(|n| n.has_tag_name("testsuite")) {
         let declared: usize = suite.attribute("tests").unwrap().parse().unwrap();
         let declared_failures: usize = suite.attribute("failures").unwrap().parse().unwrap();
-        let tcs: Vec<_> = suite
-            .children()
-            .filter(|n| n.has_tag_name("testcase"))
-            .collect();
+        let tcs: Vec<_> = suite.children().filter(|n| n.has_tag_name("testcase")).collect();
         assert_eq!(tcs.len(), declared);
-        let f = tcs
-            .iter()
-            .filter(|t| t.children().any(|c| c.has_tag_name("failure")))
-            .count();
+        let f = tcs.iter().filter(|t| t.children().any(|c| c.has_tag_name("failure"))).count();
         assert_eq!(f, declared_failures);
         for tc in &tcs {
             assert!(tc.attribute("name").is_some() && tc.attribute("classname").is_some());
-            tc.attribute("time")
-                .unwrap()
-                .parse::<f64>()
-                .expect("numeric time");
+            tc.attribute("time").unwrap().parse::<f64>().expect("numeric time");
         }
         seen_cases += tcs.len();
         seen_failures += f;
@@ -97,27 +75,19 @@ fn every_format_from_a_passing_host_run() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let scenarios = std::fs::read_dir(repo().join("harness/scenarios"))
-        .unwrap()
-        .count();
+    let scenarios = std::fs::read_dir(repo().join("harness/scenarios")).unwrap().count();
 
-    let json: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();
     let cells = json.as_array().unwrap();
     assert_eq!(cells.len(), scenarios);
     for c in cells {
         assert_eq!(c["target"], "host");
-        assert!(
-            ["agree", "deviation"].contains(&c["status"].as_str().unwrap()),
-            "{c}"
-        );
+        assert!(["agree", "deviation"].contains(&c["status"].as_str().unwrap()), "{c}");
         for r in c["results"].as_array().unwrap() {
             // The explain --json shape, plus the three-way comparison.
             assert!(r["probe"].is_string() && r["status"].is_string());
             match r["kind"].as_str().unwrap() {
-                "connect" => assert!(
-                    r["dst"].is_string() && r.get("source").is_some() && r.get("error").is_some()
-                ),
+                "connect" => assert!(r["dst"].is_string() && r.get("source").is_some() && r.get("error").is_some()),
                 "resolve" => assert!(r["name"].is_string() && r["order"].is_array()),
                 other => panic!("kind {other}"),
             }
@@ -127,12 +97,7 @@ fn every_format_from_a_passing_host_run() {
     check_junit(&dir.join("m.xml"), scenarios, 0);
     let md = std::fs::read_to_string(dir.join("m.md")).unwrap();
     assert!(md.starts_with("## addrsel matrix\n\n| scenario | host |"));
-    assert_eq!(
-        md.lines()
-            .filter(|l| l.starts_with("| ") && !l.starts_with("| scenario"))
-            .count(),
-        scenarios
-    );
+    assert_eq!(md.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| scenario")).count(), scenarios);
     assert!(std::fs::read_to_string(&summary).unwrap().contains(&md));
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -145,19 +110,15 @@ fn failing_cells_in_every_format() {
     let scen = dir.join("scenarios");
     std::fs::create_dir_all(snaps.join("host")).unwrap();
     std::fs::create_dir_all(&scen).unwrap();
-    let base =
-        std::fs::read_to_string(repo().join("harness/scenarios/v4-via-v6-route.toml")).unwrap();
+    let base = std::fs::read_to_string(repo().join("harness/scenarios/v4-via-v6-route.toml")).unwrap();
     // A wrong expectation: the real kernel and the engine both say 10.0.0.50.
     let wrong = base
         .replace("name = \"v4-via-v6-route\"", "name = \"wrong-expectation\"")
         .replace("source = \"10.0.0.50\"", "source = \"10.0.0.99\"");
     std::fs::write(scen.join("a.toml"), wrong).unwrap();
     // A stale snapshot: stored observations that differ from today's.
-    std::fs::write(
-        scen.join("b.toml"),
-        base.replace("name = \"v4-via-v6-route\"", "name = \"stale-snapshot\""),
-    )
-    .unwrap();
+    std::fs::write(scen.join("b.toml"), base.replace("name = \"v4-via-v6-route\"", "name = \"stale-snapshot\""))
+        .unwrap();
     std::fs::write(
         snaps.join("host/stale-snapshot.snap"),
         "---\nsource: harness/runner/src/snapshot.rs\n---\nto-peer-v4: connect 203.0.113.2 -> 10.0.0.51\n",
@@ -178,26 +139,13 @@ fn failing_cells_in_every_format() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("the expectation on scenario line"), "{t}");
-    assert!(
-        t.contains("- to-peer-v4: connect 203.0.113.2 -> 10.0.0.51"),
-        "{t}"
-    );
-    assert!(
-        t.contains("+ to-peer-v4: connect 203.0.113.2 -> 10.0.0.50"),
-        "{t}"
-    );
+    assert!(t.contains("- to-peer-v4: connect 203.0.113.2 -> 10.0.0.51"), "{t}");
+    assert!(t.contains("+ to-peer-v4: connect 203.0.113.2 -> 10.0.0.50"), "{t}");
     // Both explanations, side by side, for the disagreement.
     assert!(t.contains("explain to-peer-v4 (linux | rfc6724):"), "{t}");
-    let json: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();
-    let status = |name: &str| {
-        json.as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["scenario"] == name)
-            .unwrap()["status"]
-            .clone()
-    };
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();
+    let status =
+        |name: &str| json.as_array().unwrap().iter().find(|c| c["scenario"] == name).unwrap()["status"].clone();
     assert_eq!(status("wrong-expectation"), "disagree");
     assert_eq!(status("stale-snapshot"), "snapshot_changed");
     let xml = check_junit(&dir.join("m.xml"), 2, 2);
@@ -222,10 +170,7 @@ fn merging_shard_results() {
         let out = c.arg("--json").arg(json).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     };
-    run(
-        &["loopback-preference.toml", "v4-via-v6-route.toml"],
-        &dir.join("a.json"),
-    );
+    run(&["loopback-preference.toml", "v4-via-v6-route.toml"], &dir.join("a.json"));
     run(&["ula-only-host-prefers-ipv4.toml"], &dir.join("b.json"));
     let out = xtask(&["report", "merge"])
         .arg(dir.join("a.json"))
@@ -236,30 +181,17 @@ fn merging_shard_results() {
         .unwrap();
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
-    for s in [
-        "loopback-preference",
-        "v4-via-v6-route",
-        "ula-only-host-prefers-ipv4",
-    ] {
+    for s in ["loopback-preference", "v4-via-v6-route", "ula-only-host-prefers-ipv4"] {
         assert!(t.contains(s), "{t}");
     }
     check_junit(&dir.join("all.xml"), 3, 0);
     // The same cell twice is refused; a failing cell makes the merged exit status 1.
-    let dup = xtask(&["report", "merge"])
-        .arg(dir.join("a.json"))
-        .arg(dir.join("a.json"))
-        .output()
-        .unwrap();
+    let dup = xtask(&["report", "merge"]).arg(dir.join("a.json")).arg(dir.join("a.json")).output().unwrap();
     assert_eq!(dup.status.code(), Some(2));
-    let mut cells: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("b.json")).unwrap()).unwrap();
+    let mut cells: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("b.json")).unwrap()).unwrap();
     cells[0]["status"] = "disagree".into();
     std::fs::write(dir.join("c.json"), cells.to_string()).unwrap();
-    let bad = xtask(&["report", "merge"])
-        .arg(dir.join("a.json"))
-        .arg(dir.join("c.json"))
-        .output()
-        .unwrap();
+    let bad = xtask(&["report", "merge"]).arg(dir.join("a.json")).arg(dir.join("c.json")).output().unwrap();
     assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -281,14 +213,7 @@ fn diff_of_the_seed_gai_conf_change_matches_the_host() {
     let out = xtask(&["diff"])
         .arg(dir.join("old.conf"))
         .arg(dir.join("new.conf"))
-        .args([
-            "--format",
-            "gai.conf",
-            "--scenarios",
-            "harness/scenarios",
-            "--targets",
-            "host",
-        ])
+        .args(["--format", "gai.conf", "--scenarios", "harness/scenarios", "--targets", "host"])
         .output()
         .unwrap();
     let t = text(&out);
@@ -312,8 +237,7 @@ fn diff_of_the_seed_gai_conf_change_matches_the_host() {
     }
     assert_eq!(got, expected, "{t}");
     assert!(
-        t.contains("before: Rule 5 (prefer matching label)")
-            && t.contains("after:  Rule 6 (prefer higher precedence)")
+        t.contains("before: Rule 5 (prefer matching label)") && t.contains("after:  Rule 6 (prefer higher precedence)")
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -323,11 +247,7 @@ fn diff_of_the_seed_ip6addrctl_change() {
     let dir = scratch("diff-bsd");
     let rc = "::1/128 50 0\n::/0 40 1\n::ffff:0:0/96 35 4\n2002::/16 30 2\n2001::/32 5 5\nfc00::/7 3 13\n::/96 1 3\nfec0::/10 1 11\n3ffe::/16 1 12\n";
     std::fs::write(dir.join("old.conf"), rc).unwrap();
-    std::fs::write(
-        dir.join("new.conf"),
-        rc.replace("fc00::/7 3 13", "fc00::/7 37 1"),
-    )
-    .unwrap();
+    std::fs::write(dir.join("new.conf"), rc.replace("fc00::/7 3 13", "fc00::/7 37 1")).unwrap();
     let out = xtask(&["diff"])
         .arg(dir.join("old.conf"))
         .arg(dir.join("new.conf"))
@@ -350,11 +270,7 @@ fn diff_of_the_seed_ip6addrctl_change() {
         "{t}"
     );
     // The default run sweeps address classes when no scenarios are given.
-    let sweep = xtask(&["diff"])
-        .arg(dir.join("old.conf"))
-        .arg(dir.join("new.conf"))
-        .output()
-        .unwrap();
+    let sweep = xtask(&["diff"]).arg(dir.join("old.conf")).arg(dir.join("new.conf")).output().unwrap();
     assert!(String::from_utf8_lossy(&sweep.stdout).contains("built-in address-class sweep"));
     assert!(changes(&sweep).iter().all(|c| c.starts_with("sweep-")));
     assert!(!changes(&sweep).is_empty());

@@ -39,17 +39,9 @@ impl Instance {
 
 fn run_cmd(argv: &[String], stdin: Option<&str>) -> Result<String, String> {
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("`{}`: cannot run {}: {e}", argv.join(" "), argv[0]))?;
+    cmd.args(&argv[1..]).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = cmd.spawn().map_err(|e| format!("`{}`: cannot run {}: {e}", argv.join(" "), argv[0]))?;
     if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
         let _ = input.write_all(text.as_bytes());
     }
@@ -69,11 +61,7 @@ fn apply(inst: &mut Instance, step: &Step) -> Result<(), String> {
     match step {
         Step::Run { place, argv, stdin } => {
             // `ifconfig {epairN} create`: let the kernel pick a free unit, remember it.
-            if argv.len() == 3
-                && argv[0] == "ifconfig"
-                && argv[2] == "create"
-                && argv[1].starts_with("{epair")
-            {
+            if argv.len() == 3 && argv[0] == "ifconfig" && argv[2] == "create" && argv[1].starts_with("{epair") {
                 let key = argv[1].trim_matches(['{', '}']).to_string();
                 let name = run_cmd(&["ifconfig".into(), "epair".into(), "create".into()], None)?;
                 let unit = name.trim().trim_end_matches('a').to_string();
@@ -102,34 +90,21 @@ fn apply(inst: &mut Instance, step: &Step) -> Result<(), String> {
 }
 
 pub fn run_plan(plan: &Plan, target: &str) -> (Report, Option<String>) {
-    let mut report = Report {
-        scenario: plan.scenario.clone(),
-        target: target.to_string(),
-        results: vec![],
-    };
+    let mut report = Report { scenario: plan.scenario.clone(), target: target.to_string(), results: vec![] };
     if !plan.unsupported.is_empty() {
         let reason = plan.unsupported.join("; ");
         report.results = plan
             .probes
             .iter()
-            .map(|p| ProbeResult {
-                probe: p.id.clone(),
-                outcome: Outcome::Unsupported {
-                    reason: reason.clone(),
-                },
-            })
+            .map(|p| ProbeResult { probe: p.id.clone(), outcome: Outcome::Unsupported { reason: reason.clone() } })
             .collect();
         return (report, None);
     }
     let n = next_instance();
     let pid = std::process::id();
-    let mut inst = Instance {
-        vars: HashMap::new(),
-    };
-    inst.vars
-        .insert("jail".into(), format!("addrsel_{pid}_{n}"));
-    inst.vars
-        .insert("dir".into(), format!("/tmp/addrsel-{pid}-{n}"));
+    let mut inst = Instance { vars: HashMap::new() };
+    inst.vars.insert("jail".into(), format!("addrsel_{pid}_{n}"));
+    inst.vars.insert("dir".into(), format!("/tmp/addrsel-{pid}-{n}"));
     let mut error = None;
     for (i, step) in plan.setup.iter().enumerate() {
         if let Err(e) = apply(&mut inst, step) {
@@ -138,19 +113,9 @@ pub fn run_plan(plan: &Plan, target: &str) -> (Report, Option<String>) {
         }
     }
     if error.is_none() {
-        let exe = std::env::current_exe()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
+        let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default();
         let probes = serde_json::to_string(&plan.probes).expect("serialisable");
-        match run_cmd(
-            &[
-                "jexec".into(),
-                inst.vars["jail"].clone(),
-                exe,
-                "probe".into(),
-            ],
-            Some(&probes),
-        ) {
+        match run_cmd(&["jexec".into(), inst.vars["jail"].clone(), exe, "probe".into()], Some(&probes)) {
             Ok(text) => match serde_json::from_str(&text) {
                 Ok(results) => report.results = results,
                 Err(e) => error = Some(format!("probes answered badly: {e}")),
@@ -176,11 +141,7 @@ pub fn check() -> Result<String, String> {
     if !nix::unistd::geteuid().is_root() {
         return Err("FreeBSD scenarios need root (jails, epair interfaces)".into());
     }
-    let vimage = run_cmd(
-        &["sysctl".into(), "-n".into(), "kern.features.vimage".into()],
-        None,
-    )
-    .unwrap_or_default();
+    let vimage = run_cmd(&["sysctl".into(), "-n".into(), "kern.features.vimage".into()], None).unwrap_or_default();
     if vimage.trim() != "1" {
         return Err("this kernel has no VIMAGE (VNET jails)".into());
     }

@@ -35,14 +35,7 @@ pub fn die_with_parent() {
 /// Runs one plan in fresh namespaces; returns the report and the setup error, if any.
 pub fn run_plan(plan: &Plan, target: &str) -> (Report, Option<String>) {
     let empty = |error: String| {
-        (
-            Report {
-                scenario: plan.scenario.clone(),
-                target: target.to_string(),
-                results: vec![],
-            },
-            Some(error),
-        )
+        (Report { scenario: plan.scenario.clone(), target: target.to_string(), results: vec![] }, Some(error))
     };
     let (reader, writer) = match pipe() {
         Ok(p) => p,
@@ -55,11 +48,7 @@ pub fn run_plan(plan: &Plan, target: &str) -> (Report, Option<String>) {
             drop(reader);
             let answer = scenario_child(plan, target);
             let mut w = std::fs::File::from(writer);
-            let _ = w.write_all(
-                serde_json::to_string(&answer)
-                    .unwrap_or_default()
-                    .as_bytes(),
-            );
+            let _ = w.write_all(serde_json::to_string(&answer).unwrap_or_default().as_bytes());
             drop(w);
             // SAFETY: leave the forked child without running the parent's destructors.
             unsafe { libc::_exit(0) }
@@ -69,12 +58,8 @@ pub fn run_plan(plan: &Plan, target: &str) -> (Report, Option<String>) {
             let text = read_with_deadline(reader, child, SCENARIO_DEADLINE);
             let died = match waitpid(child, None) {
                 Ok(WaitStatus::Exited(_, 0)) => None,
-                Ok(WaitStatus::Exited(_, code)) => {
-                    Some(format!("the scenario's process exited with status {code}"))
-                }
-                Ok(WaitStatus::Signaled(_, sig, _)) => {
-                    Some(format!("the scenario's process was killed by {sig:?}"))
-                }
+                Ok(WaitStatus::Exited(_, code)) => Some(format!("the scenario's process exited with status {code}")),
+                Ok(WaitStatus::Signaled(_, sig, _)) => Some(format!("the scenario's process was killed by {sig:?}")),
                 _ => None,
             };
             match text.and_then(|t| match died {
@@ -96,20 +81,13 @@ fn read_with_deadline(reader: OwnedFd, child: Pid, deadline: Duration) -> Result
     let mut buf = [0u8; 8192];
     loop {
         let left = deadline.saturating_sub(start.elapsed());
-        let mut fds = [nix::poll::PollFd::new(
-            file.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        let timeout =
-            nix::poll::PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
-                .unwrap_or(nix::poll::PollTimeout::MAX);
+        let mut fds = [nix::poll::PollFd::new(file.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let timeout = nix::poll::PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(nix::poll::PollTimeout::MAX);
         match nix::poll::poll(&mut fds, timeout) {
             Ok(0) => {
                 let _ = kill(child, Signal::SIGKILL);
-                return Err(format!(
-                    "scenario did not finish within {} s and was killed",
-                    deadline.as_secs()
-                ));
+                return Err(format!("scenario did not finish within {} s and was killed", deadline.as_secs()));
             }
             Ok(_) => match file.read(&mut buf) {
                 Ok(0) => break,
@@ -126,22 +104,13 @@ fn read_with_deadline(reader: OwnedFd, child: Pid, deadline: Duration) -> Result
 /// Everything inside the forked scenario process.
 fn scenario_child(plan: &Plan, target: &str) -> (Report, Option<String>) {
     die_with_parent();
-    let mut report = Report {
-        scenario: plan.scenario.clone(),
-        target: target.to_string(),
-        results: vec![],
-    };
+    let mut report = Report { scenario: plan.scenario.clone(), target: target.to_string(), results: vec![] };
     if !plan.unsupported.is_empty() {
         let reason = plan.unsupported.join("; ");
         report.results = plan
             .probes
             .iter()
-            .map(|p| ProbeResult {
-                probe: p.id.clone(),
-                outcome: Outcome::Unsupported {
-                    reason: reason.clone(),
-                },
-            })
+            .map(|p| ProbeResult { probe: p.id.clone(), outcome: Outcome::Unsupported { reason: reason.clone() } })
             .collect();
         return (report, None);
     }
@@ -150,23 +119,43 @@ fn scenario_child(plan: &Plan, target: &str) -> (Report, Option<String>) {
         Err(e) => return (report, Some(e)),
     };
     let mut files = 0;
-    for (i, step) in plan.setup.iter().enumerate() {
-        if let Err(e) = env.apply(step, &mut files) {
-            return (report, Some(format!("setup step {} failed: {e}", i + 1)));
+    let mut i = 0;
+    while i < plan.setup.len() {
+        // Runs of `ip` commands in one place go to one `ip -batch` process: under
+        // emulation each exec costs milliseconds.
+        let batch = ip_batch(&plan.setup[i..]);
+        let result = if batch > 1 {
+            env.ip_batch(&plan.setup[i..i + batch]).map_err(|(k, e)| (i + k, e))
+        } else {
+            env.apply(&plan.setup[i], &mut files).map_err(|e| (i, e))
+        };
+        if let Err((k, e)) = result {
+            return (report, Some(format!("setup step {} failed: {e}", k + 1)));
         }
+        i += batch.max(1);
     }
     if crate::fault("panic-in-scenario") == Some(plan.scenario.as_str()) {
         panic!("fault injected after setting up {}", plan.scenario);
     }
-    report.results = plan
-        .probes
-        .iter()
-        .map(|p| ProbeResult {
-            probe: p.id.clone(),
-            outcome: probe::run(p),
-        })
-        .collect();
+    report.results = plan.probes.iter().map(|p| ProbeResult { probe: p.id.clone(), outcome: probe::run(p) }).collect();
     (report, None)
+}
+
+/// How many steps from the start of `steps` form one `ip -batch` run: `ip` commands without
+/// stdin, all in the same place.
+fn ip_batch(steps: &[Step]) -> usize {
+    let key = |s: &Step| match s {
+        Step::Run { place, argv, stdin: None }
+            if argv.first().is_some_and(|a| a == "ip") && argv.len() > 1 && !argv[1].starts_with('-') =>
+        {
+            Some(*place)
+        }
+        _ => None,
+    };
+    match steps.first().and_then(key) {
+        Some(place) => steps.iter().take_while(|s| key(s) == Some(place)).count(),
+        None => 0,
+    }
 }
 
 /// The scenario's namespaces, entered by the current process, and the peer's.
@@ -200,35 +189,57 @@ impl Namespaces {
         let mut flag = [0u8; 1];
         let _ = std::fs::File::from(ready_r).read_exact(&mut flag);
         if flag[0] != b'1' {
-            return Err(
-                "cannot create the peer network namespace (unshare CLONE_NEWNET failed)".into(),
-            );
+            return Err("cannot create the peer network namespace (unshare CLONE_NEWNET failed)".into());
         }
         let peer_ns: OwnedFd = std::fs::File::open(format!("/proc/{peer}/ns/net"))
             .map_err(|e| format!("opening the peer namespace: {e}"))?
             .into();
-        unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS)
-            .map_err(|e| format!("cannot create network and mount namespaces: {e} (run as root, or allow unprivileged user namespaces)"))?;
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .map_err(|e| format!("making mounts private: {e}"))?;
-        mount(
-            Some("addrsel"),
-            PRIVATE_DIR,
-            Some("tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some("mode=0755"),
-        )
-        .map_err(|e| format!("mounting a private tmpfs on {PRIVATE_DIR}: {e}"))?;
-        Ok(Namespaces {
-            peer,
-            peer_ns,
-            overlay: std::cell::Cell::new(false),
+        unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).map_err(|e| {
+            format!(
+                "cannot create network and mount namespaces: {e} (run as root, or allow unprivileged user namespaces)"
+            )
+        })?;
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+            .map_err(|e| format!("making mounts private: {e}"))?;
+        mount(Some("addrsel"), PRIVATE_DIR, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))
+            .map_err(|e| format!("mounting a private tmpfs on {PRIVATE_DIR}: {e}"))?;
+        Ok(Namespaces { peer, peer_ns, overlay: std::cell::Cell::new(false) })
+    }
+
+    /// Runs several `ip` steps as one `ip -batch -`; on failure, the index of the failing step.
+    fn ip_batch(&self, steps: &[Step]) -> Result<(), (usize, String)> {
+        let mut lines = String::new();
+        let mut shown = Vec::new();
+        let place = match &steps[0] {
+            Step::Run { place, .. } => *place,
+            _ => unreachable!("ip_batch only groups Run steps"),
+        };
+        for s in steps {
+            if let Step::Run { argv, .. } = s {
+                let args: Vec<String> = argv[1..].iter().map(|a| self.fill(a)).collect();
+                lines.push_str(&args.join(" "));
+                lines.push('\n');
+                shown.push(format!("ip {}", args.join(" ")));
+            }
+        }
+        let step = Step::Run { place, argv: vec!["ip".into(), "-batch".into(), "-".into()], stdin: Some(lines) };
+        self.apply(&step, &mut 0).map_err(|e| {
+            // ip reports "Command failed -:N" for the N-th line.
+            let n = e
+                .rsplit("Command failed -:")
+                .next()
+                .and_then(|t| t.trim().split(|c: char| !c.is_ascii_digit()).next()?.parse::<usize>().ok())
+                .unwrap_or(1);
+            let k = n.saturating_sub(1).min(steps.len() - 1);
+            let why = e.split(": ").skip(1).collect::<Vec<_>>().join(": ");
+            (
+                k,
+                format!(
+                    "`{}` failed: {}",
+                    shown[k],
+                    why.lines().filter(|l| !l.starts_with("Command failed")).collect::<Vec<_>>().join(" ")
+                ),
+            )
         })
     }
 
@@ -241,34 +252,24 @@ impl Namespaces {
             Step::Run { place, argv, stdin } => {
                 let argv: Vec<String> = argv.iter().map(|a| self.fill(a)).collect();
                 let mut cmd = Command::new(&argv[0]);
-                cmd.args(&argv[1..]).stdin(if stdin.is_some() {
-                    Stdio::piped()
-                } else {
-                    Stdio::null()
-                });
+                cmd.args(&argv[1..]).stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
                 cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
                 if *place == Place::Peer {
                     let fd = self.peer_ns.as_raw_fd();
                     // SAFETY: setns only touches the child's own namespace membership.
                     unsafe {
                         cmd.pre_exec(move || {
-                            setns(
-                                std::os::fd::BorrowedFd::borrow_raw(fd),
-                                CloneFlags::CLONE_NEWNET,
-                            )
-                            .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
+                            setns(std::os::fd::BorrowedFd::borrow_raw(fd), CloneFlags::CLONE_NEWNET)
+                                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
                         });
                     }
                 }
-                let mut child = cmd
-                    .spawn()
-                    .map_err(|e| format!("`{}`: cannot run {}: {e}", argv.join(" "), argv[0]))?;
+                let mut child =
+                    cmd.spawn().map_err(|e| format!("`{}`: cannot run {}: {e}", argv.join(" "), argv[0]))?;
                 if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
                     let _ = input.write_all(text.as_bytes());
                 }
-                let out = child
-                    .wait_with_output()
-                    .map_err(|e| format!("`{}`: {e}", argv.join(" ")))?;
+                let out = child.wait_with_output().map_err(|e| format!("`{}`: {e}", argv.join(" ")))?;
                 if !out.status.success() {
                     return Err(format!(
                         "`{}` exited with {}: {}",
@@ -282,34 +283,23 @@ impl Namespaces {
             Step::Sysctl { key, value, .. } => {
                 let path = Path::new("/proc/sys").join(key.replace('.', "/"));
                 if !path.exists() {
-                    return Err(format!(
-                        "sysctl {key} does not exist in this network namespace"
-                    ));
+                    return Err(format!("sysctl {key} does not exist in this network namespace"));
                 }
-                std::fs::write(&path, format!("{value}\n"))
-                    .map_err(|e| format!("sysctl {key}={value}: {e}"))
+                std::fs::write(&path, format!("{value}\n")).map_err(|e| format!("sysctl {key}={value}: {e}"))
             }
             Step::PrivateFile { target, content } => {
                 let target = Path::new(target);
                 if target.exists() && !self.overlay.get() {
                     let private = Path::new(PRIVATE_DIR).join(format!("addrsel-file-{files}"));
                     *files += 1;
-                    std::fs::write(&private, content)
-                        .map_err(|e| format!("{}: {e}", private.display()))?;
-                    mount(
-                        Some(&private),
-                        target,
-                        None::<&str>,
-                        MsFlags::MS_BIND,
-                        None::<&str>,
-                    )
-                    .map_err(|e| format!("bind-mounting a private {}: {e}", target.display()))
+                    std::fs::write(&private, content).map_err(|e| format!("{}: {e}", private.display()))?;
+                    mount(Some(&private), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                        .map_err(|e| format!("bind-mounting a private {}: {e}", target.display()))
                 } else {
                     // The file does not exist here: lay a private writable layer over its
                     // directory instead, so the host's copy is never touched.
                     self.overlay_dir(target.parent().unwrap_or(Path::new("/etc")))?;
-                    std::fs::write(target, content)
-                        .map_err(|e| format!("{}: {e}", target.display()))
+                    std::fs::write(target, content).map_err(|e| format!("{}: {e}", target.display()))
                 }
             }
             Step::WriteFile { path, .. } => Err(format!("WriteFile ({path}) is a FreeBSD step")),
@@ -325,20 +315,9 @@ impl Namespaces {
         for d in [&upper, &work] {
             std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
         }
-        let opts = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            dir.display(),
-            upper.display(),
-            work.display()
-        );
-        mount(
-            Some("overlay"),
-            dir,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(opts.as_str()),
-        )
-        .map_err(|e| format!("overlaying {} to add a private file: {e}", dir.display()))?;
+        let opts = format!("lowerdir={},upperdir={},workdir={}", dir.display(), upper.display(), work.display());
+        mount(Some("overlay"), dir, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
+            .map_err(|e| format!("overlaying {} to add a private file: {e}", dir.display()))?;
         self.overlay.set(true);
         Ok(())
     }
@@ -350,8 +329,7 @@ fn enter_user_namespace() -> Result<(), String> {
     let gid = nix::unistd::getgid();
     unshare(CloneFlags::CLONE_NEWUSER)
         .map_err(|e| format!("not root, and unprivileged user namespaces are unavailable: {e}"))?;
-    let write =
-        |path: &str, text: String| std::fs::write(path, text).map_err(|e| format!("{path}: {e}"));
+    let write = |path: &str, text: String| std::fs::write(path, text).map_err(|e| format!("{path}: {e}"));
     write("/proc/self/setgroups", "deny".into())?;
     write("/proc/self/uid_map", format!("0 {uid} 1"))?;
     write("/proc/self/gid_map", format!("0 {gid} 1"))?;
@@ -380,11 +358,7 @@ pub fn check() -> Result<String, String> {
             let _ = std::fs::File::from(reader).read_to_string(&mut text);
             let _ = waitpid(child, None);
             if text == "ok" {
-                Ok(if nix::unistd::geteuid().is_root() {
-                    "root".into()
-                } else {
-                    "user namespace".into()
-                })
+                Ok(if nix::unistd::geteuid().is_root() { "root".into() } else { "user namespace".into() })
             } else {
                 Err(text)
             }

@@ -3,6 +3,7 @@
 //!
 //! Usage:
 //!   addrsel-agent run  < input.json     run an AgentInput, print AgentMessages
+//!   addrsel-agent run --framed < ...    the same, framed for a shared serial console
 //!   addrsel-agent probe < probes.json   run probes in the current namespace (FreeBSD jails)
 //!   addrsel-agent check                 can scenarios run here? (exit 0 = yes)
 //!   addrsel-agent facts                 print the Facts message
@@ -16,13 +17,19 @@ use addrsel_model::protocol::{AgentInput, AgentMessage, Facts};
 #[cfg(target_os = "freebsd")]
 mod freebsd;
 #[cfg(target_os = "linux")]
+mod init;
+#[cfg(target_os = "linux")]
 mod linux;
 mod probe;
 
 fn main() -> ExitCode {
+    #[cfg(target_os = "linux")]
+    if std::process::id() == 1 {
+        init::run();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("run") => run(),
+        Some("run") => run(args.get(1).is_some_and(|a| a == "--framed")),
         Some("probe") => probe_here(),
         Some("check") => check(),
         Some("facts") => {
@@ -41,16 +48,24 @@ fn emit(out: &mut impl Write, m: &AgentMessage) {
     let _ = out.flush();
 }
 
+/// `run --framed`: every message framed for a noisy console, then the end marker.
+fn emit_framed(out: &mut impl Write, m: &AgentMessage) {
+    let _ = writeln!(out, "{}", addrsel_model::protocol::frame(m));
+    if *m == AgentMessage::Done {
+        let _ = writeln!(out, "{}", addrsel_model::protocol::FRAME_END);
+    }
+    let _ = out.flush();
+}
+
 /// Fault injection for the harness's own tests: `ADDRSEL_AGENT_FAULT=KIND:SCENARIO` with KIND
 /// `abort-agent` (the agent aborts before the scenario) or `panic-in-scenario` (the scenario's
 /// process panics after its setup, with namespaces and interfaces in place).
 pub fn fault(kind: &str) -> Option<&'static str> {
     static FAULT: std::sync::OnceLock<Option<(String, String)>> = std::sync::OnceLock::new();
     let f = FAULT.get_or_init(|| {
-        std::env::var("ADDRSEL_AGENT_FAULT").ok().and_then(|v| {
-            v.split_once(':')
-                .map(|(k, s)| (k.to_string(), s.to_string()))
-        })
+        std::env::var("ADDRSEL_AGENT_FAULT")
+            .ok()
+            .and_then(|v| v.split_once(':').map(|(k, s)| (k.to_string(), s.to_string())))
     });
     match f {
         Some((k, s)) if k == kind => Some(s.as_str()),
@@ -60,13 +75,12 @@ pub fn fault(kind: &str) -> Option<&'static str> {
 
 fn read_stdin<T: serde::de::DeserializeOwned>() -> Result<T, String> {
     let mut text = String::new();
-    std::io::stdin()
-        .read_to_string(&mut text)
-        .map_err(|e| format!("reading stdin: {e}"))?;
+    std::io::stdin().read_to_string(&mut text).map_err(|e| format!("reading stdin: {e}"))?;
     serde_json::from_str(&text).map_err(|e| format!("bad input on stdin: {e}"))
 }
 
-fn run() -> ExitCode {
+fn run(framed: bool) -> ExitCode {
+    let emit = if framed { emit_framed } else { emit };
     #[cfg(target_os = "linux")]
     linux::die_with_parent();
     let input: AgentInput = match read_stdin() {
@@ -85,32 +99,19 @@ fn run() -> ExitCode {
         let start = Instant::now();
         let (report, setup_error) = run_plan(plan, &input.target);
         let millis = start.elapsed().as_millis() as u64;
-        emit(
-            &mut out,
-            &AgentMessage::Scenario {
-                report,
-                setup_error,
-                millis,
-            },
-        );
+        emit(&mut out, &AgentMessage::Scenario { report, setup_error, millis });
     }
     emit(&mut out, &AgentMessage::Done);
     ExitCode::SUCCESS
 }
 
 #[cfg(target_os = "linux")]
-fn run_plan(
-    plan: &addrsel_model::plan::Plan,
-    target: &str,
-) -> (addrsel_model::results::Report, Option<String>) {
+fn run_plan(plan: &addrsel_model::plan::Plan, target: &str) -> (addrsel_model::results::Report, Option<String>) {
     linux::run_plan(plan, target)
 }
 
 #[cfg(target_os = "freebsd")]
-fn run_plan(
-    plan: &addrsel_model::plan::Plan,
-    target: &str,
-) -> (addrsel_model::results::Report, Option<String>) {
+fn run_plan(plan: &addrsel_model::plan::Plan, target: &str) -> (addrsel_model::results::Report, Option<String>) {
     freebsd::run_plan(plan, target)
 }
 
@@ -125,10 +126,7 @@ fn probe_here() -> ExitCode {
     };
     let results: Vec<addrsel_model::results::ProbeResult> = probes
         .iter()
-        .map(|p| addrsel_model::results::ProbeResult {
-            probe: p.id.clone(),
-            outcome: probe::run(p),
-        })
+        .map(|p| addrsel_model::results::ProbeResult { probe: p.id.clone(), outcome: probe::run(p) })
         .collect();
     println!("{}", serde_json::to_string(&results).expect("serialisable"));
     ExitCode::SUCCESS
@@ -151,12 +149,10 @@ fn check() -> ExitCode {
     }
 }
 
-fn facts() -> Facts {
+pub(crate) fn facts() -> Facts {
     let uts = nix::sys::utsname::uname().ok();
     let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
-        uts.as_ref()
-            .map(|u| f(u).to_string_lossy().into_owned())
-            .unwrap_or_default()
+        uts.as_ref().map(|u| f(u).to_string_lossy().into_owned()).unwrap_or_default()
     };
     let kernel = field(|u| u.release());
     let (mip6, kernel_config) = kernel_config(&kernel);
@@ -187,9 +183,6 @@ fn kernel_config(release: &str) -> (Option<bool>, String) {
             let on = config.lines().any(|l| l == "CONFIG_IPV6_MIP6=y");
             (Some(on), from)
         }
-        None => (
-            None,
-            "no /proc/config.gz or /boot/config-RELEASE".to_string(),
-        ),
+        None => (None, "no /proc/config.gz or /boot/config-RELEASE".to_string()),
     }
 }

@@ -22,30 +22,14 @@ pub fn run(p: &Probe) -> Outcome {
         ProbeKind::Connect { dst, zone } => {
             let text = p.kind.dst_text().unwrap_or_default();
             match connect(*dst, zone.as_deref(), &p.prefer) {
-                Ok(Ok(source)) => Outcome::Connect {
-                    dst: text,
-                    source: Some(source),
-                    error: None,
-                    kernel: None,
-                },
-                Ok(Err(errno)) => Outcome::Connect {
-                    dst: text,
-                    source: None,
-                    error: Some(errno),
-                    kernel: None,
-                },
-                Err(unsupported) => Outcome::Unsupported {
-                    reason: unsupported,
-                },
+                Ok(Ok(source)) => Outcome::Connect { dst: text, source: Some(source), error: None, kernel: None },
+                Ok(Err(errno)) => Outcome::Connect { dst: text, source: None, error: Some(errno), kernel: None },
+                Err(unsupported) => Outcome::Unsupported { reason: unsupported },
             }
         }
         ProbeKind::Resolve { name } => {
             let (order, error) = resolve(name);
-            Outcome::Resolve {
-                name: name.clone(),
-                order,
-                error,
-            }
+            Outcome::Resolve { name: name.clone(), order, error }
         }
     }
 }
@@ -55,16 +39,8 @@ fn errno_name(e: nix::errno::Errno) -> String {
 }
 
 /// UDP `connect()` then `getsockname()`. Outer `Err`: the probe cannot be expressed here.
-pub fn connect(
-    dst: IpAddr,
-    zone: Option<&str>,
-    prefer: &[SourcePreference],
-) -> Result<Result<IpAddr, String>, String> {
-    let family = if dst.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    };
+pub fn connect(dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> Result<Result<IpAddr, String>, String> {
+    let family = if dst.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
     let fd = match socket::socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None) {
         Ok(fd) => fd,
         Err(e) => return Ok(Err(errno_name(e))),
@@ -147,10 +123,7 @@ fn setsockopt_int(fd: &OwnedFd, opt: libc::c_int, value: libc::c_int) -> Result<
     if rc == 0 {
         Ok(())
     } else {
-        Err(format!(
-            "setting source preferences failed: {}",
-            std::io::Error::last_os_error()
-        ))
+        Err(format!("setting source preferences failed: {}", std::io::Error::last_os_error()))
     }
 }
 
@@ -167,11 +140,7 @@ pub fn resolve(name: &str) -> (Vec<IpAddr>, Option<String>) {
         Ok(ForkResult::Child) => {
             drop(reader);
             let text = match getaddrinfo(name) {
-                Ok(addrs) => addrs
-                    .iter()
-                    .map(|a| a.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" "),
+                Ok(addrs) => addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" "),
                 Err(e) => format!("!{e}"),
             };
             let mut w = std::fs::File::from(writer);
@@ -188,12 +157,7 @@ pub fn resolve(name: &str) -> (Vec<IpAddr>, Option<String>) {
                 Ok(WaitStatus::Signaled(_, sig, _)) => (vec![], Some(format!("{sig:?}"))),
                 _ => match text.strip_prefix('!') {
                     Some(err) => (vec![], Some(err.to_string())),
-                    None => (
-                        text.split_whitespace()
-                            .filter_map(|a| a.parse().ok())
-                            .collect(),
-                        None,
-                    ),
+                    None => (text.split_whitespace().filter_map(|a| a.parse().ok()).collect(), None),
                 },
             }
         }
@@ -212,10 +176,7 @@ fn eai_name(rc: libc::c_int) -> String {
         (libc::EAI_SOCKTYPE, "EAI_SOCKTYPE"),
         (libc::EAI_SYSTEM, "EAI_SYSTEM"),
     ];
-    known
-        .iter()
-        .find(|(c, _)| *c == rc)
-        .map_or(format!("EAI_{rc}"), |(_, n)| n.to_string())
+    known.iter().find(|(c, _)| *c == rc).map_or(format!("EAI_{rc}"), |(_, n)| n.to_string())
 }
 
 fn getaddrinfo(name: &str) -> Result<Vec<IpAddr>, String> {
@@ -239,9 +200,7 @@ fn getaddrinfo(name: &str) -> Result<Vec<IpAddr>, String> {
             libc::AF_INET => {
                 // SAFETY: AF_INET entries carry a sockaddr_in.
                 let sin = unsafe { &*(ai.ai_addr as *const libc::sockaddr_in) };
-                out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                    sin.sin_addr.s_addr,
-                ))));
+                out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))));
             }
             libc::AF_INET6 => {
                 // SAFETY: AF_INET6 entries carry a sockaddr_in6.

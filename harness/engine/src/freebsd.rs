@@ -53,30 +53,15 @@ impl<'s> Freebsd<'s> {
         match ip6addrctl::parse_conf(&effect.ip6addrctl_conf) {
             Ok(rows) => {
                 for r in ip6addrctl::install(&mut policy, &rows) {
-                    notes.push(format!(
-                        "ip6addrctl: the kernel refused {} ({})",
-                        r.row.prefix, r.errno
-                    ));
+                    notes.push(format!("ip6addrctl: the kernel refused {} ({})", r.row.prefix, r.errno));
                 }
             }
-            Err(e) => notes.push(format!(
-                "ip6addrctl install failed ({e}): the policy table stays empty"
-            )),
+            Err(e) => notes.push(format!("ip6addrctl install failed ({e}): the policy table stays empty")),
         }
-        let sysctl = |key: &str| {
-            s.sysctl
-                .freebsd
-                .iter()
-                .rev()
-                .find(|(k, _)| k == key)
-                .and_then(|(_, v)| v.parse::<i64>().ok())
-        };
+        let sysctl =
+            |key: &str| s.sysctl.freebsd.iter().rev().find(|(k, _)| k == key).and_then(|(_, v)| v.parse::<i64>().ok());
         let all = net::held(s);
-        let v6: Vec<Held> = all
-            .iter()
-            .copied()
-            .filter(|h| h.addr.addr.is_ipv6())
-            .collect();
+        let v6: Vec<Held> = all.iter().copied().filter(|h| h.addr.addr.is_ipv6()).collect();
         let mut routes6 = Vec::new();
         for h in &v6 {
             routes6.push(RouteEntry {
@@ -116,14 +101,11 @@ impl<'s> Freebsd<'s> {
                 loopback: true,
             });
         }
-        for h in all.iter().filter(|h| {
-            h.addr.addr.is_ipv4() && h.addr.prefix_len < 32 && !s.interfaces[h.dev].is_loopback()
-        }) {
+        for h in
+            all.iter().filter(|h| h.addr.addr.is_ipv4() && h.addr.prefix_len < 32 && !s.interfaces[h.dev].is_loopback())
+        {
             let to = h.addr.net().trunc();
-            if !routes4
-                .iter()
-                .any(|r| r.entry.to == to && r.entry.dev == h.dev)
-            {
+            if !routes4.iter().any(|r| r.entry.to == to && r.entry.dev == h.dev) {
                 routes4.push(Route4 {
                     entry: RouteEntry {
                         to,
@@ -153,24 +135,15 @@ impl<'s> Freebsd<'s> {
             // gateway (same family) or the destination (other family), else any address of
             // the gateway's family there.
             let on_dev = |family_v4: bool, key: IpAddr| -> Option<IpAddr> {
-                let mine: Vec<&Held> = all
-                    .iter()
-                    .filter(|h| h.dev == entry.dev && h.addr.addr.is_ipv4() == family_v4)
-                    .collect();
-                mine.iter()
-                    .find(|h| h.addr.net().trunc().contains(&key))
-                    .or(mine.first())
-                    .map(|h| h.ip())
+                let mine: Vec<&Held> =
+                    all.iter().filter(|h| h.dev == entry.dev && h.addr.addr.is_ipv4() == family_v4).collect();
+                mine.iter().find(|h| h.addr.net().trunc().contains(&key)).or(mine.first()).map(|h| h.ip())
             };
             let key = match r.via {
                 Some(gw) if gw.is_ipv4() == r.to.addr().is_ipv4() => gw,
                 _ => r.to.addr(),
             };
-            let ifa = on_dev(true, key).or_else(|| {
-                r.via
-                    .filter(|gw| gw.is_ipv6())
-                    .and_then(|gw| on_dev(false, gw))
-            });
+            let ifa = on_dev(true, key).or_else(|| r.via.filter(|gw| gw.is_ipv6()).and_then(|gw| on_dev(false, gw)));
             match ifa {
                 Some(ifa) => routes4.push(Route4 { entry, ifa, loopback: false }),
                 None => notes.push(format!(
@@ -197,19 +170,10 @@ impl<'s> Freebsd<'s> {
 
     fn dev_name(&self, i: usize) -> String {
         let name = &self.s.interfaces[i].name;
-        if self.s.interfaces[i].is_loopback() {
-            "lo0".into()
-        } else {
-            name.clone()
-        }
+        if self.s.interfaces[i].is_loopback() { "lo0".into() } else { name.clone() }
     }
 
-    pub fn connect(
-        &self,
-        dst: IpAddr,
-        zone: Option<&str>,
-        prefer: &[SourcePreference],
-    ) -> Selected {
+    pub fn connect(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> Selected {
         match dst {
             IpAddr::V4(d) => self.in_pcbladdr(d),
             IpAddr::V6(d) => self.in6_selectsrc(d, zone, prefer),
@@ -220,76 +184,46 @@ impl<'s> Freebsd<'s> {
         let mut trace = SourceTrace::default();
         let entries: Vec<RouteEntry> = self.routes4.iter().map(|r| r.entry.clone()).collect();
         let Some(hit) = net::lookup(&entries, IpAddr::V4(dst), None) else {
-            trace.steps.push(format!(
-                "fib4_lookup({dst}) finds no route and no interface subnet holds it"
-            ));
-            return Selected {
-                result: Err(errno::ENETUNREACH),
-                trace,
-            };
+            trace.steps.push(format!("fib4_lookup({dst}) finds no route and no interface subnet holds it"));
+            return Selected { result: Err(errno::ENETUNREACH), trace };
         };
-        let route = self
-            .routes4
-            .iter()
-            .find(|r| &r.entry == hit)
-            .expect("same entry");
-        trace
-            .steps
-            .push(format!("fib4_lookup: {}", route.entry.describe(self.s)));
+        let route = self.routes4.iter().find(|r| &r.entry == hit).expect("same entry");
+        trace.steps.push(format!("fib4_lookup: {}", route.entry.describe(self.s)));
         if route.loopback {
             trace.steps.push(format!(
                 "the route goes to lo0 (own address): the source is the matching local address {}",
                 route.ifa
             ));
-            return Selected {
-                result: Ok(route.ifa),
-                trace,
-            };
+            return Selected { result: Ok(route.ifa), trace };
         }
         match route.ifa {
             IpAddr::V4(a) => {
-                trace
-                    .steps
-                    .push(format!("in_pcbladdr: the source is the route's ifa, {a}"));
-                Selected {
-                    result: Ok(IpAddr::V4(a)),
-                    trace,
-                }
+                trace.steps.push(format!("in_pcbladdr: the source is the route's ifa, {a}"));
+                Selected { result: Ok(IpAddr::V4(a)), trace }
             }
             IpAddr::V6(a) => {
                 trace.steps.push(format!(
                     "the route's ifa is the IPv6 address {a} (the egress interface has no IPv4 address); in_pcbladdr reads it as 0.0.0.0 and fails"
                 ));
                 trace.unverified.push(UNVERIFIED_V4_VIA_V6.into());
-                Selected {
-                    result: Err(errno::EHOSTUNREACH),
-                    trace,
-                }
+                Selected { result: Err(errno::EHOSTUNREACH), trace }
             }
         }
     }
 
     /// Outgoing interface for an IPv6 destination (`in6_selectif`): `Err` is the errno.
-    fn selectif(
-        &self,
-        dst: Ipv6Addr,
-        zone: Option<usize>,
-        trace: &mut SourceTrace,
-    ) -> Result<usize, &'static str> {
+    fn selectif(&self, dst: Ipv6Addr, zone: Option<usize>, trace: &mut SourceTrace) -> Result<usize, &'static str> {
         if dst.is_unicast_link_local() || (dst.is_multicast() && scope6(&dst) <= 2) {
             // fib6_lookup answers link-local destinations from the zone alone.
             return match zone {
                 Some(z) => {
-                    trace.steps.push(format!(
-                        "link-local destination: outgoing interface {} (its zone)",
-                        self.dev_name(z)
-                    ));
+                    trace
+                        .steps
+                        .push(format!("link-local destination: outgoing interface {} (its zone)", self.dev_name(z)));
                     Ok(z)
                 }
                 None => {
-                    trace
-                        .steps
-                        .push("link-local destination without a zone: no route".into());
+                    trace.steps.push("link-local destination without a zone: no route".into());
                     trace.unverified.push("FreeBSD's error for a link-local destination without a scope id is derived from the source, not observed".into());
                     Err(errno::EHOSTUNREACH)
                 }
@@ -297,9 +231,7 @@ impl<'s> Freebsd<'s> {
         }
         match net::lookup(&self.routes6, IpAddr::V6(dst), None) {
             Some(r) => {
-                trace
-                    .steps
-                    .push(format!("fib6_lookup: {}", r.describe(self.s)));
+                trace.steps.push(format!("fib6_lookup: {}", r.describe(self.s)));
                 Ok(r.dev)
             }
             None => {
@@ -309,39 +241,25 @@ impl<'s> Freebsd<'s> {
         }
     }
 
-    fn in6_selectsrc(
-        &self,
-        dst: Ipv6Addr,
-        zone: Option<&str>,
-        prefer: &[SourcePreference],
-    ) -> Selected {
+    fn in6_selectsrc(&self, dst: Ipv6Addr, zone: Option<&str>, prefer: &[SourcePreference]) -> Selected {
         let mut trace = SourceTrace::default();
         let zone = zone.and_then(|z| self.s.interfaces.iter().position(|i| i.name == z));
-        let dst = if dst.is_unspecified() {
-            Ipv6Addr::LOCALHOST
-        } else {
-            dst
-        };
+        let dst = if dst.is_unspecified() { Ipv6Addr::LOCALHOST } else { dst };
         let ifp = match self.selectif(dst, zone, &mut trace) {
             Ok(i) => i,
             Err(e) => {
-                return Selected {
-                    result: Err(e),
-                    trace,
-                };
+                return Selected { result: Err(e), trace };
             }
         };
         let dst_scope = scope6(&dst);
         let dst_policy = ip6addrctl::lookup(&self.policy, &dst);
         let dst_label = dst_policy.map(|p| p.label);
-        let prefer_tmp = match (
-            prefer.contains(&SourcePreference::Temporary),
-            prefer.contains(&SourcePreference::Public),
-        ) {
-            (true, _) => true,
-            (_, true) => false,
-            _ => self.prefer_tempaddr,
-        };
+        let prefer_tmp =
+            match (prefer.contains(&SourcePreference::Temporary), prefer.contains(&SourcePreference::Public)) {
+                (true, _) => true,
+                (_, true) => false,
+                _ => self.prefer_tempaddr,
+            };
         trace.steps.push(format!(
             "destination scope {dst_scope}, policy label {}; candidates: every IPv6 address in the order added, in the destination's zone",
             label_text(dst_label)
@@ -393,26 +311,16 @@ impl<'s> Freebsd<'s> {
                 continue;
             };
             let decision = self.compare(b, h, dst, dst_scope, dst_label, ifp, prefer_tmp);
-            trace.duels.push(Duel {
-                best: b.ip(),
-                challenger: h.ip(),
-                decision: decision.clone(),
-            });
+            trace.duels.push(Duel { best: b.ip(), challenger: h.ip(), decision: decision.clone() });
             if decision.is_some_and(|d| d.winner == Side::Right) {
                 best = Some(h);
             }
         }
         match best {
-            Some(h) => Selected {
-                result: Ok(h.ip()),
-                trace,
-            },
+            Some(h) => Selected { result: Ok(h.ip()), trace },
             None => {
                 trace.steps.push("no candidate: EADDRNOTAVAIL".into());
-                Selected {
-                    result: Err(errno::EADDRNOTAVAIL),
-                    trace,
-                }
+                Selected { result: Err(errno::EADDRNOTAVAIL), trace }
             }
         }
     }
@@ -433,35 +341,16 @@ impl<'s> Freebsd<'s> {
         let rule2 = "Rule 2 (prefer appropriate scope)";
         let detail = format!("scope {bs} vs {ns}, destination {dst_scope}");
         if bs < ns {
-            return Some(Decision::new(
-                if bs < dst_scope {
-                    Side::Right
-                } else {
-                    Side::Left
-                },
-                rule2,
-                detail,
-            ));
+            return Some(Decision::new(if bs < dst_scope { Side::Right } else { Side::Left }, rule2, detail));
         }
         if ns < bs {
-            return Some(Decision::new(
-                if ns < dst_scope {
-                    Side::Left
-                } else {
-                    Side::Right
-                },
-                rule2,
-                detail,
-            ));
+            return Some(Decision::new(if ns < dst_scope { Side::Left } else { Side::Right }, rule2, detail));
         }
         if let Some(d) = Decision::prefer(
             !best.addr.deprecated && new.addr.deprecated,
             best.addr.deprecated && !new.addr.deprecated,
             "Rule 3 (avoid deprecated addresses)",
-            format!(
-                "deprecated {} vs {}",
-                best.addr.deprecated, new.addr.deprecated
-            ),
+            format!("deprecated {} vs {}", best.addr.deprecated, new.addr.deprecated),
         ) {
             return Some(d);
         }
@@ -469,12 +358,7 @@ impl<'s> Freebsd<'s> {
             best.dev == ifp && new.dev != ifp,
             best.dev != ifp && new.dev == ifp,
             "Rule 5 (prefer outgoing interface)",
-            format!(
-                "on {} vs {}, outgoing {}",
-                self.dev_name(best.dev),
-                self.dev_name(new.dev),
-                self.dev_name(ifp)
-            ),
+            format!("on {} vs {}, outgoing {}", self.dev_name(best.dev), self.dev_name(new.dev), self.dev_name(ifp)),
         ) {
             return Some(d);
         }
@@ -485,11 +369,7 @@ impl<'s> Freebsd<'s> {
                 bl == Some(dl) && nl != Some(dl),
                 bl != Some(dl) && nl == Some(dl),
                 "Rule 6 (prefer matching label)",
-                format!(
-                    "label {} vs {}, destination {dl}",
-                    label_text(bl),
-                    label_text(nl)
-                ),
+                format!("label {} vs {}, destination {dl}", label_text(bl), label_text(nl)),
             ) {
                 return Some(d);
             }
@@ -507,45 +387,23 @@ impl<'s> Freebsd<'s> {
             best.addr.prefer_source && !new.addr.prefer_source,
             !best.addr.prefer_source && new.addr.prefer_source,
             "Rule 10 (prefer_source)",
-            format!(
-                "prefer_source {} vs {}",
-                best.addr.prefer_source, new.addr.prefer_source
-            ),
+            format!("prefer_source {} vs {}", best.addr.prefer_source, new.addr.prefer_source),
         ) {
             return Some(d);
         }
-        let (bm, nm) = (
-            addrsel_policy::common_prefix_len(&b, &dst),
-            addrsel_policy::common_prefix_len(&n, &dst),
-        );
-        Decision::higher(
-            bm,
-            nm,
-            "Rule 14 (longest matching prefix, all 128 bits)",
-            "common prefix",
-        )
+        let (bm, nm) = (addrsel_policy::common_prefix_len(&b, &dst), addrsel_policy::common_prefix_len(&n, &dst));
+        Decision::higher(bm, nm, "Rule 14 (longest matching prefix, all 128 bits)", "common prefix")
     }
 
     // -----------------------------------------------------------------------------------
     // libc getaddrinfo
 
     pub fn getaddrinfo(&self, name: &str) -> (Vec<IpAddr>, SortTrace) {
-        let hosts: Vec<IpAddr> = self
-            .s
-            .host(name)
-            .map(|h| h.addresses.clone())
-            .unwrap_or_default();
+        let hosts: Vec<IpAddr> = self.s.host(name).map(|h| h.addresses.clone()).unwrap_or_default();
         // explore[] lists IPv6 before IPv4, so every IPv6 result comes first.
-        let input: Vec<IpAddr> = hosts
-            .iter()
-            .filter(|a| a.is_ipv6())
-            .chain(hosts.iter().filter(|a| a.is_ipv4()))
-            .copied()
-            .collect();
-        let mut trace = SortTrace {
-            input: input.clone(),
-            ..Default::default()
-        };
+        let input: Vec<IpAddr> =
+            hosts.iter().filter(|a| a.is_ipv6()).chain(hosts.iter().filter(|a| a.is_ipv4())).copied().collect();
+        let mut trace = SortTrace { input: input.clone(), ..Default::default() };
         trace.notes.push(format!(
             "kernel policy table: {}",
             if self.policy.rows.is_empty() {
@@ -554,25 +412,22 @@ impl<'s> Freebsd<'s> {
                 self.policy
                     .rows
                     .iter()
-                    .map(|r| {
-                        format!(
-                            "{} {} {}",
-                            addrsel_policy::c_style(&r.prefix),
-                            r.precedence,
-                            r.label
-                        )
-                    })
+                    .map(|r| format!("{} {} {}", addrsel_policy::c_style(&r.prefix), r.precedence, r.label))
                     .collect::<Vec<_>>()
                     .join(", ")
             }
         ));
-        trace.unverified.push("FreeBSD's getaddrinfo ordering is modelled from lib/libc/net/getaddrinfo.c; not yet confirmed on FreeBSD".into());
+        trace.unverified.push(
+            "FreeBSD's getaddrinfo ordering is modelled from lib/libc/net/getaddrinfo.c; not yet confirmed on FreeBSD"
+                .into(),
+        );
         if input.len() < 2 {
             trace.unsorted_because = Some("fewer than two addresses".into());
             return (input, trace);
         }
         if self.policy.rows.is_empty() {
-            trace.unsorted_because = Some("the kernel policy table is empty, so libc does not sort (IPv6 results first, then IPv4)".into());
+            trace.unsorted_because =
+                Some("the kernel policy table is empty, so libc does not sort (IPv6 results first, then IPv4)".into());
             return (input, trace);
         }
         let entries: Vec<Aio> = input
@@ -591,8 +446,7 @@ impl<'s> Freebsd<'s> {
                     dstscope: libc_scope(&dst),
                     srcscope: src.map_or(-1, |s| libc_scope(&s)),
                     dstpolicy: ip6addrctl::lookup(&self.policy, &mapped(&dst)).copied(),
-                    srcpolicy: src
-                        .and_then(|s| ip6addrctl::lookup(&self.policy, &mapped(&s)).copied()),
+                    srcpolicy: src.and_then(|s| ip6addrctl::lookup(&self.policy, &mapped(&s)).copied()),
                     matchlen: src.map_or(0, |s| net::common_bits(&s, &dst)),
                     seq,
                     trace: sel.trace,
@@ -601,9 +455,7 @@ impl<'s> Freebsd<'s> {
             .collect();
         for e in &entries {
             let pol = |p: &Option<PolicyRow>| {
-                p.map_or("no policy".to_string(), |p| {
-                    format!("precedence {}, label {}", p.precedence, p.label)
-                })
+                p.map_or("no policy".to_string(), |p| format!("precedence {}, label {}", p.precedence, p.label))
             };
             trace.entries.push(DestInfo {
                 dst: e.dst,
@@ -627,15 +479,9 @@ impl<'s> Freebsd<'s> {
             });
         }
         let mut order: Vec<usize> = (0..entries.len()).collect();
-        freebsd_qsort(&mut order, &mut |a, b| {
-            comp_dst(&entries[*a], &entries[*b]).0
-        });
+        freebsd_qsort(&mut order, &mut |a, b| comp_dst(&entries[*a], &entries[*b]).0);
         for w in order.windows(2) {
-            trace.neighbours.push((
-                entries[w[0]].dst,
-                entries[w[1]].dst,
-                comp_dst(&entries[w[0]], &entries[w[1]]).1,
-            ));
+            trace.neighbours.push((entries[w[0]].dst, entries[w[1]].dst, comp_dst(&entries[w[0]], &entries[w[1]]).1));
         }
         (order.iter().map(|&i| entries[i].dst).collect(), trace)
     }
@@ -674,34 +520,18 @@ fn libc_scope(a: &IpAddr) -> i32 {
         }
         IpAddr::V4(v4) => {
             let o = v4.octets();
-            if (o[0], o[1]) == (169, 254) || o[0] == 127 {
-                2
-            } else {
-                14
-            }
+            if (o[0], o[1]) == (169, 254) || o[0] == 127 { 2 } else { 14 }
         }
     }
 }
 
 fn comp_dst(d1: &Aio, d2: &Aio) -> (Ordering, Option<Decision>) {
     use Ordering::*;
-    let done = |d: Decision| {
-        (
-            if d.winner == Side::Left {
-                Less
-            } else {
-                Greater
-            },
-            Some(d),
-        )
-    };
+    let done = |d: Decision| (if d.winner == Side::Left { Less } else { Greater }, Some(d));
     let (u1, u2) = (d1.src.is_some(), d2.src.is_some());
-    if let Some(d) = Decision::prefer(
-        u1 && !u2,
-        !u1 && u2,
-        "Rule 1 (avoid unusable destinations)",
-        format!("usable {u1} vs {u2}"),
-    ) {
+    if let Some(d) =
+        Decision::prefer(u1 && !u2, !u1 && u2, "Rule 1 (avoid unusable destinations)", format!("usable {u1} vs {u2}"))
+    {
         return done(d);
     }
     let m1 = d1.dstscope == d1.srcscope;
@@ -710,23 +540,16 @@ fn comp_dst(d1: &Aio, d2: &Aio) -> (Ordering, Option<Decision>) {
         m1 && !m2,
         !m1 && m2,
         "Rule 2 (prefer matching scope)",
-        format!(
-            "destination/source scope {}/{} vs {}/{}",
-            d1.dstscope, d1.srcscope, d2.dstscope, d2.srcscope
-        ),
+        format!("destination/source scope {}/{} vs {}/{}", d1.dstscope, d1.srcscope, d2.dstscope, d2.srcscope),
     ) {
         return done(d);
     }
     // Rule 3 reads the destination's flags, not the source's, so it never fires.
-    let label_match =
-        |a: &Aio| matches!((a.dstpolicy, a.srcpolicy), (Some(d), Some(s)) if d.label == s.label);
+    let label_match = |a: &Aio| matches!((a.dstpolicy, a.srcpolicy), (Some(d), Some(s)) if d.label == s.label);
     let (l1, l2) = (label_match(d1), label_match(d2));
-    if let Some(d) = Decision::prefer(
-        l1 && !l2,
-        !l1 && l2,
-        "Rule 5 (prefer matching label)",
-        format!("labels match {l1} vs {l2}"),
-    ) {
+    if let Some(d) =
+        Decision::prefer(l1 && !l2, !l1 && l2, "Rule 5 (prefer matching label)", format!("labels match {l1} vs {l2}"))
+    {
         return done(d);
     }
     let p1 = d1.dstpolicy.map(|p| p.precedence);
@@ -764,11 +587,7 @@ fn comp_dst(d1: &Aio, d2: &Aio) -> (Ordering, Option<Decision>) {
         return done(d);
     }
     done(Decision::new(
-        if d2.seq < d1.seq {
-            Side::Right
-        } else {
-            Side::Left
-        },
+        if d2.seq < d1.seq { Side::Right } else { Side::Left },
         "Rule 10 (keep the resolver's order)",
         format!("positions {} and {}", d1.seq + 1, d2.seq + 1),
     ))
@@ -778,11 +597,7 @@ fn label_text(l: Option<i32>) -> String {
     l.map_or("none (-1)".into(), |l| l.to_string())
 }
 
-pub fn probe(
-    f: &Freebsd,
-    kind: &ProbeKind,
-    prefer: &[SourcePreference],
-) -> (addrsel_model::results::Outcome, Trace) {
+pub fn probe(f: &Freebsd, kind: &ProbeKind, prefer: &[SourcePreference]) -> (addrsel_model::results::Outcome, Trace) {
     use addrsel_model::results::Outcome;
     match kind {
         ProbeKind::Connect { dst, zone } => {
@@ -792,25 +607,13 @@ pub fn probe(
                 Err(e) => (None, Some(e.to_string())),
             };
             (
-                Outcome::Connect {
-                    dst: kind.dst_text().unwrap_or_default(),
-                    source,
-                    error,
-                    kernel: None,
-                },
+                Outcome::Connect { dst: kind.dst_text().unwrap_or_default(), source, error, kernel: None },
                 Trace::Connect(sel.trace),
             )
         }
         ProbeKind::Resolve { name } => {
             let (order, trace) = f.getaddrinfo(name);
-            (
-                Outcome::Resolve {
-                    name: name.clone(),
-                    order,
-                    error: None,
-                },
-                Trace::Resolve(trace),
-            )
+            (Outcome::Resolve { name: name.clone(), order, error: None }, Trace::Resolve(trace))
         }
     }
 }

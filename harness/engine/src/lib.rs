@@ -71,7 +71,9 @@ impl Profile {
                     addrsel_policy::gai_conf::GlibcParser::From2_41 => "2.41+",
                 }
             ),
-            Profile::Freebsd => "FreeBSD kernel (in6_selectsrc, in_pcbladdr) + libc getaddrinfo, per-VNET policy table".into(),
+            Profile::Freebsd => {
+                "FreeBSD kernel (in6_selectsrc, in_pcbladdr) + libc getaddrinfo, per-VNET policy table".into()
+            }
             Profile::Rfc6724 => "RFC 6724 as written".into(),
         }
     }
@@ -99,38 +101,23 @@ pub fn predict(s: &Scenario, profile: &Profile) -> Prediction {
     let outcomes: Vec<_> = match profile {
         Profile::Linux(p) => {
             let l = linux::Linux::new(s, *p);
-            s.probes
-                .iter()
-                .map(|pr| linux::probe(&l, &pr.kind, &pr.prefer))
-                .collect()
+            s.probes.iter().map(|pr| linux::probe(&l, &pr.kind, &pr.prefer)).collect()
         }
         Profile::Freebsd => {
             let f = freebsd::Freebsd::new(s);
             notes.extend(f.notes().iter().cloned());
-            s.probes
-                .iter()
-                .map(|pr| freebsd::probe(&f, &pr.kind, &pr.prefer))
-                .collect()
+            s.probes.iter().map(|pr| freebsd::probe(&f, &pr.kind, &pr.prefer)).collect()
         }
         Profile::Rfc6724 => {
             let r = rfc::Rfc::new(s);
-            s.probes
-                .iter()
-                .map(|pr| rfc::probe(&r, &pr.kind, &pr.prefer))
-                .collect()
+            s.probes.iter().map(|pr| rfc::probe(&r, &pr.kind, &pr.prefer)).collect()
         }
     };
     let probes: Vec<ProbePrediction> = s
         .probes
         .iter()
         .zip(outcomes)
-        .map(|(p, (outcome, trace))| ProbePrediction {
-            result: ProbeResult {
-                probe: p.id.clone(),
-                outcome,
-            },
-            trace,
-        })
+        .map(|(p, (outcome, trace))| ProbePrediction { result: ProbeResult { probe: p.id.clone(), outcome }, trace })
         .collect();
     Prediction {
         profile: *profile,
@@ -147,23 +134,12 @@ pub fn predict(s: &Scenario, profile: &Profile) -> Prediction {
 /// The whole explanation of one prediction, as text that reads like the RFC worked by hand.
 pub fn explain(s: &Scenario, p: &Prediction) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "== {} [{}]: {}",
-        s.name,
-        p.profile.name(),
-        p.profile.describe()
-    );
+    let _ = writeln!(out, "== {} [{}]: {}", s.name, p.profile.name(), p.profile.describe());
     for n in &p.notes {
         let _ = writeln!(out, "note: {n}");
     }
     for pp in &p.probes {
-        let _ = writeln!(
-            out,
-            "\nprobe {}: {}",
-            pp.result.probe,
-            pp.result.outcome.summary()
-        );
+        let _ = writeln!(out, "\nprobe {}: {}", pp.result.probe, pp.result.outcome.summary());
         match &pp.trace {
             Trace::Connect(t) => out.push_str(&trace::render_source(t, 2)),
             Trace::Resolve(t) => out.push_str(&trace::render_sort(t, 2)),
@@ -178,26 +154,15 @@ pub fn check_expectations(s: &Scenario, p: &Prediction) -> Vec<String> {
     use addrsel_model::Expected;
     use addrsel_model::results::Outcome;
     let mut misses = Vec::new();
-    for e in s
-        .expect
-        .iter()
-        .filter(|e| e.os == p.profile.os() && e.target.is_none())
-    {
+    for e in s.expect.iter().filter(|e| e.os == p.profile.os() && e.target.is_none()) {
         let Some(got) = p.probes.iter().find(|x| x.result.probe == e.probe) else {
             continue;
         };
         let ok = match (&e.outcome, &got.result.outcome) {
-            (Expected::Source(want), Outcome::Connect { source, .. }) => {
-                source.as_ref() == Some(want)
-            }
+            (Expected::Source(want), Outcome::Connect { source, .. }) => source.as_ref() == Some(want),
             (Expected::Error(want), Outcome::Connect { error, .. }) => error.as_ref() == Some(want),
             (Expected::Error(want), Outcome::Resolve { error, .. }) => error.as_ref() == Some(want),
-            (
-                Expected::Order(want),
-                Outcome::Resolve {
-                    order, error: None, ..
-                },
-            ) => order == want,
+            (Expected::Order(want), Outcome::Resolve { order, error: None, .. }) => order == want,
             _ => false,
         };
         if !ok {
@@ -207,11 +172,7 @@ pub fn check_expectations(s: &Scenario, p: &Prediction) -> Vec<String> {
                 match &e.outcome {
                     Expected::Source(a) => a.to_string(),
                     Expected::Error(x) => x.clone(),
-                    Expected::Order(o) => o
-                        .iter()
-                        .map(|a| a.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    Expected::Order(o) => o.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
                 },
                 e.probe,
                 e.os,

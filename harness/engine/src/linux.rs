@@ -29,10 +29,7 @@ pub struct LinuxProfile {
 
 impl Default for LinuxProfile {
     fn default() -> Self {
-        LinuxProfile {
-            glibc: GlibcParser::From2_41,
-            mip6: true,
-        }
+        LinuxProfile { glibc: GlibcParser::From2_41, mip6: true }
     }
 }
 
@@ -81,19 +78,11 @@ pub struct Selected {
 
 fn v4_scope(a: &Ipv4Addr) -> u8 {
     // iproute2 gives 127/8 host scope and everything else universe.
-    if a.octets()[0] == 127 {
-        SCOPE_HOST
-    } else {
-        SCOPE_UNIVERSE
-    }
+    if a.octets()[0] == 127 { SCOPE_HOST } else { SCOPE_UNIVERSE }
 }
 
 fn mask4(len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len))
-    }
+    if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) }
 }
 
 fn v4(h: &Held) -> Ipv4Addr {
@@ -108,14 +97,7 @@ impl<'s> Linux<'s> {
         let sysctl = |dev: &str, key: &str| -> Option<i64> {
             let own = format!("net.ipv6.conf.{dev}.{key}");
             let default = format!("net.ipv6.conf.default.{key}");
-            let find = |k: &str| {
-                s.sysctl
-                    .linux
-                    .iter()
-                    .rev()
-                    .find(|(kk, _)| kk == k)
-                    .and_then(|(_, v)| v.parse().ok())
-            };
+            let find = |k: &str| s.sysctl.linux.iter().rev().find(|(kk, _)| kk == k).and_then(|(_, v)| v.parse().ok());
             // `default` is applied before the veths are created (lo already exists);
             // writes to `all` do not reach existing devices for these keys.
             find(&own).or_else(|| if dev == "lo" { None } else { find(&default) })
@@ -136,11 +118,7 @@ impl<'s> Linux<'s> {
             match h.addr.addr {
                 IpAddr::V6(a) => {
                     let scope = scope6(&a);
-                    let at = dev
-                        .v6
-                        .iter()
-                        .position(|x| scope6(&x.v6().expect("v6")) <= scope)
-                        .unwrap_or(dev.v6.len());
+                    let at = dev.v6.iter().position(|x| scope6(&x.v6().expect("v6")) <= scope).unwrap_or(dev.v6.len());
                     dev.v6.insert(at, h);
                 }
                 IpAddr::V4(a) => {
@@ -150,19 +128,11 @@ impl<'s> Linux<'s> {
                             && (v4(&x.held).to_bits() & mask) == (a.to_bits() & mask)
                     });
                     let scope = v4_scope(&a);
-                    let entry = V4Addr {
-                        held: h,
-                        primary: !secondary,
-                        scope,
-                    };
+                    let entry = V4Addr { held: h, primary: !secondary, scope };
                     if secondary {
                         dev.v4.push(entry);
                     } else {
-                        let at = dev
-                            .v4
-                            .iter()
-                            .rposition(|x| x.primary && scope <= x.scope)
-                            .map_or(0, |i| i + 1);
+                        let at = dev.v4.iter().rposition(|x| x.primary && scope <= x.scope).map_or(0, |i| i + 1);
                         dev.v4.insert(at, entry);
                     }
                 }
@@ -218,10 +188,7 @@ impl<'s> Linux<'s> {
         let locals6 = routes6.len();
         for (di, d) in devs.iter().enumerate() {
             if !s.interfaces[di].is_loopback() {
-                for x in
-                    d.v4.iter()
-                        .filter(|x| x.primary && x.held.addr.prefix_len < 32)
-                {
+                for x in d.v4.iter().filter(|x| x.primary && x.held.addr.prefix_len < 32) {
                     routes4.push(RouteEntry {
                         to: x.held.addr.net().trunc(),
                         via: None,
@@ -233,10 +200,7 @@ impl<'s> Linux<'s> {
                 }
             }
             // Prefix routes in the order the addresses were added (oldest first).
-            for h in net::held(s)
-                .iter()
-                .filter(|h| h.dev == di && h.addr.addr.is_ipv6() && h.addr.prefix_len < 128)
-            {
+            for h in net::held(s).iter().filter(|h| h.dev == di && h.addr.addr.is_ipv6() && h.addr.prefix_len < 128) {
                 let to = h.addr.net().trunc();
                 if !routes6[locals6..].iter().any(|r| r.to == to && r.dev == di) {
                     routes6.push(RouteEntry {
@@ -252,36 +216,18 @@ impl<'s> Linux<'s> {
         }
         let _ = locals4;
         for r in &s.routes {
-            if let Some(e) =
-                RouteEntry::declared(r, s, if r.to.addr().is_ipv4() { 0 } else { 1024 })
-            {
-                if r.to.addr().is_ipv4() {
-                    routes4.push(e)
-                } else {
-                    routes6.push(e)
-                }
+            if let Some(e) = RouteEntry::declared(r, s, if r.to.addr().is_ipv4() { 0 } else { 1024 }) {
+                if r.to.addr().is_ipv4() { routes4.push(e) } else { routes6.push(e) }
             }
         }
         let policy = s.policy.linux();
-        let mut labels = if policy.flush_labels {
-            KernelLabels::empty()
-        } else {
-            KernelLabels::default()
-        };
+        let mut labels = if policy.flush_labels { KernelLabels::empty() } else { KernelLabels::default() };
         for row in &policy.addrlabels {
             // Validation already rejected rows the kernel refuses.
             let _ = labels.add(row);
         }
         let gai = GaiConf::parse(&policy.gai_conf, profile.glibc);
-        Linux {
-            s,
-            profile,
-            devs,
-            routes4,
-            routes6,
-            labels,
-            gai,
-        }
+        Linux { s, profile, devs, routes4, routes6, labels, gai }
     }
 
     fn dev_name(&self, i: usize) -> &str {
@@ -289,12 +235,7 @@ impl<'s> Linux<'s> {
     }
 
     /// The source a UDP `connect()` gets, or the errno.
-    pub fn connect(
-        &self,
-        dst: IpAddr,
-        zone: Option<&str>,
-        prefer: &[SourcePreference],
-    ) -> Selected {
+    pub fn connect(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> Selected {
         match dst {
             IpAddr::V4(d) => self.connect4(d),
             IpAddr::V6(d) => self.connect6(d, zone, prefer),
@@ -303,45 +244,22 @@ impl<'s> Linux<'s> {
 
     fn connect4(&self, dst: Ipv4Addr) -> Selected {
         let mut trace = SourceTrace::default();
-        let locals: Vec<RouteEntry> = self
-            .routes4
-            .iter()
-            .filter(|r| r.kind == RouteKind::Local)
-            .cloned()
-            .collect();
-        let main: Vec<RouteEntry> = self
-            .routes4
-            .iter()
-            .filter(|r| r.kind != RouteKind::Local)
-            .cloned()
-            .collect();
-        let route = net::lookup(&locals, IpAddr::V4(dst), None)
-            .or_else(|| net::lookup(&main, IpAddr::V4(dst), None));
+        let locals: Vec<RouteEntry> = self.routes4.iter().filter(|r| r.kind == RouteKind::Local).cloned().collect();
+        let main: Vec<RouteEntry> = self.routes4.iter().filter(|r| r.kind != RouteKind::Local).cloned().collect();
+        let route = net::lookup(&locals, IpAddr::V4(dst), None).or_else(|| net::lookup(&main, IpAddr::V4(dst), None));
         let Some(route) = route else {
-            trace
-                .steps
-                .push(format!("no IPv4 route to {dst}: connect() fails"));
-            return Selected {
-                result: Err(errno::ENETUNREACH),
-                trace,
-            };
+            trace.steps.push(format!("no IPv4 route to {dst}: connect() fails"));
+            return Selected { result: Err(errno::ENETUNREACH), trace };
         };
-        trace
-            .steps
-            .push(format!("route lookup: {}", route.describe(self.s)));
+        trace.steps.push(format!("route lookup: {}", route.describe(self.s)));
         if let Some(src) = route.prefsrc {
             let why = match route.kind {
                 RouteKind::Local => "a local route's preferred source",
-                RouteKind::Connected => {
-                    "the connected route's preferred source (its primary address)"
-                }
+                RouteKind::Connected => "the connected route's preferred source (its primary address)",
                 RouteKind::Declared => "the route's `src`",
             };
             trace.steps.push(format!("source {src}: {why}"));
-            return Selected {
-                result: Ok(src),
-                trace,
-            };
+            return Selected { result: Ok(src), trace };
         }
         // fib_info_update_nhc_saddr -> inet_select_addr(dev, gateway or 0, route scope)
         let (gw, scope) = match route.via {
@@ -350,19 +268,10 @@ impl<'s> Linux<'s> {
             None => (None, SCOPE_LINK),
         };
         let chosen = self.inet_select_addr(route.dev, gw, scope, &mut trace);
-        Selected {
-            result: Ok(IpAddr::V4(chosen)),
-            trace,
-        }
+        Selected { result: Ok(IpAddr::V4(chosen)), trace }
     }
 
-    fn inet_select_addr(
-        &self,
-        dev: usize,
-        dst: Option<Ipv4Addr>,
-        scope: u8,
-        trace: &mut SourceTrace,
-    ) -> Ipv4Addr {
+    fn inet_select_addr(&self, dev: usize, dst: Option<Ipv4Addr>, scope: u8, trace: &mut SourceTrace) -> Ipv4Addr {
         let d = &self.devs[dev];
         let gw_text = match dst {
             Some(g) => format!("gateway {g}"),
@@ -396,21 +305,14 @@ impl<'s> Linux<'s> {
                 trace.steps.push(format!(
                     "{a} on {} {}",
                     d.name,
-                    if dst.is_some() {
-                        "holds the gateway's subnet"
-                    } else {
-                        "is the first eligible"
-                    }
+                    if dst.is_some() { "holds the gateway's subnet" } else { "is the first eligible" }
                 ));
                 return a;
             }
             first.get_or_insert(a);
         }
         if let Some(a) = first {
-            trace.steps.push(format!(
-                "{a}: first eligible address of {} (none holds the gateway)",
-                d.name
-            ));
+            trace.steps.push(format!("{a}: first eligible address of {} (none holds the gateway)", d.name));
             return a;
         }
         trace.steps.push(format!(
@@ -426,48 +328,32 @@ impl<'s> Linux<'s> {
                 }
             }
         }
-        trace
-            .steps
-            .push("no IPv4 address qualifies: connect() succeeds with source 0.0.0.0".into());
+        trace.steps.push("no IPv4 address qualifies: connect() succeeds with source 0.0.0.0".into());
         Ipv4Addr::UNSPECIFIED
     }
 
     fn connect6(&self, dst: Ipv6Addr, zone: Option<&str>, prefer: &[SourcePreference]) -> Selected {
         let mut trace = SourceTrace::default();
         let oif = zone.and_then(|z| self.devs.iter().position(|d| d.name == z));
-        let dst = if dst.is_unspecified() {
-            Ipv6Addr::LOCALHOST
-        } else {
-            dst
-        };
+        let dst = if dst.is_unspecified() { Ipv6Addr::LOCALHOST } else { dst };
         if scope6(&dst) <= 2 && !dst.is_loopback() && oif.is_none() {
-            trace.steps.push(format!(
-                "{dst} is link-scoped and has no %zone: connect() refuses it"
-            ));
-            return Selected {
-                result: Err(errno::EINVAL),
-                trace,
-            };
+            trace.steps.push(format!("{dst} is link-scoped and has no %zone: connect() refuses it"));
+            return Selected { result: Err(errno::EINVAL), trace };
         }
         let route = net::lookup(&self.routes6, IpAddr::V6(dst), oif).cloned();
         let dst_dev = match &route {
             Some(r) => {
-                trace
-                    .steps
-                    .push(format!("route lookup: {}", r.describe(self.s)));
+                trace.steps.push(format!("route lookup: {}", r.describe(self.s)));
                 if let Some(src) = r.prefsrc {
-                    trace
-                        .steps
-                        .push(format!("source {src}: the route's `src`, used as is"));
-                    return Selected {
-                        result: Ok(src),
-                        trace,
-                    };
+                    trace.steps.push(format!("source {src}: the route's `src`, used as is"));
+                    return Selected { result: Ok(src), trace };
                 }
                 Some(r.dev)
             }
             None => {
-                trace.steps.push(format!("no IPv6 route to {dst}: selecting with no outgoing device, then failing with the route error"));
+                trace.steps.push(format!(
+                    "no IPv6 route to {dst}: selecting with no outgoing device, then failing with the route error"
+                ));
                 None
             }
         };
@@ -475,9 +361,7 @@ impl<'s> Linux<'s> {
         let chosen = self.ipv6_dev_get_saddr(dst, dst_dev, prefs, &mut trace);
         let result = match (chosen, &route) {
             (None, _) => {
-                trace
-                    .steps
-                    .push("no candidate source address: EADDRNOTAVAIL".into());
+                trace.steps.push("no candidate source address: EADDRNOTAVAIL".into());
                 Err(errno::EADDRNOTAVAIL)
             }
             (Some(_), None) => Err(errno::ENETUNREACH),
@@ -495,18 +379,13 @@ impl<'s> Linux<'s> {
     ) -> Option<Ipv6Addr> {
         let dst_scope = scope6(&dst);
         let dst_label = self.labels.lookup(&dst, dst_dev.map(|d| self.dev_name(d)));
-        let only_oif = dst_dev
-            .filter(|&d| dst.is_multicast() || dst_scope <= 2 || self.devs[d].use_oif_addrs_only);
+        let only_oif = dst_dev.filter(|&d| dst.is_multicast() || dst_scope <= 2 || self.devs[d].use_oif_addrs_only);
         trace.steps.push(format!(
             "destination scope {dst_scope}, label {}; candidates: {}",
             label_text(dst_label),
             match (only_oif, dst_dev) {
-                (Some(d), _) =>
-                    format!("addresses of the outgoing device {} only", self.dev_name(d)),
-                (None, Some(d)) => format!(
-                    "every device's addresses, lo first (outgoing device {})",
-                    self.dev_name(d)
-                ),
+                (Some(d), _) => format!("addresses of the outgoing device {} only", self.dev_name(d)),
+                (None, Some(d)) => format!("every device's addresses, lo first (outgoing device {})", self.dev_name(d)),
                 (None, None) => "every device's addresses, lo first (no outgoing device)".into(),
             }
         ));
@@ -539,11 +418,7 @@ impl<'s> Linux<'s> {
                             let detail = format!("{} {} vs {}", x.what, x.text, y.text);
                             Decision::prefer(x.value > y.value, y.value > x.value, x.rule, detail)
                         });
-                        trace.duels.push(Duel {
-                            best: b.ip(),
-                            challenger: h.ip(),
-                            decision: decision.clone(),
-                        });
+                        trace.duels.push(Duel { best: b.ip(), challenger: h.ip(), decision: decision.clone() });
                         if decision.is_some_and(|d| d.winner == Side::Right) {
                             best = Some((h, scores));
                         }
@@ -574,11 +449,7 @@ impl<'s> Linux<'s> {
             i64::from(a == dst),
             (a == dst).to_string(),
         ));
-        let scope_value = if s >= dst_scope {
-            -i64::from(s)
-        } else {
-            i64::from(s) - 128
-        };
+        let scope_value = if s >= dst_scope { -i64::from(s) } else { i64::from(s) - 128 };
         v.push(Score::new(
             "Rule 2 (prefer appropriate scope)",
             "scope (destination scope)",
@@ -595,12 +466,7 @@ impl<'s> Linux<'s> {
         if self.profile.mip6 {
             let prefhome = prefs & PREFER_SRC_COA == 0;
             let value = (!h.addr.home) ^ prefhome;
-            v.push(Score::new(
-                "Rule 4 (prefer home addresses)",
-                "home:",
-                i64::from(value),
-                h.addr.home.to_string(),
-            ));
+            v.push(Score::new("Rule 4 (prefer home addresses)", "home:", i64::from(value), h.addr.home.to_string()));
         }
         let oif = dst_dev.is_none_or(|d| d == h.dev);
         v.push(Score::new(
@@ -628,15 +494,9 @@ impl<'s> Linux<'s> {
             i64::from(privacy),
             h.addr.temporary.to_string(),
         ));
-        let orchid =
-            |x: &Ipv6Addr| (x.segments()[0] == 0x2001) && (x.segments()[1] & 0xfff0 == 0x0010);
+        let orchid = |x: &Ipv6Addr| (x.segments()[0] == 0x2001) && (x.segments()[1] & 0xfff0 == 0x0010);
         let orchid_ok = orchid(&a) == orchid(&dst);
-        v.push(Score::new(
-            "Rule 8- (ORCHID match)",
-            "ORCHID agrees:",
-            i64::from(orchid_ok),
-            orchid_ok.to_string(),
-        ));
+        v.push(Score::new("Rule 8- (ORCHID match)", "ORCHID agrees:", i64::from(orchid_ok), orchid_ok.to_string()));
         let common = addrsel_policy::common_prefix_len(&a, &dst).min(u32::from(h.addr.prefix_len));
         v.push(Score::new(
             "Rule 8 (longest matching prefix, capped at the address's prefix length)",
@@ -652,15 +512,8 @@ impl<'s> Linux<'s> {
 
     /// getaddrinfo(name, AF_UNSPEC, SOCK_DGRAM): the order glibc returns.
     pub fn getaddrinfo(&self, name: &str) -> (Result<Vec<IpAddr>, String>, SortTrace) {
-        let input: Vec<IpAddr> = self
-            .s
-            .host(name)
-            .map(|h| h.addresses.clone())
-            .unwrap_or_default();
-        let mut trace = SortTrace {
-            input: input.clone(),
-            ..Default::default()
-        };
+        let input: Vec<IpAddr> = self.s.host(name).map(|h| h.addresses.clone()).unwrap_or_default();
+        let mut trace = SortTrace { input: input.clone(), ..Default::default() };
         let labels = self.gai.label_table();
         let precedence = self.gai.precedence_table();
         let scopes = self.gai.scope_table();
@@ -671,18 +524,14 @@ impl<'s> Linux<'s> {
             return (Ok(input), trace);
         }
         if let Some(crash) = &self.gai.crash {
-            trace.unsorted_because =
-                Some(format!("gai.conf line {}: {}", crash.line, crash.message));
+            trace.unsorted_because = Some(format!("gai.conf line {}: {}", crash.line, crash.message));
             return (Err("SIGSEGV".into()), trace);
         }
         let entries = self.gai_sources(&input, &mut trace);
         let get_scope = |a: &IpAddr| -> u32 {
             match a {
                 IpAddr::V6(v6) => u32::from(glibc_scope6(v6)),
-                IpAddr::V4(v4) => scopes
-                    .iter()
-                    .find(|e| e.matches(v4))
-                    .map_or(14, |e: &ScopeEntry| e.scope),
+                IpAddr::V4(v4) => scopes.iter().find(|e| e.matches(v4)).map_or(14, |e: &ScopeEntry| e.scope),
             }
         };
         let label = |a: &IpAddr| labels.lookup(&mapped(a));
@@ -701,11 +550,7 @@ impl<'s> Linux<'s> {
                         e.prefixlen,
                         if e.deprecated { ", deprecated" } else { "" },
                         if e.home { ", home" } else { "" },
-                        if e.index.is_none() {
-                            ", not in the netlink address list"
-                        } else {
-                            ""
-                        }
+                        if e.index.is_none() { ", not in the netlink address list" } else { "" }
                     ),
                     None => String::new(),
                 }
@@ -719,23 +564,13 @@ impl<'s> Linux<'s> {
             });
         }
         let cmp = |i: &usize, j: &usize| -> (Ordering, Option<Decision>) {
-            rfc3484_sort(
-                &entries[*i],
-                &entries[*j],
-                *i,
-                *j,
-                &get_scope,
-                &label,
-                &prec,
-            )
+            rfc3484_sort(&entries[*i], &entries[*j], *i, *j, &get_scope, &label, &prec)
         };
         let mut order: Vec<usize> = (0..entries.len()).collect();
         glibc_msort(&mut order, &mut |a, b| cmp(a, b).0);
         for w in order.windows(2) {
             let (_, d) = cmp(&w[0], &w[1]);
-            trace
-                .neighbours
-                .push((entries[w[0]].dst, entries[w[1]].dst, d));
+            trace.neighbours.push((entries[w[0]].dst, entries[w[1]].dst, d));
         }
         (Ok(order.iter().map(|&i| entries[i].dst).collect()), trace)
     }
@@ -744,11 +579,11 @@ impl<'s> Linux<'s> {
     /// plus what glibc learns about it from the netlink address dump (`__check_pf`).
     fn gai_sources(&self, input: &[IpAddr], trace: &mut SortTrace) -> Vec<GaiEntry> {
         // __check_pf returns addresses only if some IPv6 address other than ::1 exists.
-        let seen_ipv6 = net::held(self.s)
-            .iter()
-            .any(|h| matches!(h.ip(), IpAddr::V6(a) if a != Ipv6Addr::LOCALHOST));
+        let seen_ipv6 = net::held(self.s).iter().any(|h| matches!(h.ip(), IpAddr::V6(a) if a != Ipv6Addr::LOCALHOST));
         if !seen_ipv6 {
-            trace.notes.push("no IPv6 address besides ::1: glibc gets no address list (prefix lengths 0, rule 7 off)".into());
+            trace
+                .notes
+                .push("no IPv6 address besides ::1: glibc gets no address list (prefix lengths 0, rule 7 off)".into());
         }
         let all = net::held(self.s);
         let mut socket_v6 = input[0].is_ipv6();
@@ -776,9 +611,7 @@ impl<'s> Linux<'s> {
                 // The lookup key: an IPv4 source on an AF_INET socket is looked up with
                 // 127/8 folded to 127.0.0.1.
                 let key = match src {
-                    IpAddr::V4(a) if !socket_v6 && a.octets()[0] == 127 => {
-                        IpAddr::V4(Ipv4Addr::LOCALHOST)
-                    }
+                    IpAddr::V4(a) if !socket_v6 && a.octets()[0] == 127 => IpAddr::V4(Ipv4Addr::LOCALHOST),
                     other => other,
                 };
                 if let Some(h) = all.iter().find(|h| h.ip() == key) {
@@ -836,14 +669,7 @@ fn rfc3484_sort(
 ) -> (Ordering, Option<Decision>) {
     use Ordering::*;
     let done = |d: Decision| -> (Ordering, Option<Decision>) {
-        (
-            if d.winner == Side::Left {
-                Less
-            } else {
-                Greater
-            },
-            Some(d),
-        )
+        (if d.winner == Side::Left { Less } else { Greater }, Some(d))
     };
     let got1 = a1.source.is_some();
     let got2 = a2.source.is_some();
@@ -860,8 +686,7 @@ fn rfc3484_sort(
     if let (Some(s1), Some(s2)) = (a1.source, a2.source) {
         let s1_scope = get_scope(&s1);
         let s2_scope = get_scope(&s2);
-        let detail =
-            format!("destination/source scope {d1_scope}/{s1_scope} vs {d2_scope}/{s2_scope}");
+        let detail = format!("destination/source scope {d1_scope}/{s1_scope} vs {d2_scope}/{s2_scope}");
         if let Some(d) = Decision::prefer(
             d1_scope == s1_scope && d2_scope != s2_scope,
             d1_scope != s1_scope && d2_scope == s2_scope,
@@ -880,20 +705,12 @@ fn rfc3484_sort(
             return done(d);
         }
         let detail = format!("source home address {} vs {}", a1.home, a2.home);
-        if let Some(d) = Decision::prefer(
-            a1.home && !a2.home,
-            !a1.home && a2.home,
-            "Rule 4 (prefer home addresses)",
-            detail,
-        ) {
+        if let Some(d) =
+            Decision::prefer(a1.home && !a2.home, !a1.home && a2.home, "Rule 4 (prefer home addresses)", detail)
+        {
             return done(d);
         }
-        let (l1d, l1s, l2d, l2s) = (
-            get_label(&a1.dst),
-            get_label(&s1),
-            get_label(&a2.dst),
-            get_label(&s2),
-        );
+        let (l1d, l1s, l2d, l2s) = (get_label(&a1.dst), get_label(&s1), get_label(&a2.dst), get_label(&s2));
         let detail = format!("destination/source label {l1d}/{l1s} vs {l2d}/{l2s}");
         if let Some(d) = Decision::prefer(
             l1d == l1s && l2d != l2s,
@@ -916,48 +733,30 @@ fn rfc3484_sort(
         // An interface glibc cannot find counts as not native; veth and lo are native.
         let n1 = a1.index.is_some();
         let n2 = a2.index.is_some();
-        if let Some(d) = Decision::prefer(
-            n1 && !n2,
-            !n1 && n2,
-            "Rule 7 (prefer native transport)",
-            format!("native {n1} vs {n2}"),
-        ) {
+        if let Some(d) =
+            Decision::prefer(n1 && !n2, !n1 && n2, "Rule 7 (prefer native transport)", format!("native {n1} vs {n2}"))
+        {
             return done(d);
         }
     }
-    if let Some(d) = Decision::lower(
-        d1_scope,
-        d2_scope,
-        "Rule 8 (prefer smaller scope)",
-        "destination scope",
-    ) {
+    if let Some(d) = Decision::lower(d1_scope, d2_scope, "Rule 8 (prefer smaller scope)", "destination scope") {
         return done(d);
     }
-    if let (Some(s1), Some(s2), true) = (a1.source, a2.source, a1.dst.is_ipv4() == a2.dst.is_ipv4())
-    {
+    if let (Some(s1), Some(s2), true) = (a1.source, a2.source, a1.dst.is_ipv4() == a2.dst.is_ipv4()) {
         let (bit1, bit2) = match (a1.dst, s1, a2.dst, s2) {
             (IpAddr::V4(d1), IpAddr::V4(s1), IpAddr::V4(d2), IpAddr::V4(s2)) => {
                 let bit = |d: Ipv4Addr, s: Ipv4Addr, len: u8| {
                     // `0xffffffff << 32` for an unknown prefix length keeps all bits on
                     // x86-64 and arm64 (the shift count is taken modulo 32).
                     let mask = if len == 0 { u32::MAX } else { mask4(len) };
-                    if s.to_bits() & mask == d.to_bits() & mask {
-                        glibc_fls(d.to_bits() ^ s.to_bits())
-                    } else {
-                        0
-                    }
+                    if s.to_bits() & mask == d.to_bits() & mask { glibc_fls(d.to_bits() ^ s.to_bits()) } else { 0 }
                 };
                 (bit(d1, s1, a1.prefixlen), bit(d2, s2, a2.prefixlen))
             }
             (IpAddr::V6(d1), IpAddr::V6(s1), IpAddr::V6(d2), IpAddr::V6(s2)) => {
                 let words = |a: Ipv6Addr| {
                     let b = a.to_bits();
-                    [
-                        (b >> 96) as u32,
-                        (b >> 64) as u32,
-                        (b >> 32) as u32,
-                        b as u32,
-                    ]
+                    [(b >> 96) as u32, (b >> 64) as u32, (b >> 32) as u32, b as u32]
                 };
                 let (d1, s1, d2, s2) = (words(d1), words(s1), words(d2), words(s2));
                 match (0..4).find(|&i| d1[i] != s1[i] || d2[i] != s2[i]) {
@@ -992,28 +791,12 @@ fn src_text(e: &GaiEntry) -> String {
 }
 
 fn label_text(label: u32) -> String {
-    if label == LABEL_DEFAULT {
-        "none (0xffffffff)".into()
-    } else {
-        label.to_string()
-    }
+    if label == LABEL_DEFAULT { "none (0xffffffff)".into() } else { label.to_string() }
 }
 
 fn table_note(what: &str, t: &GlibcTable) -> String {
-    let rows: Vec<String> = t
-        .rows
-        .iter()
-        .map(|r| format!("{} {}", prefix_text(&r.prefix), r.value))
-        .collect();
-    format!(
-        "glibc {what} ({}): {}",
-        if t.custom {
-            "from gai.conf"
-        } else {
-            "built-in"
-        },
-        rows.join(", ")
-    )
+    let rows: Vec<String> = t.rows.iter().map(|r| format!("{} {}", prefix_text(&r.prefix), r.value)).collect();
+    format!("glibc {what} ({}): {}", if t.custom { "from gai.conf" } else { "built-in" }, rows.join(", "))
 }
 
 fn prefix_text(p: &Ipv6Net) -> String {
@@ -1041,21 +824,12 @@ struct Score {
 
 impl Score {
     fn new(rule: &'static str, what: &'static str, value: i64, text: String) -> Self {
-        Score {
-            rule,
-            what,
-            value,
-            text,
-        }
+        Score { rule, what, value, text }
     }
 }
 
 /// Runs every probe of the scenario against this profile.
-pub fn probe(
-    l: &Linux,
-    kind: &ProbeKind,
-    prefer: &[SourcePreference],
-) -> (addrsel_model::results::Outcome, Trace) {
+pub fn probe(l: &Linux, kind: &ProbeKind, prefer: &[SourcePreference]) -> (addrsel_model::results::Outcome, Trace) {
     use addrsel_model::results::Outcome;
     match kind {
         ProbeKind::Connect { dst, zone } => {
@@ -1065,28 +839,15 @@ pub fn probe(
                 Err(e) => (None, Some(e.to_string())),
             };
             (
-                Outcome::Connect {
-                    dst: kind.dst_text().unwrap_or_default(),
-                    source,
-                    error,
-                    kernel: None,
-                },
+                Outcome::Connect { dst: kind.dst_text().unwrap_or_default(), source, error, kernel: None },
                 Trace::Connect(sel.trace),
             )
         }
         ProbeKind::Resolve { name } => {
             let (result, trace) = l.getaddrinfo(name);
             let outcome = match result {
-                Ok(order) => Outcome::Resolve {
-                    name: name.clone(),
-                    order,
-                    error: None,
-                },
-                Err(e) => Outcome::Resolve {
-                    name: name.clone(),
-                    order: vec![],
-                    error: Some(e),
-                },
+                Ok(order) => Outcome::Resolve { name: name.clone(), order, error: None },
+                Err(e) => Outcome::Resolve { name: name.clone(), order: vec![], error: Some(e) },
             };
             (outcome, Trace::Resolve(trace))
         }

@@ -27,11 +27,7 @@ impl Held {
 
     pub fn flags(&self) -> String {
         let f = self.addr.flags();
-        if f.is_empty() {
-            String::new()
-        } else {
-            format!(", {}", f.join(", "))
-        }
+        if f.is_empty() { String::new() } else { format!(", {}", f.join(", ")) }
     }
 }
 
@@ -103,11 +99,9 @@ impl RouteEntry {
 
 /// The interface whose subnet holds `addr` (for a gateway given without `dev`).
 fn connected_dev(s: &Scenario, addr: IpAddr) -> Option<usize> {
-    s.interfaces.iter().position(|i| {
-        i.addresses
-            .iter()
-            .any(|a| a.net().trunc().contains(&addr) && a.prefix_len < max_len(addr))
-    })
+    s.interfaces
+        .iter()
+        .position(|i| i.addresses.iter().any(|a| a.net().trunc().contains(&addr) && a.prefix_len < max_len(addr)))
 }
 
 pub fn max_len(addr: IpAddr) -> u8 {
@@ -125,8 +119,7 @@ pub fn lookup(routes: &[RouteEntry], dst: IpAddr, oif: Option<usize>) -> Option<
         let better = match best {
             None => true,
             Some(b) => {
-                (r.to.prefix_len(), std::cmp::Reverse(r.metric))
-                    > (b.to.prefix_len(), std::cmp::Reverse(b.metric))
+                (r.to.prefix_len(), std::cmp::Reverse(r.metric)) > (b.to.prefix_len(), std::cmp::Reverse(b.metric))
             }
         };
         if better {
@@ -153,11 +146,7 @@ pub fn scope6(a: &Ipv6Addr) -> u8 {
 
 /// RFC 6724 section 3.2: 127/8 and 169.254/16 are link-local, all other IPv4 global.
 pub fn scope4_rfc(a: &Ipv4Addr) -> u8 {
-    if a.is_loopback() || a.is_link_local() {
-        2
-    } else {
-        14
-    }
+    if a.is_loopback() || a.is_link_local() { 2 } else { 14 }
 }
 
 /// RFC 6724 scope of any address (IPv4 per section 3.2).

@@ -46,9 +46,7 @@ impl<'s> Rfc<'s> {
         }
         for h in &held {
             let to = h.addr.net().trunc();
-            if h.addr.prefix_len < net::max_len(h.ip())
-                && !routes.iter().any(|r| r.to == to && r.dev == h.dev)
-            {
+            if h.addr.prefix_len < net::max_len(h.ip()) && !routes.iter().any(|r| r.to == to && r.dev == h.dev) {
                 routes.push(RouteEntry {
                     to,
                     via: None,
@@ -64,12 +62,7 @@ impl<'s> Rfc<'s> {
                 routes.push(e);
             }
         }
-        Rfc {
-            s,
-            table: s.policy.table.clone().unwrap_or_else(PolicyTable::rfc6724),
-            held,
-            routes,
-        }
+        Rfc { s, table: s.policy.table.clone().unwrap_or_else(PolicyTable::rfc6724), held, routes }
     }
 
     fn policy(&self, a: &IpAddr) -> Option<&PolicyRow> {
@@ -91,37 +84,34 @@ impl<'s> Rfc<'s> {
         let link_scoped = scope_rfc(&dst) <= 2;
         let route = if link_scoped && !is_loopback(&dst) {
             match zone {
-                Some(z) => net::lookup(&self.routes, dst, Some(z))
-                    .cloned()
-                    .or_else(|| {
-                        Some(RouteEntry {
-                            to: ipnet::IpNet::new(dst, net::max_len(dst)).expect("host"),
-                            via: None,
-                            dev: z,
-                            prefsrc: None,
-                            metric: 0,
-                            kind: RouteKind::Declared,
-                        })
-                    }),
+                Some(z) => net::lookup(&self.routes, dst, Some(z)).cloned().or_else(|| {
+                    Some(RouteEntry {
+                        to: ipnet::IpNet::new(dst, net::max_len(dst)).expect("host"),
+                        via: None,
+                        dev: z,
+                        prefsrc: None,
+                        metric: 0,
+                        kind: RouteKind::Declared,
+                    })
+                }),
                 None => {
                     // RFC 4007 section 6: a node may use a default zone. Take it when exactly
                     // one interface has an on-link prefix for the destination.
-                    let links: Vec<&RouteEntry> = self
-                        .routes
-                        .iter()
-                        .filter(|r| r.kind == RouteKind::Connected && r.to.contains(&dst))
-                        .collect();
+                    let links: Vec<&RouteEntry> =
+                        self.routes.iter().filter(|r| r.kind == RouteKind::Connected && r.to.contains(&dst)).collect();
                     match links.as_slice() {
                         [only] => {
-                            trace.steps.push(format!("{dst} has no zone; the default zone is {}, the only link with its prefix", self.dev_name(only.dev)));
+                            trace.steps.push(format!(
+                                "{dst} has no zone; the default zone is {}, the only link with its prefix",
+                                self.dev_name(only.dev)
+                            ));
                             Some((*only).clone())
                         }
                         _ => {
-                            trace.steps.push(format!("{dst} is link-scoped and has no zone: the outgoing interface is unknown"));
-                            return Selected {
-                                result: Err(errno::EINVAL),
-                                trace,
-                            };
+                            trace.steps.push(format!(
+                                "{dst} is link-scoped and has no zone: the outgoing interface is unknown"
+                            ));
+                            return Selected { result: Err(errno::EINVAL), trace };
                         }
                     }
                 }
@@ -130,35 +120,19 @@ impl<'s> Rfc<'s> {
             net::lookup(&self.routes, dst, None).cloned()
         };
         let Some(route) = route else {
-            trace
-                .steps
-                .push(format!("no route to {dst}: Source(D) is undefined"));
-            return Selected {
-                result: Err(errno::ENETUNREACH),
-                trace,
-            };
+            trace.steps.push(format!("no route to {dst}: Source(D) is undefined"));
+            return Selected { result: Err(errno::ENETUNREACH), trace };
         };
-        trace.steps.push(format!(
-            "outgoing interface from {}",
-            route.describe(self.s)
-        ));
+        trace.steps.push(format!("outgoing interface from {}", route.describe(self.s)));
         if let Some(src) = route.prefsrc
             && let Some(h) = self.held.iter().find(|h| h.ip() == src)
         {
-            trace
-                .steps
-                .push(format!("source {src}: configured on the route"));
-            return Selected {
-                result: Ok(*h),
-                trace,
-            };
+            trace.steps.push(format!("source {src}: configured on the route"));
+            return Selected { result: Ok(*h), trace };
         }
         let out = route.dev;
         let dst_scope = scope_rfc(&dst);
-        trace.steps.push(format!(
-            "destination scope {dst_scope}, label {}",
-            label_text(self.label(&dst))
-        ));
+        trace.steps.push(format!("destination scope {dst_scope}, label {}", label_text(self.label(&dst))));
         let prefer_tmp = !prefer.contains(&SourcePreference::Public);
         let prefer_home = !prefer.contains(&SourcePreference::CareOf);
         let mut best: Option<&Held> = None;
@@ -180,8 +154,7 @@ impl<'s> Rfc<'s> {
                 skipped: None,
             };
             if scope_rfc(&a) <= 2 && h.dev != out {
-                cand.skipped =
-                    Some("link- or loopback-scoped on another interface (another zone)".into());
+                cand.skipped = Some("link- or loopback-scoped on another interface (another zone)".into());
             }
             let skipped = cand.skipped.is_some();
             trace.candidates.push(cand);
@@ -193,26 +166,16 @@ impl<'s> Rfc<'s> {
                 continue;
             };
             let d = self.compare_sources(b, h, dst, out, prefer_tmp, prefer_home);
-            trace.duels.push(Duel {
-                best: b.ip(),
-                challenger: a,
-                decision: d.clone(),
-            });
+            trace.duels.push(Duel { best: b.ip(), challenger: a, decision: d.clone() });
             if d.is_some_and(|d| d.winner == Side::Right) {
                 best = Some(h);
             }
         }
         match best {
-            Some(h) => Selected {
-                result: Ok(*h),
-                trace,
-            },
+            Some(h) => Selected { result: Ok(*h), trace },
             None => {
                 trace.steps.push("no candidate source address".into());
-                Selected {
-                    result: Err(errno::EADDRNOTAVAIL),
-                    trace,
-                }
+                Selected { result: Err(errno::EADDRNOTAVAIL), trace }
             }
         }
     }
@@ -227,39 +190,23 @@ impl<'s> Rfc<'s> {
         prefer_home: bool,
     ) -> Option<Decision> {
         let (a, b) = (sa.ip(), sb.ip());
-        if let Some(x) = Decision::prefer(
-            a == d,
-            b == d,
-            "Rule 1 (prefer same address)",
-            "one is the destination",
-        ) {
+        if let Some(x) = Decision::prefer(a == d, b == d, "Rule 1 (prefer same address)", "one is the destination") {
             return Some(x);
         }
         let (sca, scb, scd) = (scope_rfc(&a), scope_rfc(&b), scope_rfc(&d));
         let rule2 = "Rule 2 (prefer appropriate scope)";
         let detail = format!("scope {sca} vs {scb}, destination {scd}");
         if sca < scb {
-            return Some(Decision::new(
-                if sca < scd { Side::Right } else { Side::Left },
-                rule2,
-                detail,
-            ));
+            return Some(Decision::new(if sca < scd { Side::Right } else { Side::Left }, rule2, detail));
         }
         if scb < sca {
-            return Some(Decision::new(
-                if scb < scd { Side::Left } else { Side::Right },
-                rule2,
-                detail,
-            ));
+            return Some(Decision::new(if scb < scd { Side::Left } else { Side::Right }, rule2, detail));
         }
         if let Some(x) = Decision::prefer(
             !sa.addr.deprecated && sb.addr.deprecated,
             sa.addr.deprecated && !sb.addr.deprecated,
             "Rule 3 (avoid deprecated addresses)",
-            format!(
-                "deprecated {} vs {}",
-                sa.addr.deprecated, sb.addr.deprecated
-            ),
+            format!("deprecated {} vs {}", sa.addr.deprecated, sb.addr.deprecated),
         ) {
             return Some(x);
         }
@@ -276,12 +223,7 @@ impl<'s> Rfc<'s> {
             sa.dev == out && sb.dev != out,
             sa.dev != out && sb.dev == out,
             "Rule 5 (prefer outgoing interface)",
-            format!(
-                "on {} vs {}, outgoing {}",
-                self.dev_name(sa.dev),
-                self.dev_name(sb.dev),
-                self.dev_name(out)
-            ),
+            format!("on {} vs {}, outgoing {}", self.dev_name(sa.dev), self.dev_name(sb.dev), self.dev_name(out)),
         ) {
             return Some(x);
         }
@@ -290,12 +232,7 @@ impl<'s> Rfc<'s> {
             la == ld && lb != ld,
             la != ld && lb == ld,
             "Rule 6 (prefer matching label)",
-            format!(
-                "label {} vs {}, destination {}",
-                label_text(la),
-                label_text(lb),
-                label_text(ld)
-            ),
+            format!("label {} vs {}, destination {}", label_text(la), label_text(lb), label_text(ld)),
         ) {
             return Some(x);
         }
@@ -318,31 +255,15 @@ impl<'s> Rfc<'s> {
 
     /// Destination sort (section 6) of a resolved name, in [hosts] order, stable.
     pub fn sort(&self, name: &str) -> (Vec<IpAddr>, SortTrace) {
-        let input: Vec<IpAddr> = self
-            .s
-            .host(name)
-            .map(|h| h.addresses.clone())
-            .unwrap_or_default();
-        let mut trace = SortTrace {
-            input: input.clone(),
-            ..Default::default()
-        };
+        let input: Vec<IpAddr> = self.s.host(name).map(|h| h.addresses.clone()).unwrap_or_default();
+        let mut trace = SortTrace { input: input.clone(), ..Default::default() };
         trace.notes.push(format!(
             "policy table ({}): {}",
-            if self.s.policy.table.is_some() {
-                "[policy] table"
-            } else {
-                "RFC 6724 default"
-            },
+            if self.s.policy.table.is_some() { "[policy] table" } else { "RFC 6724 default" },
             self.table
                 .rows
                 .iter()
-                .map(|r| format!(
-                    "{} {} {}",
-                    addrsel_policy::c_style(&r.prefix),
-                    r.precedence,
-                    r.label
-                ))
+                .map(|r| format!("{} {} {}", addrsel_policy::c_style(&r.prefix), r.precedence, r.label))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
@@ -357,9 +278,7 @@ impl<'s> Rfc<'s> {
             })
             .collect();
         for (d, h, e, t) in &entries {
-            let prec = self
-                .policy(d)
-                .map_or("none".into(), |p| p.precedence.to_string());
+            let prec = self.policy(d).map_or("none".into(), |p| p.precedence.to_string());
             trace.entries.push(DestInfo {
                 dst: *d,
                 source: h.map(|h| h.ip()),
@@ -385,34 +304,19 @@ impl<'s> Rfc<'s> {
             let (da, ha) = (&entries[*i].0, &entries[*i].1);
             let (db, hb) = (&entries[*j].0, &entries[*j].1);
             match self.compare_dests(*da, ha.as_ref(), *db, hb.as_ref()) {
-                Some(d) => (
-                    if d.winner == Side::Left {
-                        Ordering::Less
-                    } else {
-                        Ordering::Greater
-                    },
-                    Some(d),
-                ),
+                Some(d) => (if d.winner == Side::Left { Ordering::Less } else { Ordering::Greater }, Some(d)),
                 None => (i.cmp(j), None),
             }
         };
         let mut order: Vec<usize> = (0..entries.len()).collect();
         glibc_msort(&mut order, &mut |a, b| cmp(a, b).0);
         for w in order.windows(2) {
-            trace
-                .neighbours
-                .push((entries[w[0]].0, entries[w[1]].0, cmp(&w[0], &w[1]).1));
+            trace.neighbours.push((entries[w[0]].0, entries[w[1]].0, cmp(&w[0], &w[1]).1));
         }
         (order.iter().map(|&i| entries[i].0).collect(), trace)
     }
 
-    fn compare_dests(
-        &self,
-        da: IpAddr,
-        sa: Option<&Held>,
-        db: IpAddr,
-        sb: Option<&Held>,
-    ) -> Option<Decision> {
+    fn compare_dests(&self, da: IpAddr, sa: Option<&Held>, db: IpAddr, sb: Option<&Held>) -> Option<Decision> {
         if let Some(x) = Decision::prefer(
             sa.is_some() && sb.is_none(),
             sa.is_none() && sb.is_some(),
@@ -436,10 +340,7 @@ impl<'s> Rfc<'s> {
                 !sa.addr.deprecated && sb.addr.deprecated,
                 sa.addr.deprecated && !sb.addr.deprecated,
                 "Rule 3 (avoid deprecated addresses)",
-                format!(
-                    "source deprecated {} vs {}",
-                    sa.addr.deprecated, sb.addr.deprecated
-                ),
+                format!("source deprecated {} vs {}", sa.addr.deprecated, sb.addr.deprecated),
             ) {
                 return Some(x);
             }
@@ -464,16 +365,10 @@ impl<'s> Rfc<'s> {
         }
         let pa = self.policy(&da).map_or(0, |p| p.precedence);
         let pb = self.policy(&db).map_or(0, |p| p.precedence);
-        if let Some(x) = Decision::higher(pa, pb, "Rule 6 (prefer higher precedence)", "precedence")
-        {
+        if let Some(x) = Decision::higher(pa, pb, "Rule 6 (prefer higher precedence)", "precedence") {
             return Some(x);
         }
-        if let Some(x) = Decision::lower(
-            scope_rfc(&da),
-            scope_rfc(&db),
-            "Rule 8 (prefer smaller scope)",
-            "scope",
-        ) {
+        if let Some(x) = Decision::lower(scope_rfc(&da), scope_rfc(&db), "Rule 8 (prefer smaller scope)", "scope") {
             return Some(x);
         }
         if let (Some(sa), Some(sb), true) = (sa, sb, da.is_ipv4() == db.is_ipv4())
@@ -506,11 +401,7 @@ fn label_text(l: Option<i32>) -> String {
     l.map_or("none".into(), |l| l.to_string())
 }
 
-pub fn probe(
-    r: &Rfc,
-    kind: &ProbeKind,
-    prefer: &[SourcePreference],
-) -> (addrsel_model::results::Outcome, Trace) {
+pub fn probe(r: &Rfc, kind: &ProbeKind, prefer: &[SourcePreference]) -> (addrsel_model::results::Outcome, Trace) {
     use addrsel_model::results::Outcome;
     match kind {
         ProbeKind::Connect { dst, zone } => {
@@ -520,25 +411,13 @@ pub fn probe(
                 Err(e) => (None, Some(e.to_string())),
             };
             (
-                Outcome::Connect {
-                    dst: kind.dst_text().unwrap_or_default(),
-                    source,
-                    error,
-                    kernel: None,
-                },
+                Outcome::Connect { dst: kind.dst_text().unwrap_or_default(), source, error, kernel: None },
                 Trace::Connect(sel.trace),
             )
         }
         ProbeKind::Resolve { name } => {
             let (order, trace) = r.sort(name);
-            (
-                Outcome::Resolve {
-                    name: name.clone(),
-                    order,
-                    error: None,
-                },
-                Trace::Resolve(trace),
-            )
+            (Outcome::Resolve { name: name.clone(), order, error: None }, Trace::Resolve(trace))
         }
     }
 }

@@ -47,13 +47,7 @@ fn insertion<T: Copy>(v: &mut [T], base: usize, n: usize, cmp: &mut dyn FnMut(&T
     }
 }
 
-fn med3<T: Copy>(
-    v: &[T],
-    a: usize,
-    b: usize,
-    c: usize,
-    cmp: &mut dyn FnMut(&T, &T) -> Ordering,
-) -> usize {
+fn med3<T: Copy>(v: &[T], a: usize, b: usize, c: usize, cmp: &mut dyn FnMut(&T, &T) -> Ordering) -> usize {
     use Ordering::*;
     if cmp(&v[a], &v[b]) == Less {
         if cmp(&v[b], &v[c]) == Less {
@@ -78,12 +72,7 @@ fn vecswap<T: Copy>(v: &mut [T], a: usize, b: usize, n: usize) {
     }
 }
 
-fn qsort_range<T: Copy>(
-    v: &mut [T],
-    mut base: usize,
-    mut n: usize,
-    cmp: &mut dyn FnMut(&T, &T) -> Ordering,
-) {
+fn qsort_range<T: Copy>(v: &mut [T], mut base: usize, mut n: usize, cmp: &mut dyn FnMut(&T, &T) -> Ordering) {
     use Ordering::*;
     if n < 2 {
         return;

@@ -25,20 +25,11 @@ pub struct Decision {
 
 impl Decision {
     pub fn new(winner: Side, rule: &str, detail: impl Into<String>) -> Self {
-        Decision {
-            winner,
-            rule: rule.to_string(),
-            detail: detail.into(),
-        }
+        Decision { winner, rule: rule.to_string(), detail: detail.into() }
     }
 
     /// Left wins when `left_better`, right when `right_better`, no decision otherwise.
-    pub fn prefer(
-        left_better: bool,
-        right_better: bool,
-        rule: &str,
-        detail: impl Into<String>,
-    ) -> Option<Self> {
+    pub fn prefer(left_better: bool, right_better: bool, rule: &str, detail: impl Into<String>) -> Option<Self> {
         match (left_better, right_better) {
             (true, false) => Some(Decision::new(Side::Left, rule, detail)),
             (false, true) => Some(Decision::new(Side::Right, rule, detail)),
@@ -47,23 +38,13 @@ impl Decision {
     }
 
     /// Higher value wins.
-    pub fn higher<T: PartialOrd + std::fmt::Display>(
-        left: T,
-        right: T,
-        rule: &str,
-        what: &str,
-    ) -> Option<Self> {
+    pub fn higher<T: PartialOrd + std::fmt::Display>(left: T, right: T, rule: &str, what: &str) -> Option<Self> {
         let detail = format!("{what} {left} vs {right}");
         Self::prefer(left > right, right > left, rule, detail)
     }
 
     /// Lower value wins.
-    pub fn lower<T: PartialOrd + std::fmt::Display>(
-        left: T,
-        right: T,
-        rule: &str,
-        what: &str,
-    ) -> Option<Self> {
+    pub fn lower<T: PartialOrd + std::fmt::Display>(left: T, right: T, rule: &str, what: &str) -> Option<Self> {
         let detail = format!("{what} {left} vs {right}");
         Self::prefer(left < right, right < left, rule, detail)
     }
@@ -168,14 +149,7 @@ pub fn render_source(t: &SourceTrace, indent: usize) -> String {
             Some(x) if x.winner == Side::Right => d.challenger,
             _ => d.best,
         };
-        let _ = writeln!(
-            out,
-            "{pad}{} vs {}: {} wins by {}",
-            d.best,
-            d.challenger,
-            won,
-            decision_text(&d.decision)
-        );
+        let _ = writeln!(out, "{pad}{} vs {}: {} wins by {}", d.best, d.challenger, won, decision_text(&d.decision));
     }
     for u in &t.unverified {
         let _ = writeln!(out, "{pad}UNVERIFIED: {u}");

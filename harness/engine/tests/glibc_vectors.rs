@@ -15,13 +15,8 @@ fn order(addresses: &str, dsts: &[&str], gai_conf: &str) -> Vec<String> {
          [[probes]]\nid = \"r\"\nresolve = \"h.example\"\n",
         list.join(", ")
     );
-    let s = parse_scenario("t.toml", &text)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .scenario;
-    match &predict(&s, &Profile::from_name("linux").unwrap()).probes[0]
-        .result
-        .outcome
-    {
+    let s = parse_scenario("t.toml", &text).unwrap_or_else(|e| panic!("{e}")).scenario;
+    match &predict(&s, &Profile::from_name("linux").unwrap()).probes[0].result.outcome {
         Outcome::Resolve { order, .. } => order.iter().map(|a| a.to_string()).collect(),
         other => panic!("{other:?}"),
     }
@@ -42,15 +37,9 @@ fn tst_rfc3484() {
         "192.168.8.16",
         "192.168.94.2",
     ];
-    let expected: Vec<String> = [9, 4, 3, 6, 5, 7, 8, 2, 0, 1]
-        .iter()
-        .map(|&i| dsts[i].to_string())
-        .collect();
+    let expected: Vec<String> = [9, 4, 3, 6, 5, 7, 8, 2, 0, 1].iter().map(|&i| dsts[i].to_string()).collect();
     // An IPv6 address so that glibc learns the source's prefix length from the kernel.
-    assert_eq!(
-        order("\"192.168.95.25/8\", \"fd00::1/64\"", &dsts, ""),
-        expected
-    );
+    assert_eq!(order("\"192.168.95.25/8\", \"fd00::1/64\"", &dsts, ""), expected);
 }
 
 /// tst-rfc3484-2.c: an IPv4 multicast destination beats an IPv6 one whose source is
@@ -80,14 +69,8 @@ fn tst_rfc3484_3() {
         "10.50.69.114",
     ];
     let scopes = "scopev4 ::ffff:169.254.0.0/112 2\nscopev4 ::ffff:127.0.0.0/104 2\nscopev4 ::ffff:10.0.0.0/104 5\nscopev4 ::ffff:192.168.0.0/112 5\nscopev4 ::ffff:0.0.0.0/96 14\n";
-    let expected: Vec<String> = [8, 0, 1, 2, 3, 4, 5, 6, 7]
-        .iter()
-        .map(|&i| dsts[i].to_string())
-        .collect();
-    assert_eq!(
-        order("\"10.168.95.25/8\", \"fd00::1/64\"", &dsts, scopes),
-        expected
-    );
+    let expected: Vec<String> = [8, 0, 1, 2, 3, 4, 5, 6, 7].iter().map(|&i| dsts[i].to_string()).collect();
+    assert_eq!(order("\"10.168.95.25/8\", \"fd00::1/64\"", &dsts, scopes), expected);
 }
 
 /// The gai.conf replacement rule end to end: one unrelated label line makes the ULA source
@@ -96,9 +79,6 @@ fn tst_rfc3484_3() {
 fn one_label_line_replaces_the_default_table() {
     let srcs = "\"10.0.0.50/24\", \"fd00:11:22::aa/64\"";
     let dsts = ["2a01:4f8:c2c:8101::1", "116.203.176.52"];
-    assert_eq!(
-        order(srcs, &dsts, ""),
-        ["116.203.176.52", "2a01:4f8:c2c:8101::1"]
-    );
+    assert_eq!(order(srcs, &dsts, ""), ["116.203.176.52", "2a01:4f8:c2c:8101::1"]);
     assert_eq!(order(srcs, &dsts, "label 2001:db8:99::/48 99\n"), dsts);
 }

@@ -35,14 +35,7 @@ const V6_DESTS: &[&str] = &[
     "2001:10::1",
 ];
 
-const V4_DESTS: &[&str] = &[
-    "127.0.0.1",
-    "10.0.0.77",
-    "10.0.0.49",
-    "116.203.176.52",
-    "169.254.1.53",
-    "192.168.7.7",
-];
+const V4_DESTS: &[&str] = &["127.0.0.1", "10.0.0.77", "10.0.0.49", "116.203.176.52", "169.254.1.53", "192.168.7.7"];
 
 fn scenario(sources: &[&str], dsts: &[&str]) -> addrsel_model::Scenario {
     let mut addrs: Vec<String> = sources.iter().map(|s| format!("\"{s}\"")).collect();
@@ -55,16 +48,11 @@ fn scenario(sources: &[&str], dsts: &[&str]) -> addrsel_model::Scenario {
         addrs.join(", "),
         list.join(", ")
     );
-    parse_scenario("p.toml", &text)
-        .unwrap_or_else(|e| panic!("{e}\n{text}"))
-        .scenario
+    parse_scenario("p.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}")).scenario
 }
 
 fn profiles() -> Vec<Profile> {
-    Profile::NAMES
-        .iter()
-        .filter_map(|n| Profile::from_name(n))
-        .collect()
+    Profile::NAMES.iter().filter_map(|n| Profile::from_name(n)).collect()
 }
 
 fn sorted(p: &addrsel_engine::Prediction) -> (Vec<String>, bool) {
@@ -76,9 +64,7 @@ fn sorted(p: &addrsel_engine::Prediction) -> (Vec<String>, bool) {
     let strict = match &p.probes[0].trace {
         Trace::Resolve(t) => {
             t.unsorted_because.is_none()
-                && t.neighbours
-                    .iter()
-                    .all(|(_, _, d)| d.as_ref().is_some_and(|d| !d.rule.starts_with("Rule 10")))
+                && t.neighbours.iter().all(|(_, _, d)| d.as_ref().is_some_and(|d| !d.rule.starts_with("Rule 10")))
         }
         _ => false,
     };
@@ -144,12 +130,7 @@ proptest! {
 fn strict_case_is_common() {
     let s = scenario(
         &["fd00:11:22::10/64", "2001:db8:1::10/64"],
-        &[
-            "2a01:4f8:c2c:8101::1",
-            "fd00:11:22::53",
-            "::1",
-            "2002:cb00:7101::1",
-        ],
+        &["2a01:4f8:c2c:8101::1", "fd00:11:22::53", "::1", "2002:cb00:7101::1"],
     );
     for profile in profiles() {
         let (_, strict) = sorted(&predict(&s, &profile));

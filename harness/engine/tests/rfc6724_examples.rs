@@ -23,14 +23,10 @@ id = "p"
 connect = "{dst}"
 "#
     );
-    let s = parse_scenario("t.toml", &text)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .scenario;
+    let s = parse_scenario("t.toml", &text).unwrap_or_else(|e| panic!("{e}")).scenario;
     let p = predict(&s, &Profile::Rfc6724);
     match &p.probes[0].result.outcome {
-        Outcome::Connect {
-            source: Some(a), ..
-        } => a.to_string(),
+        Outcome::Connect { source: Some(a), .. } => a.to_string(),
         other => panic!("{other:?}"),
     }
 }
@@ -39,36 +35,16 @@ connect = "{dst}"
 fn section_10_1_source_selection() {
     let cases = [
         // (candidates, destination, expected)
-        (
-            r#""2001:db8:3::1/64", "fe80::1/64""#,
-            "2001:db8:1::1",
-            "2001:db8:3::1",
-        ),
-        (
-            r#""2001:db8:3::1/64", "fe80::1/64""#,
-            "ff05::1%eth0",
-            "2001:db8:3::1",
-        ),
+        (r#""2001:db8:3::1/64", "fe80::1/64""#, "2001:db8:1::1", "2001:db8:3::1"),
+        (r#""2001:db8:3::1/64", "fe80::1/64""#, "ff05::1%eth0", "2001:db8:3::1"),
         (
             r#"{ address = "2001:db8:1::1/64", deprecated = true }, "2001:db8:2::1/64""#,
             "2001:db8:1::1",
             "2001:db8:1::1",
         ),
-        (
-            r#"{ address = "fe80::2/64", deprecated = true }, "2001:db8:1::1/64""#,
-            "fe80::1%eth0",
-            "fe80::2",
-        ),
-        (
-            r#""2001:db8:1::2/64", "2001:db8:3::2/64""#,
-            "2001:db8:1::1",
-            "2001:db8:1::2",
-        ),
-        (
-            r#""2001:db8:1::2/64", { address = "2001:db8:3::2/64", home = true }"#,
-            "2001:db8:1::1",
-            "2001:db8:3::2",
-        ),
+        (r#"{ address = "fe80::2/64", deprecated = true }, "2001:db8:1::1/64""#, "fe80::1%eth0", "fe80::2"),
+        (r#""2001:db8:1::2/64", "2001:db8:3::2/64""#, "2001:db8:1::1", "2001:db8:1::2"),
+        (r#""2001:db8:1::2/64", { address = "2001:db8:3::2/64", home = true }"#, "2001:db8:1::1", "2001:db8:3::2"),
         (
             r#"{ address = "2002:c633:6401::d5e3:7953:13eb:22e8/64", temporary = true }, "2001:db8:1::2/64""#,
             "2002:c633:6401::1",
@@ -108,9 +84,7 @@ resolve = "h.example"
 "#,
         list.join(", ")
     );
-    let s = parse_scenario("t.toml", &text)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .scenario;
+    let s = parse_scenario("t.toml", &text).unwrap_or_else(|e| panic!("{e}")).scenario;
     let p = predict(&s, profile);
     match &p.probes[0].result.outcome {
         Outcome::Resolve { order, .. } => order.iter().map(IpAddr::to_string).collect(),
@@ -120,42 +94,18 @@ resolve = "h.example"
 
 /// (sources, destinations in RFC order = expected result)
 pub const SECTION_10_2: [(&str, [&str; 2]); 9] = [
-    (
-        r#""2001:db8:1::2/64", "fe80::1/64", "169.254.13.78/16""#,
-        ["2001:db8:1::1", "198.51.100.121"],
-    ),
-    (
-        r#""fe80::1/64", "198.51.100.117/24""#,
-        ["198.51.100.121", "2001:db8:1::1"],
-    ),
-    (
-        r#""2001:db8:1::2/64", "fe80::1/64", "10.1.2.4/8""#,
-        ["2001:db8:1::1", "10.1.2.3"],
-    ),
-    (
-        r#""2001:db8:1::2/64", "fe80::2/64""#,
-        ["fe80::1", "2001:db8:1::1"],
-    ),
+    (r#""2001:db8:1::2/64", "fe80::1/64", "169.254.13.78/16""#, ["2001:db8:1::1", "198.51.100.121"]),
+    (r#""fe80::1/64", "198.51.100.117/24""#, ["198.51.100.121", "2001:db8:1::1"]),
+    (r#""2001:db8:1::2/64", "fe80::1/64", "10.1.2.4/8""#, ["2001:db8:1::1", "10.1.2.3"]),
+    (r#""2001:db8:1::2/64", "fe80::2/64""#, ["fe80::1", "2001:db8:1::1"]),
     (
         r#""2001:db8:1::2/64", { address = "2001:db8:3::1/64", home = true }, "fe80::2/64""#,
         ["2001:db8:1::1", "fe80::1"],
     ),
-    (
-        r#""2001:db8:1::2/64", { address = "fe80::2/64", deprecated = true }"#,
-        ["2001:db8:1::1", "fe80::1"],
-    ),
-    (
-        r#""2001:db8:1::2/64", "2001:db8:3f44::2/64", "fe80::2/64""#,
-        ["2001:db8:1::1", "2001:db8:3ffe::1"],
-    ),
-    (
-        r#""2002:c633:6401::2/64", "fe80::2/64""#,
-        ["2002:c633:6401::1", "2001:db8:1::1"],
-    ),
-    (
-        r#""2002:c633:6401::2/64", "2001:db8:1::2/64", "fe80::2/64""#,
-        ["2001:db8:1::1", "2002:c633:6401::1"],
-    ),
+    (r#""2001:db8:1::2/64", { address = "fe80::2/64", deprecated = true }"#, ["2001:db8:1::1", "fe80::1"]),
+    (r#""2001:db8:1::2/64", "2001:db8:3f44::2/64", "fe80::2/64""#, ["2001:db8:1::1", "2001:db8:3ffe::1"]),
+    (r#""2002:c633:6401::2/64", "fe80::2/64""#, ["2002:c633:6401::1", "2001:db8:1::1"]),
+    (r#""2002:c633:6401::2/64", "2001:db8:1::2/64", "fe80::2/64""#, ["2001:db8:1::1", "2002:c633:6401::1"]),
 ];
 
 #[test]
@@ -173,14 +123,7 @@ fn go_issue_13283_ipv4_rule_9_keeps_resolver_order() {
     // Six IPv4 destinations all reached from 10.2.3.4: glibc limits rule 9 to the source's
     // subnet, so none is promoted and the resolver's order stays (Go and FreeBSD skip rule 9
     // for IPv4 entirely).
-    let dsts = [
-        "54.83.193.112",
-        "184.72.238.214",
-        "23.23.172.185",
-        "75.101.148.21",
-        "23.23.134.56",
-        "23.21.50.150",
-    ];
+    let dsts = ["54.83.193.112", "184.72.238.214", "23.23.172.185", "75.101.148.21", "23.23.134.56", "23.21.50.150"];
     let srcs = r#""10.2.3.4/24", "fd00::2/64""#;
     let linux = Profile::from_name("linux").unwrap();
     assert_eq!(order(&linux, srcs, &dsts, ""), dsts);

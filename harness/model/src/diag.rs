@@ -29,11 +29,7 @@ impl fmt::Display for Diagnostic {
         if self.path.is_empty() {
             return write!(f, "{kind}: {}", self.message);
         }
-        write!(
-            f,
-            "{}:{}:{}: {kind}: {}",
-            self.path, self.line, self.column, self.message
-        )
+        write!(f, "{}:{}:{}: {kind}: {}", self.path, self.line, self.column, self.message)
     }
 }
 
@@ -72,13 +68,7 @@ impl SourceMap<'_> {
 
     pub fn at(&self, offset: usize, severity: Severity, message: impl Into<String>) -> Diagnostic {
         let (line, column) = self.line_col(offset);
-        Diagnostic {
-            path: self.path.to_string(),
-            line,
-            column,
-            severity,
-            message: message.into(),
-        }
+        Diagnostic { path: self.path.to_string(), line, column, severity, message: message.into() }
     }
 
     /// The file line holding line `k` (1-based) of a string value whose literal spans
@@ -87,13 +77,7 @@ impl SourceMap<'_> {
     pub fn value_line(&self, span: std::ops::Range<usize>, k: usize) -> (usize, bool) {
         let (start_line, _) = self.line_col(span.start);
         let raw = &self.text[span.start..span.end.min(self.text.len())];
-        let opens_with_newline = ["\"\"\"\n", "'''\n", "\"\"\"\r\n", "'''\r\n"]
-            .iter()
-            .any(|d| raw.starts_with(d));
-        if opens_with_newline {
-            (start_line + k, true)
-        } else {
-            (start_line, k == 1)
-        }
+        let opens_with_newline = ["\"\"\"\n", "'''\n", "\"\"\"\r\n", "'''\r\n"].iter().any(|d| raw.starts_with(d));
+        if opens_with_newline { (start_line + k, true) } else { (start_line, k == 1) }
     }
 }

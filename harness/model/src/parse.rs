@@ -34,24 +34,13 @@ pub fn parse_scenario(path: &str, text: &str) -> Result<Parsed, Errors> {
         Ok(raw) => raw,
         Err(e) => {
             let offset = e.span().map_or(0, |s| s.start);
-            return Err(Errors(vec![map.at(
-                offset,
-                Severity::Error,
-                e.message().trim().to_string(),
-            )]));
+            return Err(Errors(vec![map.at(offset, Severity::Error, e.message().trim().to_string())]));
         }
     };
-    let mut v = Validator {
-        map,
-        errors: Vec::new(),
-        warnings: Vec::new(),
-    };
+    let mut v = Validator { map, errors: Vec::new(), warnings: Vec::new() };
     let scenario = v.scenario(raw);
     if v.errors.is_empty() {
-        Ok(Parsed {
-            scenario,
-            warnings: v.warnings,
-        })
+        Ok(Parsed { scenario, warnings: v.warnings })
     } else {
         v.errors.sort_by_key(|d| (d.line, d.column));
         Err(Errors(v.errors))
@@ -106,7 +95,9 @@ impl<'de> Deserialize<'de> for RawAddress {
         impl<'de> Visitor<'de> for V {
             type Value = RawAddress;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an address string like \"10.0.0.50/24\" or a table { address = \"...\", deprecated = true }")
+                f.write_str(
+                    "an address string like \"10.0.0.50/24\" or a table { address = \"...\", deprecated = true }",
+                )
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<RawAddress, E> {
                 Ok(RawAddress {
@@ -139,13 +130,7 @@ impl<'de> Deserialize<'de> for RawAddress {
                         other => {
                             return Err(de::Error::unknown_field(
                                 other,
-                                &[
-                                    "address",
-                                    "deprecated",
-                                    "temporary",
-                                    "home",
-                                    "prefer_source",
-                                ],
+                                &["address", "deprecated", "temporary", "home", "prefer_source"],
                             ));
                         }
                     }
@@ -205,12 +190,8 @@ impl<'de> Deserialize<'de> for RawLabelRow {
                 f.write_str("a row [\"PREFIX/LEN\", LABEL] or [\"PREFIX/LEN\", LABEL, \"DEV\"]")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<RawLabelRow, A::Error> {
-                let prefix = s
-                    .next_element()?
-                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
-                let label = s
-                    .next_element()?
-                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                let prefix = s.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let label = s.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
                 let dev = s.next_element()?;
                 if s.next_element::<de::IgnoredAny>()?.is_some() {
                     return Err(de::Error::invalid_length(4, &self));
@@ -328,8 +309,7 @@ const PEER_PREFIX: &str = "addrsel";
 
 impl Validator<'_> {
     fn error(&mut self, span: &Range<usize>, message: impl Into<String>) {
-        self.errors
-            .push(self.map.at(span.start, Severity::Error, message));
+        self.errors.push(self.map.at(span.start, Severity::Error, message));
     }
 
     fn error_at_line(&mut self, line: usize, message: impl Into<String>) {
@@ -355,10 +335,7 @@ impl Validator<'_> {
     fn scenario(&mut self, raw: RawScenario) -> Scenario {
         let name = raw.name.get_ref().clone();
         if !is_slug(&name) {
-            self.error(
-                &raw.name.span(),
-                format!("name `{name}` must be lowercase letters, digits and '-'"),
-            );
+            self.error(&raw.name.span(), format!("name `{name}` must be lowercase letters, digits and '-'"));
         }
         let interfaces = self.interfaces(&raw.interfaces);
         let mut s = Scenario {
@@ -372,11 +349,7 @@ impl Validator<'_> {
             probes: Vec::new(),
             expect: Vec::new(),
         };
-        s.routes = raw
-            .routes
-            .iter()
-            .filter_map(|r| self.route(&s, r))
-            .collect();
+        s.routes = raw.routes.iter().filter_map(|r| self.route(&s, r)).collect();
         s.hosts = self.hosts(&raw.hosts);
         if let Some(policy) = &raw.policy {
             s.policy = self.policy(&s, policy);
@@ -388,11 +361,7 @@ impl Validator<'_> {
             };
         }
         s.probes = self.probes(&s, &raw.probes);
-        s.expect = raw
-            .expect
-            .iter()
-            .filter_map(|e| self.expect(&s, e))
-            .collect();
+        s.expect = raw.expect.iter().filter_map(|e| self.expect(&s, e)).collect();
         s
     }
 
@@ -426,26 +395,18 @@ impl Validator<'_> {
                 // A bare string has no inner span; use the entry's.
                 let entry_span = ra.span();
                 let ra = ra.get_ref();
-                let span = if ra.address.span().is_empty() {
-                    entry_span
-                } else {
-                    ra.address.span()
-                };
+                let span = if ra.address.span().is_empty() { entry_span } else { ra.address.span() };
                 let Some(addr) = self.address(&span, ra, name) else {
                     continue;
                 };
                 if !seen_addrs.insert(addr.addr) {
-                    let implicit = if addr.addr == IpAddr::from([127, 0, 0, 1])
-                        || addr.addr == IpAddr::V6(Ipv6Addr::LOCALHOST)
-                    {
-                        " (lo always has 127.0.0.1/8 and ::1/128; do not declare them)"
-                    } else {
-                        ""
-                    };
-                    self.error(
-                        &span,
-                        format!("address {} is assigned twice{implicit}", addr.addr),
-                    );
+                    let implicit =
+                        if addr.addr == IpAddr::from([127, 0, 0, 1]) || addr.addr == IpAddr::V6(Ipv6Addr::LOCALHOST) {
+                            " (lo always has 127.0.0.1/8 and ::1/128; do not declare them)"
+                        } else {
+                            ""
+                        };
+                    self.error(&span, format!("address {} is assigned twice{implicit}", addr.addr));
                     continue;
                 }
                 addresses.push(addr);
@@ -453,10 +414,7 @@ impl Validator<'_> {
             if name == LOOPBACK {
                 lo.addresses.extend(addresses);
             } else {
-                others.push(Interface {
-                    name: name.clone(),
-                    addresses,
-                });
+                others.push(Interface { name: name.clone(), addresses });
             }
         }
         let mut all = vec![lo];
@@ -469,12 +427,11 @@ impl Validator<'_> {
         let net: IpNet = match text.parse() {
             Ok(n) => n,
             Err(_) => {
-                let hint = if text.parse::<IpAddr>().is_ok() {
-                    " (the prefix length is required)"
-                } else {
-                    ""
-                };
-                self.error(span, format!("`{text}` is not ADDRESS/PREFIXLEN, for example 10.0.0.50/24 or fd00::1/64{hint}"));
+                let hint = if text.parse::<IpAddr>().is_ok() { " (the prefix length is required)" } else { "" };
+                self.error(
+                    span,
+                    format!("`{text}` is not ADDRESS/PREFIXLEN, for example 10.0.0.50/24 or fd00::1/64{hint}"),
+                );
                 return None;
             }
         };
@@ -495,27 +452,17 @@ impl Validator<'_> {
             self.error(span, format!("`{text}`: {why}"));
             return None;
         }
-        let v6_only = [
-            ("temporary", ra.temporary),
-            ("home", ra.home),
-            ("prefer_source", ra.prefer_source),
-        ];
+        let v6_only = [("temporary", ra.temporary), ("home", ra.home), ("prefer_source", ra.prefer_source)];
         if addr.is_ipv4() {
             for (flag, set) in v6_only {
                 if set {
-                    self.error(
-                        span,
-                        format!("`{flag}` applies to IPv6 addresses only ({text})"),
-                    );
+                    self.error(span, format!("`{flag}` applies to IPv6 addresses only ({text})"));
                     return None;
                 }
             }
         }
         if ifname == LOOPBACK && (ra.temporary || ra.home) {
-            self.error(
-                span,
-                format!("`{text}`: temporary and home addresses cannot live on lo"),
-            );
+            self.error(span, format!("`{text}`: temporary and home addresses cannot live on lo"));
             return None;
         }
         Some(Address {
@@ -534,15 +481,15 @@ impl Validator<'_> {
         let to_text = r.to.get_ref();
         let to: Option<IpNet> = match to_text.parse::<IpNet>() {
             Ok(n) if n.trunc() != n => {
-                self.error(
-                    &r.to.span(),
-                    format!("`{to_text}` has host bits set; write {}", n.trunc()),
-                );
+                self.error(&r.to.span(), format!("`{to_text}` has host bits set; write {}", n.trunc()));
                 None
             }
             Ok(n) => Some(n),
             Err(_) => {
-                self.error(&r.to.span(), format!("`{to_text}` is not a prefix; write for example 0.0.0.0/0, 203.0.113.2/32 or ::/0"));
+                self.error(
+                    &r.to.span(),
+                    format!("`{to_text}` is not a prefix; write for example 0.0.0.0/0, 203.0.113.2/32 or ::/0"),
+                );
                 None
             }
         };
@@ -553,11 +500,7 @@ impl Validator<'_> {
                     format!(
                         "route device `{}` is not a declared interface (known: {})",
                         d.get_ref(),
-                        s.interfaces
-                            .iter()
-                            .map(|i| i.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        s.interfaces.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
                     ),
                 );
                 ok = false;
@@ -571,7 +514,13 @@ impl Validator<'_> {
             Some(v) => match v.get_ref().parse::<IpAddr>() {
                 Ok(a) => Some((a, v.span())),
                 Err(_) => {
-                    self.error(&v.span(), format!("`{}` is not an address (`via` takes a next-hop address, no prefix length)", v.get_ref()));
+                    self.error(
+                        &v.span(),
+                        format!(
+                            "`{}` is not an address (`via` takes a next-hop address, no prefix length)",
+                            v.get_ref()
+                        ),
+                    );
                     ok = false;
                     None
                 }
@@ -589,19 +538,13 @@ impl Validator<'_> {
                     ok = false;
                 }
                 (_, IpAddr::V6(v6)) if v6.is_unicast_link_local() && dev.is_none() => {
-                    self.error(
-                        span,
-                        format!("link-local next hop {via} needs `dev` (which link is it on?)"),
-                    );
+                    self.error(span, format!("link-local next hop {via} needs `dev` (which link is it on?)"));
                     ok = false;
                 }
                 _ => {}
             }
             if s.addresses().any(|(_, a)| a.addr == *via) {
-                self.error(
-                    span,
-                    format!("next hop {via} is one of this host's own addresses"),
-                );
+                self.error(span, format!("next hop {via} is one of this host's own addresses"));
                 ok = false;
             }
             if via.is_ipv4() {
@@ -619,18 +562,12 @@ impl Validator<'_> {
             None => None,
             Some(sp) => match sp.get_ref().parse::<IpAddr>() {
                 Ok(a) if !s.addresses().any(|(_, x)| x.addr == a) => {
-                    self.error(
-                        &sp.span(),
-                        format!("preferred source {a} is not an address of this host"),
-                    );
+                    self.error(&sp.span(), format!("preferred source {a} is not an address of this host"));
                     ok = false;
                     None
                 }
                 Ok(a) if a.is_ipv4() != to.addr().is_ipv4() => {
-                    self.error(
-                        &sp.span(),
-                        format!("preferred source {a} is not of the route's family"),
-                    );
+                    self.error(&sp.span(), format!("preferred source {a} is not of the route's family"));
                     ok = false;
                     None
                 }
@@ -642,27 +579,15 @@ impl Validator<'_> {
                 }
             },
         };
-        ok.then(|| Route {
-            to,
-            via: via.map(|(a, _)| a),
-            dev,
-            src,
-            metric: r.metric.as_ref().map(|m| *m.get_ref()),
-        })
+        ok.then(|| Route { to, via: via.map(|(a, _)| a), dev, src, metric: r.metric.as_ref().map(|m| *m.get_ref()) })
     }
 
-    fn hosts(
-        &mut self,
-        raw: &Ordered<Spanned<String>, Spanned<Vec<Spanned<String>>>>,
-    ) -> Vec<HostEntry> {
+    fn hosts(&mut self, raw: &Ordered<Spanned<String>, Spanned<Vec<Spanned<String>>>>) -> Vec<HostEntry> {
         let mut out = Vec::new();
         for (name, addrs) in &raw.0 {
             let n = name.get_ref();
             if !is_hostname(n) {
-                self.error(
-                    &name.span(),
-                    format!("`{n}` is not a host name (letters, digits, '-' and '.')"),
-                );
+                self.error(&name.span(), format!("`{n}` is not a host name (letters, digits, '-' and '.')"));
                 continue;
             }
             if addrs.get_ref().is_empty() {
@@ -673,13 +598,16 @@ impl Validator<'_> {
             for a in addrs.get_ref() {
                 match a.get_ref().parse::<IpAddr>() {
                     Ok(ip) => addresses.push(ip),
-                    Err(_) => self.error(&a.span(), format!("`{}` is not an IP address (zones and prefixes are not allowed in /etc/hosts)", a.get_ref())),
+                    Err(_) => self.error(
+                        &a.span(),
+                        format!(
+                            "`{}` is not an IP address (zones and prefixes are not allowed in /etc/hosts)",
+                            a.get_ref()
+                        ),
+                    ),
                 }
             }
-            out.push(HostEntry {
-                name: n.clone(),
-                addresses,
-            });
+            out.push(HostEntry { name: n.clone(), addresses });
         }
         out
     }
@@ -697,43 +625,31 @@ impl Validator<'_> {
                 let mut number = |n: &Spanned<i64>, what: &str| match i32::try_from(*n.get_ref()) {
                     Ok(v) => Some(v),
                     Err(_) => {
-                        self.error(
-                            &n.span(),
-                            format!("{what} {} does not fit a C int", n.get_ref()),
-                        );
+                        self.error(&n.span(), format!("{what} {} does not fit a C int", n.get_ref()));
                         None
                     }
                 };
-                let (Some(precedence), Some(label)) =
-                    (number(prec, "precedence"), number(label, "label"))
-                else {
+                let (Some(precedence), Some(label)) = (number(prec, "precedence"), number(label, "label")) else {
                     continue;
                 };
                 if !seen.insert(prefix.trunc()) {
-                    self.error(
-                        &p.span(),
-                        format!("prefix {prefix} appears twice in the table"),
-                    );
+                    self.error(&p.span(), format!("prefix {prefix} appears twice in the table"));
                     continue;
                 }
-                rows.push(PolicyRow {
-                    prefix,
-                    precedence,
-                    label,
-                });
+                rows.push(PolicyRow { prefix, precedence, label });
             }
             let table_span = table.span();
             let t = PolicyTable::new(rows);
             if raw.linux.is_none() {
                 self.table_fits_linux(&t, &table_span);
             }
-            if raw
-                .freebsd
-                .as_ref()
-                .is_none_or(|f| f.get_ref().ip6addrctl_conf.is_none())
+            if raw.freebsd.as_ref().is_none_or(|f| f.get_ref().ip6addrctl_conf.is_none())
                 && let Some(r) = t.rows.iter().find(|r| r.label == -1)
             {
-                self.error(&table_span, format!("label -1 for {} is refused by FreeBSD's kernel (it means \"not applicable\")", r.prefix));
+                self.error(
+                    &table_span,
+                    format!("label -1 for {} is refused by FreeBSD's kernel (it means \"not applicable\")", r.prefix),
+                );
             }
             policy.table = Some(t);
         }
@@ -753,10 +669,7 @@ impl Validator<'_> {
                 let label = match u32::try_from(*r.label.get_ref()) {
                     Ok(v) => v,
                     Err(_) => {
-                        self.error(
-                            &r.label.span(),
-                            format!("label {} is not from 0 to 4294967294", r.label.get_ref()),
-                        );
+                        self.error(&r.label.span(), format!("label {} is not from 0 to 4294967294", r.label.get_ref()));
                         continue;
                     }
                 };
@@ -771,10 +684,7 @@ impl Validator<'_> {
                 if let Err(refused) = kernel.add(&row_value) {
                     self.error(
                         &row.span(),
-                        format!(
-                            "`ip addrlabel add` would fail with {}: {}",
-                            refused.errno, refused.reason
-                        ),
+                        format!("`ip addrlabel add` would fail with {}: {}", refused.errno, refused.reason),
                     );
                     continue;
                 }
@@ -809,10 +719,7 @@ impl Validator<'_> {
                 None
             }
             Err(_) => {
-                self.error(
-                    &p.span(),
-                    format!("`{}` is not an IPv6 prefix (ADDRESS/LEN)", p.get_ref()),
-                );
+                self.error(&p.span(), format!("`{}` is not an IPv6 prefix (ADDRESS/LEN)", p.get_ref()));
                 None
             }
         }
@@ -826,11 +733,7 @@ impl Validator<'_> {
                 self.error(span, format!("row {}: gai.conf and `ip addrlabel` cannot hold negative values; give [policy.linux] to say what Linux should use", r.prefix));
                 return;
             }
-            if let Err(refused) = kernel.add(&LabelRow {
-                prefix: r.prefix,
-                label: r.label as u32,
-                dev: None,
-            }) {
+            if let Err(refused) = kernel.add(&LabelRow { prefix: r.prefix, label: r.label as u32, dev: None }) {
                 self.error(
                     span,
                     format!(
@@ -848,28 +751,19 @@ impl Validator<'_> {
         let old = GaiConf::parse(text.get_ref(), GlibcParser::Before2_41);
         for issue in &new.ignored {
             let (line, _) = self.map.value_line(text.span(), issue.line);
-            self.warn_at_line(
-                line,
-                format!("gai_conf line {}: {}", issue.line, issue.message),
-            );
+            self.warn_at_line(line, format!("gai_conf line {}: {}", issue.line, issue.message));
         }
         let new_lines: HashSet<usize> = new.ignored.iter().map(|i| i.line).collect();
         for issue in old.ignored.iter().filter(|i| !new_lines.contains(&i.line)) {
             let (line, _) = self.map.value_line(text.span(), issue.line);
             self.warn_at_line(
                 line,
-                format!(
-                    "gai_conf line {}: glibc before 2.41 differs here: {}",
-                    issue.line, issue.message
-                ),
+                format!("gai_conf line {}: glibc before 2.41 differs here: {}", issue.line, issue.message),
             );
         }
         if let Some(crash) = &old.crash {
             let (line, _) = self.map.value_line(text.span(), crash.line);
-            self.warn_at_line(
-                line,
-                format!("gai_conf line {}: {}", crash.line, crash.message),
-            );
+            self.warn_at_line(line, format!("gai_conf line {}: {}", crash.line, crash.message));
         }
     }
 
@@ -877,10 +771,7 @@ impl Validator<'_> {
         match ip6addrctl::parse_conf(text.get_ref()) {
             Err(issue) => {
                 let (line, _) = self.map.value_line(text.span(), issue.line);
-                self.error_at_line(
-                    line,
-                    format!("ip6addrctl_conf line {}: {}", issue.line, issue.message),
-                );
+                self.error_at_line(line, format!("ip6addrctl_conf line {}: {}", issue.line, issue.message));
             }
             Ok(rows) => {
                 let mut kernel = PolicyTable::default();
@@ -889,10 +780,9 @@ impl Validator<'_> {
                         .get_ref()
                         .lines()
                         .position(|l| {
-                            l.split_whitespace().next().is_some_and(|p| {
-                                p.parse::<IpNet>()
-                                    .is_ok_and(|n| n.trunc() == IpNet::V6(r.row.prefix))
-                            })
+                            l.split_whitespace()
+                                .next()
+                                .is_some_and(|p| p.parse::<IpNet>().is_ok_and(|n| n.trunc() == IpNet::V6(r.row.prefix)))
                         })
                         .map_or(1, |i| i + 1);
                     let (file_line, _) = self.map.value_line(text.span(), line);
@@ -916,13 +806,11 @@ impl Validator<'_> {
                 continue;
             }
             let v = &value.get_ref().0;
-            if v.is_empty()
-                || v.len() > 64
-                || !v
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || " _.:/-".contains(c))
-            {
-                self.error(&value.span(), format!("sysctl value `{v}` must be 1 to 64 characters of letters, digits, space and _.:/-"));
+            if v.is_empty() || v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric() || " _.:/-".contains(c)) {
+                self.error(
+                    &value.span(),
+                    format!("sysctl value `{v}` must be 1 to 64 characters of letters, digits, space and _.:/-"),
+                );
                 continue;
             }
             out.push((k.clone(), v.clone()));
@@ -938,10 +826,7 @@ impl Validator<'_> {
             let p = rp.get_ref();
             let id = p.id.get_ref();
             if !is_slug(id) {
-                self.error(
-                    &p.id.span(),
-                    format!("probe id `{id}` must be lowercase letters, digits and '-'"),
-                );
+                self.error(&p.id.span(), format!("probe id `{id}` must be lowercase letters, digits and '-'"));
                 continue;
             }
             if !ids.insert(id.clone()) {
@@ -956,16 +841,14 @@ impl Validator<'_> {
                         None => (text.as_str(), None),
                     };
                     let Ok(dst) = addr_text.parse::<IpAddr>() else {
-                        self.error(
-                            &c.span(),
-                            format!(
-                                "`{text}` is not an address (ADDRESS or IPv6ADDRESS%INTERFACE)"
-                            ),
-                        );
+                        self.error(&c.span(), format!("`{text}` is not an address (ADDRESS or IPv6ADDRESS%INTERFACE)"));
                         continue;
                     };
                     if dst.is_multicast() && zone.is_none() {
-                        self.error(&c.span(), format!("multicast destination {dst} needs %INTERFACE (which interface sends it)"));
+                        self.error(
+                            &c.span(),
+                            format!("multicast destination {dst} needs %INTERFACE (which interface sends it)"),
+                        );
                         continue;
                     }
                     if let Some(z) = &zone {
@@ -974,10 +857,7 @@ impl Validator<'_> {
                             continue;
                         }
                         if s.interface(z).is_none() {
-                            self.error(
-                                &c.span(),
-                                format!("zone `{z}` is not a declared interface"),
-                            );
+                            self.error(&c.span(), format!("zone `{z}` is not a declared interface"));
                             continue;
                         }
                     }
@@ -987,16 +867,11 @@ impl Validator<'_> {
                     if s.host(r.get_ref()).is_none() {
                         self.error(
                             &r.span(),
-                            format!(
-                                "`{}` is not in [hosts]; add it there with its addresses",
-                                r.get_ref()
-                            ),
+                            format!("`{}` is not in [hosts]; add it there with its addresses", r.get_ref()),
                         );
                         continue;
                     }
-                    ProbeKind::Resolve {
-                        name: r.get_ref().clone(),
-                    }
+                    ProbeKind::Resolve { name: r.get_ref().clone() }
                 }
                 _ => {
                     self.error(&span, "a probe needs exactly one of `connect` (an address) or `resolve` (a host name)");
@@ -1005,17 +880,11 @@ impl Validator<'_> {
             };
             let mut prefer = Vec::new();
             for w in &p.prefer {
-                match SourcePreference::ALL
-                    .iter()
-                    .find(|(word, _)| word == w.get_ref())
-                {
+                match SourcePreference::ALL.iter().find(|(word, _)| word == w.get_ref()) {
                     Some((_, pref)) => prefer.push(*pref),
                     None => self.error(
                         &w.span(),
-                        format!(
-                            "unknown preference `{}` (expected temporary, public, home or care-of)",
-                            w.get_ref()
-                        ),
+                        format!("unknown preference `{}` (expected temporary, public, home or care-of)", w.get_ref()),
                     ),
                 }
             }
@@ -1023,17 +892,10 @@ impl Validator<'_> {
             if (prefer.contains(&Temporary) && prefer.contains(&Public))
                 || (prefer.contains(&Home) && prefer.contains(&CareOf))
             {
-                self.error(
-                    &span,
-                    "`prefer` cannot ask for both temporary and public, or both home and care-of",
-                );
+                self.error(&span, "`prefer` cannot ask for both temporary and public, or both home and care-of");
                 continue;
             }
-            out.push(Probe {
-                id: id.clone(),
-                kind,
-                prefer,
-            });
+            out.push(Probe { id: id.clone(), kind, prefer });
         }
         out
     }
@@ -1042,24 +904,15 @@ impl Validator<'_> {
         let span = raw.span();
         let e = raw.get_ref();
         let Some(probe) = s.probe(e.probe.get_ref()) else {
-            self.error(
-                &e.probe.span(),
-                format!("no probe has id `{}`", e.probe.get_ref()),
-            );
+            self.error(&e.probe.span(), format!("no probe has id `{}`", e.probe.get_ref()));
             return None;
         };
         let Some(os) = Os::from_word(e.os.get_ref()) else {
-            self.error(
-                &e.os.span(),
-                format!("os `{}` is not linux, freebsd or rfc6724", e.os.get_ref()),
-            );
+            self.error(&e.os.span(), format!("os `{}` is not linux, freebsd or rfc6724", e.os.get_ref()));
             return None;
         };
         if let Some(t) = &e.target
-            && !t
-                .get_ref()
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".-".contains(c))
+            && !t.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c))
         {
             self.error(&t.span(), format!("`{}` is not a target name", t.get_ref()));
             return None;
@@ -1068,25 +921,17 @@ impl Validator<'_> {
             (Some(src), None, None, ProbeKind::Connect { .. }) => match src.get_ref().parse() {
                 Ok(a) => Expected::Source(a),
                 Err(_) => {
-                    self.error(
-                        &src.span(),
-                        format!("`{}` is not an address", src.get_ref()),
-                    );
+                    self.error(&src.span(), format!("`{}` is not an address", src.get_ref()));
                     return None;
                 }
             },
             (None, Some(err), None, _) => {
                 let name = err.get_ref();
                 if !(name.starts_with('E')
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                    && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
                     || name.starts_with("SIG"))
                 {
-                    self.error(
-                        &err.span(),
-                        format!("`{name}` is not an errno name like EHOSTUNREACH"),
-                    );
+                    self.error(&err.span(), format!("`{name}` is not an errno name like EHOSTUNREACH"));
                     return None;
                 }
                 Expected::Error(name.clone())
@@ -1102,27 +947,18 @@ impl Validator<'_> {
                         }
                     }
                 }
-                let mut want = s
-                    .host(name)
-                    .map(|h| h.addresses.clone())
-                    .unwrap_or_default();
+                let mut want = s.host(name).map(|h| h.addresses.clone()).unwrap_or_default();
                 let mut got = addrs.clone();
                 want.sort();
                 got.sort();
                 if want != got {
-                    self.error(
-                        &order.span(),
-                        format!("order must list exactly the addresses of `{name}` in [hosts]"),
-                    );
+                    self.error(&order.span(), format!("order must list exactly the addresses of `{name}` in [hosts]"));
                     return None;
                 }
                 Expected::Order(addrs)
             }
             (Some(_), None, None, ProbeKind::Resolve { .. }) => {
-                self.error(
-                    &span,
-                    "`source` applies to connect probes; a resolve probe expects `order`",
-                );
+                self.error(&span, "`source` applies to connect probes; a resolve probe expects `order`");
                 return None;
             }
             (None, None, Some(_), ProbeKind::Connect { .. }) => {
@@ -1130,10 +966,7 @@ impl Validator<'_> {
                 return None;
             }
             _ => {
-                self.error(
-                    &span,
-                    "an expectation needs exactly one of `source`, `error` or `order`",
-                );
+                self.error(&span, "an expectation needs exactly one of `source`, `error` or `order`");
                 return None;
             }
         };
@@ -1156,10 +989,7 @@ enum SysctlOs {
 }
 
 fn is_slug(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 fn is_hostname(s: &str) -> bool {
@@ -1177,9 +1007,7 @@ fn is_hostname(s: &str) -> bool {
 pub fn check_ifname(name: &str) -> Result<(), String> {
     let valid = (1..=15).contains(&name.len())
         && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if !valid {
         return Err(format!(
             "interface name `{name}` must be 1 to 15 characters: a letter, then letters, digits, '_' or '-'"
@@ -1195,11 +1023,8 @@ pub fn check_ifname(name: &str) -> Result<(), String> {
 /// else would change the machine the harness runs on.
 fn check_sysctl_key(s: &Scenario, key: &str, os: SysctlOs) -> Result<(), String> {
     let parts: Vec<&str> = key.split('.').collect();
-    let charset_ok = parts.iter().all(|p| {
-        !p.is_empty()
-            && p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    });
+    let charset_ok =
+        parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
     if !charset_ok {
         return Err(format!("`{key}` is not a sysctl name"));
     }
@@ -1213,17 +1038,13 @@ fn check_sysctl_key(s: &Scenario, key: &str, os: SysctlOs) -> Result<(), String>
             if parts.len() >= 4 && parts[2] == "conf" {
                 let dev = parts[3];
                 if !["all", "default"].contains(&dev) && s.interface(dev).is_none() {
-                    return Err(format!(
-                        "`{key}` names interface `{dev}`, which is not declared"
-                    ));
+                    return Err(format!("`{key}` names interface `{dev}`, which is not declared"));
                 }
             }
         }
         SysctlOs::Freebsd => {
             if !(key.starts_with("net.inet.") || key.starts_with("net.inet6.")) {
-                return Err(format!(
-                    "`{key}`: only net.inet.* and net.inet6.* sysctls (per VNET) may be set"
-                ));
+                return Err(format!("`{key}`: only net.inet.* and net.inet6.* sysctls (per VNET) may be set"));
             }
         }
     }

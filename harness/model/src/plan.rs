@@ -63,25 +63,23 @@ pub enum Step {
     },
     /// Linux: bind a private copy of `content` over `target` in the scenario's mount
     /// namespace.
-    PrivateFile { target: String, content: String },
+    PrivateFile {
+        target: String,
+        content: String,
+    },
     /// FreeBSD: write a file on the machine (under `{dir}`).
-    WriteFile { path: String, content: String },
+    WriteFile {
+        path: String,
+        content: String,
+    },
 }
 
 fn run(place: Place, argv: &[&str]) -> Step {
-    Step::Run {
-        place,
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        stdin: None,
-    }
+    Step::Run { place, argv: argv.iter().map(|s| s.to_string()).collect(), stdin: None }
 }
 
 fn run_owned(place: Place, argv: Vec<String>) -> Step {
-    Step::Run {
-        place,
-        argv,
-        stdin: None,
-    }
+    Step::Run { place, argv, stdin: None }
 }
 
 /// Name of the far end of the veth pair for declared interface `index` (1-based).
@@ -107,72 +105,37 @@ pub fn hosts_file(s: &Scenario) -> String {
 /// addresses, routes and labels, sysctls, and private /etc files.
 pub fn linux(s: &Scenario) -> Plan {
     use Place::*;
-    let mut setup = vec![run(Scenario, &["ip", "link", "set", "dev", "lo", "up"])];
+    let mut setup = Vec::new();
     let mut unsupported = Vec::new();
     let mut notes = Vec::new();
     // `default` sysctls only affect interfaces created later.
-    let (defaults, others): (Vec<_>, Vec<_>) = s
-        .sysctl
-        .linux
-        .iter()
-        .partition(|(k, _)| k.split('.').nth(3) == Some("default"));
+    let (defaults, others): (Vec<_>, Vec<_>) =
+        s.sysctl.linux.iter().partition(|(k, _)| k.split('.').nth(3) == Some("default"));
     for (key, value) in defaults {
-        setup.push(Step::Sysctl {
-            place: Scenario,
-            key: key.clone(),
-            value: value.clone(),
-        });
+        setup.push(Step::Sysctl { place: Scenario, key: key.clone(), value: value.clone() });
     }
-    for (index, iface) in s
-        .interfaces
-        .iter()
-        .enumerate()
-        .filter(|(_, i)| !i.is_loopback())
-    {
-        let peer = linux_peer_name(index);
+    setup.push(run(Scenario, &["ip", "link", "set", "dev", "lo", "up"]));
+    // Consecutive `ip` commands in one place run as one `ip -batch`, so links are created
+    // first, then the peers brought up.
+    let declared: Vec<(usize, &Interface)> =
+        s.interfaces.iter().enumerate().filter(|(_, i)| !i.is_loopback()).collect();
+    for (index, iface) in &declared {
+        let peer = linux_peer_name(*index);
         setup.push(run(
             Scenario,
-            &[
-                "ip",
-                "link",
-                "add",
-                &iface.name,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &peer,
-                "netns",
-                "{peer}",
-            ],
+            &["ip", "link", "add", &iface.name, "type", "veth", "peer", "name", &peer, "netns", "{peer}"],
         ));
         // No automatic link-local address: the host has exactly the declared addresses.
-        setup.push(run(
-            Scenario,
-            &[
-                "ip",
-                "link",
-                "set",
-                "dev",
-                &iface.name,
-                "addrgenmode",
-                "none",
-            ],
-        ));
-        setup.push(run(Peer, &["ip", "link", "set", "dev", &peer, "up"]));
+        setup.push(run(Scenario, &["ip", "link", "set", "dev", &iface.name, "addrgenmode", "none"]));
+    }
+    for (index, _) in &declared {
+        setup.push(run(Peer, &["ip", "link", "set", "dev", &linux_peer_name(*index), "up"]));
     }
     for (key, value) in others {
-        setup.push(Step::Sysctl {
-            place: Scenario,
-            key: key.clone(),
-            value: value.clone(),
-        });
+        setup.push(Step::Sysctl { place: Scenario, key: key.clone(), value: value.clone() });
     }
     for iface in s.interfaces.iter().filter(|i| !i.is_loopback()) {
-        setup.push(run(
-            Scenario,
-            &["ip", "link", "set", "dev", &iface.name, "up"],
-        ));
+        setup.push(run(Scenario, &["ip", "link", "set", "dev", &iface.name, "up"]));
     }
     for iface in &s.interfaces {
         let implicit = if iface.is_loopback() { 2 } else { 0 };
@@ -184,13 +147,10 @@ pub fn linux(s: &Scenario) -> Plan {
                 continue;
             }
             if a.prefer_source {
-                notes.push(format!(
-                    "{a}: prefer_source is a FreeBSD flag; Linux has no equivalent"
-                ));
+                notes.push(format!("{a}: prefer_source is a FreeBSD flag; Linux has no equivalent"));
             }
-            let mut argv: Vec<String> = ["ip", "addr", "add", &a.to_string(), "dev", &iface.name]
-                .map(String::from)
-                .into();
+            let mut argv: Vec<String> =
+                ["ip", "addr", "add", &a.to_string(), "dev", &iface.name].map(String::from).into();
             if a.addr.is_ipv6() {
                 argv.push("nodad".into());
             }
@@ -204,10 +164,8 @@ pub fn linux(s: &Scenario) -> Plan {
         }
     }
     for r in &s.routes {
+        // The family follows from the prefix, so the line also works in `ip -batch`.
         let mut argv: Vec<String> = vec!["ip".into()];
-        if r.to.addr().is_ipv6() {
-            argv.push("-6".into());
-        }
         argv.extend(["route".into(), "add".into(), r.to.to_string()]);
         if let Some(via) = r.via {
             argv.push("via".into());
@@ -232,9 +190,7 @@ pub fn linux(s: &Scenario) -> Plan {
         setup.push(run(Scenario, &["ip", "addrlabel", "flush"]));
     }
     for row in &policy.addrlabels {
-        let mut argv: Vec<String> = ["ip", "addrlabel", "add", "prefix"]
-            .map(String::from)
-            .into();
+        let mut argv: Vec<String> = ["ip", "addrlabel", "add", "prefix"].map(String::from).into();
         argv.push(addrsel_policy::c_style(&row.prefix));
         argv.extend(["label".into(), row.label.to_string()]);
         if let Some(dev) = &row.dev {
@@ -249,10 +205,7 @@ pub fn linux(s: &Scenario) -> Plan {
         ("/etc/nsswitch.conf", "hosts: files\n".to_string()),
         ("/etc/host.conf", "multi on\n".to_string()),
     ] {
-        setup.push(Step::PrivateFile {
-            target: target.into(),
-            content,
-        });
+        setup.push(Step::PrivateFile { target: target.into(), content });
     }
     Plan {
         os: PlanOs::Linux,
@@ -281,136 +234,51 @@ pub fn freebsd(s: &Scenario) -> Plan {
     let mut setup = Vec::new();
     let mut unsupported = Vec::new();
     let mut notes = Vec::new();
-    let declared: Vec<(usize, &Interface)> = s
-        .interfaces
-        .iter()
-        .enumerate()
-        .filter(|(_, i)| !i.is_loopback())
-        .collect();
+    let declared: Vec<(usize, &Interface)> =
+        s.interfaces.iter().enumerate().filter(|(_, i)| !i.is_loopback()).collect();
     for (index, _) in &declared {
-        setup.push(run_owned(
-            Host,
-            vec![
-                "ifconfig".into(),
-                format!("{{epair{index}}}"),
-                "create".into(),
-            ],
-        ));
-        setup.push(run_owned(
-            Host,
-            vec!["ifconfig".into(), epair(*index, 'b'), "up".into()],
-        ));
+        setup.push(run_owned(Host, vec!["ifconfig".into(), format!("{{epair{index}}}"), "create".into()]));
+        setup.push(run_owned(Host, vec!["ifconfig".into(), epair(*index, 'b'), "up".into()]));
     }
     setup.push(run(Host, &["mkdir", "-p", "{dir}/root"]));
-    setup.push(run(
-        Host,
-        &["mount", "-t", "nullfs", "-o", "ro", "/", "{dir}/root"],
-    ));
-    setup.push(Step::WriteFile {
-        path: "{dir}/hosts".into(),
-        content: hosts_file(s),
-    });
-    setup.push(run(
-        Host,
-        &[
-            "mount",
-            "-t",
-            "nullfs",
-            "{dir}/hosts",
-            "{dir}/root/etc/hosts",
-        ],
-    ));
-    let mut jail: Vec<String> = [
-        "jail",
-        "-c",
-        "name={jail}",
-        "path={dir}/root",
-        "persist",
-        "vnet",
-        "mount.devfs",
-    ]
-    .map(String::from)
-    .into();
+    setup.push(run(Host, &["mount", "-t", "nullfs", "-o", "ro", "/", "{dir}/root"]));
+    setup.push(Step::WriteFile { path: "{dir}/hosts".into(), content: hosts_file(s) });
+    setup.push(run(Host, &["mount", "-t", "nullfs", "{dir}/hosts", "{dir}/root/etc/hosts"]));
+    let mut jail: Vec<String> =
+        ["jail", "-c", "name={jail}", "path={dir}/root", "persist", "vnet", "mount.devfs"].map(String::from).into();
     for (index, _) in &declared {
         jail.push(format!("vnet.interface={}", epair(*index, 'a')));
     }
     setup.push(run_owned(Host, jail));
     // No DAD anywhere in this VNET, and no automatic link-local addresses on lo0.
-    setup.push(Step::Sysctl {
-        place: Scenario,
-        key: "net.inet6.ip6.dad_count".into(),
-        value: "0".into(),
-    });
-    setup.push(run(
-        Scenario,
-        &["ifconfig", "lo0", "inet6", "-auto_linklocal"],
-    ));
-    setup.push(run(
-        Scenario,
-        &["ifconfig", "lo0", "inet", "127.0.0.1/8", "up"],
-    ));
-    setup.push(run(
-        Scenario,
-        &["ifconfig", "lo0", "inet6", "::1/128", "alias"],
-    ));
+    setup.push(Step::Sysctl { place: Scenario, key: "net.inet6.ip6.dad_count".into(), value: "0".into() });
+    setup.push(run(Scenario, &["ifconfig", "lo0", "inet6", "-auto_linklocal"]));
+    setup.push(run(Scenario, &["ifconfig", "lo0", "inet", "127.0.0.1/8", "up"]));
+    setup.push(run(Scenario, &["ifconfig", "lo0", "inet6", "::1/128", "alias"]));
     for (index, iface) in &declared {
-        setup.push(run_owned(
-            Scenario,
-            vec![
-                "ifconfig".into(),
-                epair(*index, 'a'),
-                "name".into(),
-                iface.name.clone(),
-            ],
-        ));
-        setup.push(run(
-            Scenario,
-            &[
-                "ifconfig",
-                &iface.name,
-                "inet6",
-                "-auto_linklocal",
-                "no_dad",
-                "-ifdisabled",
-                "up",
-            ],
-        ));
+        setup.push(run_owned(Scenario, vec!["ifconfig".into(), epair(*index, 'a'), "name".into(), iface.name.clone()]));
+        setup
+            .push(run(Scenario, &["ifconfig", &iface.name, "inet6", "-auto_linklocal", "no_dad", "-ifdisabled", "up"]));
     }
     for (key, value) in &s.sysctl.freebsd {
-        setup.push(Step::Sysctl {
-            place: Scenario,
-            key: key.clone(),
-            value: value.clone(),
-        });
+        setup.push(Step::Sysctl { place: Scenario, key: key.clone(), value: value.clone() });
     }
     for iface in &s.interfaces {
-        let name = if iface.is_loopback() {
-            "lo0"
-        } else {
-            iface.name.as_str()
-        };
+        let name = if iface.is_loopback() { "lo0" } else { iface.name.as_str() };
         let implicit = if iface.is_loopback() { 2 } else { 0 };
         for a in &iface.addresses[implicit..] {
             if a.temporary {
-                unsupported.push(format!(
-                    "temporary address {a}: FreeBSD's ifconfig cannot mark an address temporary"
-                ));
+                unsupported.push(format!("temporary address {a}: FreeBSD's ifconfig cannot mark an address temporary"));
                 continue;
             }
             if a.home {
-                notes.push(format!(
-                    "{a}: FreeBSD has no Mobile IPv6 home addresses; the flag changes nothing there"
-                ));
+                notes.push(format!("{a}: FreeBSD has no Mobile IPv6 home addresses; the flag changes nothing there"));
             }
             let family = if a.addr.is_ipv4() { "inet" } else { "inet6" };
-            let mut argv: Vec<String> = ["ifconfig", name, family, &a.to_string(), "alias"]
-                .map(String::from)
-                .into();
+            let mut argv: Vec<String> = ["ifconfig", name, family, &a.to_string(), "alias"].map(String::from).into();
             if a.deprecated {
                 if a.addr.is_ipv4() {
-                    unsupported.push(format!(
-                        "deprecated IPv4 address {a}: FreeBSD has no IPv4 address lifetimes"
-                    ));
+                    unsupported.push(format!("deprecated IPv4 address {a}: FreeBSD has no IPv4 address lifetimes"));
                     continue;
                 }
                 argv.push("deprecated".into());
@@ -430,27 +298,17 @@ pub fn freebsd(s: &Scenario) -> Plan {
             continue;
         }
         if r.metric.is_some() {
-            notes.push(format!(
-                "route {}: FreeBSD routes have no metric; it is ignored",
-                r.to
-            ));
+            notes.push(format!("route {}: FreeBSD routes have no metric; it is ignored", r.to));
         }
         setup.push(run_owned(Scenario, freebsd_route(r)));
     }
     let policy = s.policy.freebsd();
     setup.push(Step::Run {
         place: Scenario,
-        argv: ["ip6addrctl", "install", "/dev/stdin"]
-            .map(String::from)
-            .into(),
+        argv: ["ip6addrctl", "install", "/dev/stdin"].map(String::from).into(),
         stdin: Some(policy.ip6addrctl_conf.clone()),
     });
-    if !s
-        .policy
-        .linux
-        .as_ref()
-        .is_none_or(|l| l.gai_conf.is_none() && l.addrlabels.is_empty())
-    {
+    if !s.policy.linux.as_ref().is_none_or(|l| l.gai_conf.is_none() && l.addrlabels.is_empty()) {
         notes.push("[policy.linux] applies to Linux only".into());
     }
     let mut cleanup = Vec::new();
@@ -462,29 +320,17 @@ pub fn freebsd(s: &Scenario) -> Plan {
     cleanup.push(run(Host, &["umount", "{dir}/root/etc/hosts"]));
     cleanup.push(run(Host, &["umount", "{dir}/root"]));
     cleanup.push(run(Host, &["rm", "-rf", "{dir}"]));
-    Plan {
-        os: PlanOs::Freebsd,
-        scenario: s.name.clone(),
-        setup,
-        probes: s.probes.clone(),
-        cleanup,
-        unsupported,
-        notes,
-    }
+    Plan { os: PlanOs::Freebsd, scenario: s.name.clone(), setup, probes: s.probes.clone(), cleanup, unsupported, notes }
 }
 
 fn freebsd_route(r: &Route) -> Vec<String> {
     let mut argv: Vec<String> = vec!["route".into(), "add".into()];
     let family = if r.to.addr().is_ipv4() { "-4" } else { "-6" };
     argv.push(family.into());
-    let host = matches!(r.to, IpNet::V4(n) if n.prefix_len() == 32)
-        || matches!(r.to, IpNet::V6(n) if n.prefix_len() == 128);
+    let host =
+        matches!(r.to, IpNet::V4(n) if n.prefix_len() == 32) || matches!(r.to, IpNet::V6(n) if n.prefix_len() == 128);
     argv.push(if host { "-host" } else { "-net" }.into());
-    argv.push(if host {
-        r.to.addr().to_string()
-    } else {
-        r.to.to_string()
-    });
+    argv.push(if host { r.to.addr().to_string() } else { r.to.to_string() });
     match (r.via, &r.dev) {
         (Some(via), dev) => {
             if r.is_v4_via_v6() {
@@ -510,15 +356,8 @@ fn freebsd_route(r: &Route) -> Vec<String> {
 
 /// Quotes an argument for a POSIX shell when it needs it.
 pub fn shell_quote(arg: &str) -> String {
-    let plain = !arg.is_empty()
-        && arg
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "%+,-./:=@_$".contains(c));
-    if plain {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', "'\\''"))
-    }
+    let plain = !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "%+,-./:=@_$".contains(c));
+    if plain { arg.to_string() } else { format!("'{}'", arg.replace('\'', "'\\''")) }
 }
 
 /// Placeholders become shell variables the script defines at the top.
@@ -585,7 +424,9 @@ pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
             out.push_str(
                 "#\n# Run as root on a FreeBSD 14 or 15 machine with VIMAGE (the default GENERIC kernel).\n# It creates one VNET jail and epair interfaces, and removes them at the end.\nset -eu\n",
             );
-            out.push_str("jail=addrsel_repro\ndir=/tmp/addrsel-repro\nbase=200   # epair unit numbers used: base, base+1, ...\n");
+            out.push_str(
+                "jail=addrsel_repro\ndir=/tmp/addrsel-repro\nbase=200   # epair unit numbers used: base, base+1, ...\n",
+            );
         }
     }
     let mut file_index = 0;
@@ -633,11 +474,7 @@ pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
         }
     }
     out.push_str("\n# Probes: python3 makes the same calls as the addrsel agent (UDP connect + getsockname,\n# getaddrinfo); without it, the closest standard tools.\n");
-    let jexec = if plan.os == PlanOs::Freebsd {
-        "jexec $jail "
-    } else {
-        ""
-    };
+    let jexec = if plan.os == PlanOs::Freebsd { "jexec $jail " } else { "" };
     for p in &plan.probes {
         match &p.kind {
             ProbeKind::Connect { dst, zone } => {
@@ -650,11 +487,7 @@ pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
                 } else {
                     format!(
                         " (the agent also sets source preferences: {})",
-                        p.prefer
-                            .iter()
-                            .map(|x| x.word())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        p.prefer.iter().map(|x| x.word()).collect::<Vec<_>>().join(", ")
                     )
                 };
                 let family = if dst.is_ipv4() { "AF_INET" } else { "AF_INET6" };
@@ -666,18 +499,11 @@ pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
                 );
                 match plan.os {
                     PlanOs::Linux => {
-                        let oif = zone
-                            .as_ref()
-                            .map(|z| format!(" oif {z}"))
-                            .unwrap_or_default();
+                        let oif = zone.as_ref().map(|z| format!(" oif {z}")).unwrap_or_default();
                         let _ = writeln!(out, "  ip route get {dst}{oif} || true; fi");
                     }
                     PlanOs::Freebsd => {
-                        let _ = writeln!(
-                            out,
-                            "  jexec $jail route -n get {} || true; fi",
-                            shell_quote(&target)
-                        );
+                        let _ = writeln!(out, "  jexec $jail route -n get {} || true; fi", shell_quote(&target));
                     }
                 }
             }
@@ -697,10 +523,7 @@ pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
                         );
                     }
                     PlanOs::Freebsd => {
-                        let _ = writeln!(
-                            out,
-                            "  echo 'python3 is needed to print the getaddrinfo order'; fi"
-                        );
+                        let _ = writeln!(out, "  echo 'python3 is needed to print the getaddrinfo order'; fi");
                     }
                 }
             }
@@ -712,11 +535,7 @@ pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
             if let Step::Run { place, argv, .. } = step {
                 let cmd: Vec<String> = argv.iter().map(|a| shell_arg(a)).collect();
                 let cmd = cmd.join(" ");
-                let line = if *place == Place::Scenario {
-                    format!("jexec $jail {cmd}")
-                } else {
-                    cmd
-                };
+                let line = if *place == Place::Scenario { format!("jexec $jail {cmd}") } else { cmd };
                 let _ = writeln!(out, "{line}");
             }
         }

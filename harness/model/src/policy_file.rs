@@ -58,21 +58,11 @@ impl PolicyFile {
         let mut s = s.clone();
         match self {
             PolicyFile::GaiConf(text) => {
-                let addrlabels = s
-                    .policy
-                    .linux
-                    .as_ref()
-                    .map(|l| l.addrlabels.clone())
-                    .unwrap_or_default();
-                s.policy.linux = Some(LinuxPolicy {
-                    gai_conf: Some(text.clone()),
-                    addrlabels,
-                });
+                let addrlabels = s.policy.linux.as_ref().map(|l| l.addrlabels.clone()).unwrap_or_default();
+                s.policy.linux = Some(LinuxPolicy { gai_conf: Some(text.clone()), addrlabels });
             }
             PolicyFile::Ip6addrctl(text) => {
-                s.policy.freebsd = Some(FreebsdPolicy {
-                    ip6addrctl_conf: Some(text.clone()),
-                });
+                s.policy.freebsd = Some(FreebsdPolicy { ip6addrctl_conf: Some(text.clone()) });
             }
             PolicyFile::Table(t) => {
                 s.policy.table = Some(t.clone());
@@ -87,10 +77,7 @@ impl PolicyFile {
 fn looks_like_gai_conf(text: &str) -> bool {
     text.lines().any(|l| {
         let l = l.split('#').next().unwrap_or("");
-        matches!(
-            l.split_whitespace().next(),
-            Some("label" | "precedence" | "scopev4" | "reload")
-        )
+        matches!(l.split_whitespace().next(), Some("label" | "precedence" | "scopev4" | "reload"))
     })
 }
 
@@ -99,13 +86,9 @@ pub fn load(path: &str, text: &str, format: Option<PolicyFormat>) -> Result<Poli
     let map = SourceMap { path, text };
     let format = match format {
         Some(f) => f,
-        None if path.ends_with(".toml") || text.trim_start().starts_with("table") => {
-            PolicyFormat::Table
-        }
+        None if path.ends_with(".toml") || text.trim_start().starts_with("table") => PolicyFormat::Table,
         None if looks_like_gai_conf(text) => PolicyFormat::GaiConf,
-        None if ip6addrctl::parse_conf(text).is_ok() && !text.trim().is_empty() => {
-            PolicyFormat::Ip6addrctl
-        }
+        None if ip6addrctl::parse_conf(text).is_ok() && !text.trim().is_empty() => PolicyFormat::Ip6addrctl,
         None => {
             return Err(Errors(vec![map.at(
                 0,
@@ -138,37 +121,22 @@ struct RawTable {
 
 fn load_table(map: &SourceMap) -> Result<PolicyFile, Errors> {
     let raw: RawTable = toml::from_str(map.text).map_err(|e| {
-        Errors(vec![map.at(
-            e.span().map_or(0, |s| s.start),
-            Severity::Error,
-            e.message().trim().to_string(),
-        )])
+        Errors(vec![map.at(e.span().map_or(0, |s| s.start), Severity::Error, e.message().trim().to_string())])
     })?;
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     for row in raw.table {
         let (prefix, precedence, label) = row.into_inner();
         match prefix.get_ref().parse::<IpNet>() {
-            Ok(IpNet::V6(p)) => rows.push(PolicyRow {
-                prefix: p,
-                precedence,
-                label,
-            }),
+            Ok(IpNet::V6(p)) => rows.push(PolicyRow { prefix: p, precedence, label }),
             _ => errors.push(map.at(
                 prefix.span().start,
                 Severity::Error,
-                format!(
-                    "`{}` is not an IPv6 prefix (IPv4 is written ::ffff:a.b.c.d/96+LEN)",
-                    prefix.get_ref()
-                ),
+                format!("`{}` is not an IPv6 prefix (IPv4 is written ::ffff:a.b.c.d/96+LEN)", prefix.get_ref()),
             )),
         }
     }
-    if errors.is_empty() {
-        Ok(PolicyFile::Table(PolicyTable::new(rows)))
-    } else {
-        Err(Errors(errors))
-    }
+    if errors.is_empty() { Ok(PolicyFile::Table(PolicyTable::new(rows))) } else { Err(Errors(errors)) }
 }
 
 #[cfg(test)]
@@ -177,34 +145,16 @@ mod tests {
 
     #[test]
     fn formats_are_recognised() {
-        assert_eq!(
-            load("a", "# x\nlabel fd00::/8 1\n", None).unwrap().format(),
-            PolicyFormat::GaiConf
-        );
-        assert_eq!(
-            load("a", "fc00::/7 37 1\n::/0 40 1\n", None)
-                .unwrap()
-                .format(),
-            PolicyFormat::Ip6addrctl
-        );
-        let t = load(
-            "p.toml",
-            "table = [[\"::1/128\", 50, 0], [\"::/0\", 40, 1]]\n",
-            None,
-        )
-        .unwrap();
+        assert_eq!(load("a", "# x\nlabel fd00::/8 1\n", None).unwrap().format(), PolicyFormat::GaiConf);
+        assert_eq!(load("a", "fc00::/7 37 1\n::/0 40 1\n", None).unwrap().format(), PolicyFormat::Ip6addrctl);
+        let t = load("p.toml", "table = [[\"::1/128\", 50, 0], [\"::/0\", 40, 1]]\n", None).unwrap();
         assert_eq!(t.format(), PolicyFormat::Table);
         assert!(load("a", "hello\n", None).is_err());
     }
 
     #[test]
     fn bad_ip6addrctl_line_is_located() {
-        let e = load(
-            "p.conf",
-            "fc00::/7 37 1\nnonsense\n",
-            Some(PolicyFormat::Ip6addrctl),
-        )
-        .unwrap_err();
+        let e = load("p.conf", "fc00::/7 37 1\nnonsense\n", Some(PolicyFormat::Ip6addrctl)).unwrap_err();
         assert_eq!(e.0[0].line, 2);
         let e = load("p.toml", "table = [[\"10.0.0.0/8\", 1, 1]]\n", None).unwrap_err();
         assert_eq!((e.0[0].line, e.0[0].column), (1, 11));

@@ -45,3 +45,76 @@ pub enum AgentMessage {
     /// Everything ran; the agent exits next.
     Done,
 }
+
+/// Marks an agent message on a console shared with kernel and shell noise (FreeBSD guests,
+/// the console-login variant): `@@ADDRSEL <crc32> <json>`, one per line.
+pub const FRAME: &str = "@@ADDRSEL";
+/// Printed after the last framed message.
+pub const FRAME_END: &str = "@@ADDRSEL-END";
+
+/// CRC-32 (IEEE), bit by bit: small and fast enough for a few kilobytes.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+pub fn frame(message: &AgentMessage) -> String {
+    let json = serde_json::to_string(message).expect("serialisable");
+    format!("{FRAME} {:08x} {json}", crc32(json.as_bytes()))
+}
+
+/// The framed messages found in console text, whether the end marker was seen, and how many
+/// frames were damaged (checksum mismatch: the console interleaved something into them).
+pub fn unframe(console: &str) -> (Vec<AgentMessage>, bool, usize) {
+    let mut out = Vec::new();
+    let mut damaged = 0;
+    let mut ended = false;
+    for line in console.lines() {
+        let line = line.trim_end_matches('\r');
+        let Some(pos) = line.find(FRAME) else { continue };
+        let rest = &line[pos..];
+        if rest.starts_with(FRAME_END) {
+            ended = true;
+            continue;
+        }
+        let mut parts = rest[FRAME.len()..].trim_start().splitn(2, ' ');
+        let (Some(crc), Some(json)) = (parts.next(), parts.next()) else { continue };
+        let ok = u32::from_str_radix(crc, 16).is_ok_and(|c| c == crc32(json.as_bytes()));
+        match (ok, serde_json::from_str::<AgentMessage>(json)) {
+            (true, Ok(m)) => out.push(m),
+            _ => damaged += 1,
+        }
+    }
+    (out, ended, damaged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_known_value() {
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+    }
+
+    #[test]
+    fn frames_survive_noise_and_damage_is_counted() {
+        let m = AgentMessage::Done;
+        let f = frame(&m);
+        let console = format!(
+            "login: root\r\n# /init run --framed\r\n[  3.1] random kernel line\r\n{f}\r\n{}\r\n{}\r\n",
+            f.replace("done", "dxne"),
+            FRAME_END
+        );
+        let (msgs, ended, damaged) = unframe(&console);
+        assert_eq!(msgs, vec![m]);
+        assert!(ended);
+        assert_eq!(damaged, 1);
+    }
+}

@@ -56,17 +56,11 @@ impl Outcome {
     /// The decision in one short phrase, for tables and diffs.
     pub fn summary(&self) -> String {
         match self {
-            Outcome::Connect {
-                source: Some(s), ..
-            } => s.to_string(),
+            Outcome::Connect { source: Some(s), .. } => s.to_string(),
             Outcome::Connect { error: Some(e), .. } => e.clone(),
             Outcome::Connect { .. } => "no answer".into(),
             Outcome::Resolve { error: Some(e), .. } => e.clone(),
-            Outcome::Resolve { order, .. } => order
-                .iter()
-                .map(|a| a.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+            Outcome::Resolve { order, .. } => order.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
             Outcome::Unsupported { reason } => format!("unsupported: {reason}"),
         }
     }
@@ -74,14 +68,9 @@ impl Outcome {
     /// The decision itself, without the module's answer: what predictions are compared on.
     pub fn decision(&self) -> Outcome {
         match self {
-            Outcome::Connect {
-                dst, source, error, ..
-            } => Outcome::Connect {
-                dst: dst.clone(),
-                source: *source,
-                error: error.clone(),
-                kernel: None,
-            },
+            Outcome::Connect { dst, source, error, .. } => {
+                Outcome::Connect { dst: dst.clone(), source: *source, error: error.clone(), kernel: None }
+            }
             other => other.clone(),
         }
     }
@@ -110,10 +99,7 @@ mod tests {
                     probe: "resolve-server".into(),
                     outcome: Outcome::Resolve {
                         name: "server.example".into(),
-                        order: vec![
-                            "116.203.176.52".parse().unwrap(),
-                            "2a01:4f8:c2c:8101::1".parse().unwrap(),
-                        ],
+                        order: vec!["116.203.176.52".parse().unwrap(), "2a01:4f8:c2c:8101::1".parse().unwrap()],
                         error: None,
                     },
                 },

@@ -58,14 +58,7 @@ pub struct Address {
 
 impl Address {
     pub fn plain(addr: IpAddr, prefix_len: u8) -> Self {
-        Self {
-            addr,
-            prefix_len,
-            deprecated: false,
-            temporary: false,
-            home: false,
-            prefer_source: false,
-        }
+        Self { addr, prefix_len, deprecated: false, temporary: false, home: false, prefer_source: false }
     }
 
     pub fn net(&self) -> IpNet {
@@ -178,32 +171,18 @@ impl Policy {
                 addrlabels: table
                     .rows
                     .iter()
-                    .map(|r| LabelRow {
-                        prefix: r.prefix,
-                        label: r.label as u32,
-                        dev: None,
-                    })
+                    .map(|r| LabelRow { prefix: r.prefix, label: r.label as u32, dev: None })
                     .collect(),
             },
-            (None, None) => LinuxPolicyEffect {
-                gai_conf: String::new(),
-                flush_labels: false,
-                addrlabels: vec![],
-            },
+            (None, None) => LinuxPolicyEffect { gai_conf: String::new(), flush_labels: false, addrlabels: vec![] },
         }
     }
 
     pub fn freebsd(&self) -> FreebsdPolicyEffect {
         match (&self.freebsd, &self.table) {
-            (
-                Some(FreebsdPolicy {
-                    ip6addrctl_conf: Some(text),
-                }),
-                _,
-            ) => FreebsdPolicyEffect {
-                ip6addrctl_conf: text.clone(),
-                origin: "[policy.freebsd] ip6addrctl_conf",
-            },
+            (Some(FreebsdPolicy { ip6addrctl_conf: Some(text) }), _) => {
+                FreebsdPolicyEffect { ip6addrctl_conf: text.clone(), origin: "[policy.freebsd] ip6addrctl_conf" }
+            }
             (_, Some(table)) => FreebsdPolicyEffect {
                 ip6addrctl_conf: addrsel_policy::ip6addrctl::print_conf(table),
                 origin: "[policy] table",
@@ -271,11 +250,7 @@ impl SourcePreference {
     ];
 
     pub fn word(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, p)| *p == self)
-            .map(|(w, _)| *w)
-            .expect("listed")
+        Self::ALL.iter().find(|(_, p)| *p == self).map(|(w, _)| *w).expect("listed")
     }
 }
 
@@ -349,8 +324,6 @@ impl Scenario {
 
     /// Every address with the interface that holds it, interfaces in order.
     pub fn addresses(&self) -> impl Iterator<Item = (&Interface, &Address)> {
-        self.interfaces
-            .iter()
-            .flat_map(|i| i.addresses.iter().map(move |a| (i, a)))
+        self.interfaces.iter().flat_map(|i| i.addresses.iter().map(move |a| (i, a)))
     }
 }

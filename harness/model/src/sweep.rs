@@ -9,48 +9,18 @@ use crate::scenario::Scenario;
 
 /// (name, addresses, IPv4 gateway, has IPv6 default route)
 const HOSTS: &[(&str, &[&str], Option<&str>, bool)] = &[
-    (
-        "ula-and-private-v4",
-        &["192.168.1.10/24", "fd00:11:22::10/64"],
-        Some("192.168.1.1"),
-        true,
-    ),
-    (
-        "gua-and-private-v4",
-        &["192.168.1.10/24", "2001:db8:1::10/64"],
-        Some("192.168.1.1"),
-        true,
-    ),
+    ("ula-and-private-v4", &["192.168.1.10/24", "fd00:11:22::10/64"], Some("192.168.1.1"), true),
+    ("gua-and-private-v4", &["192.168.1.10/24", "2001:db8:1::10/64"], Some("192.168.1.1"), true),
     (
         "ula-gua-and-private-v4",
         &["192.168.1.10/24", "fd00:11:22::10/64", "2001:db8:1::10/64"],
         Some("192.168.1.1"),
         true,
     ),
-    (
-        "6to4-and-public-v4",
-        &["198.51.100.10/24", "2002:c633:640a::10/64"],
-        Some("198.51.100.1"),
-        true,
-    ),
-    (
-        "teredo-and-private-v4",
-        &["192.168.1.10/24", "2001:0:5ef5:79fd::10/64"],
-        Some("192.168.1.1"),
-        true,
-    ),
-    (
-        "private-v4-only",
-        &["192.168.1.10/24"],
-        Some("192.168.1.1"),
-        false,
-    ),
-    (
-        "link-local-only",
-        &["169.254.1.10/16", "fe80::10/64"],
-        None,
-        false,
-    ),
+    ("6to4-and-public-v4", &["198.51.100.10/24", "2002:c633:640a::10/64"], Some("198.51.100.1"), true),
+    ("teredo-and-private-v4", &["192.168.1.10/24", "2001:0:5ef5:79fd::10/64"], Some("192.168.1.1"), true),
+    ("private-v4-only", &["192.168.1.10/24"], Some("192.168.1.1"), false),
+    ("link-local-only", &["169.254.1.10/16", "fe80::10/64"], None, false),
 ];
 
 /// (class, destination address)
@@ -73,21 +43,12 @@ pub fn scenarios() -> Vec<Scenario> {
 }
 
 fn scenario(&(name, addrs, gw4, v6_default): &(&str, &[&str], Option<&str>, bool)) -> Scenario {
-    let mut t = format!(
-        "name = \"sweep-{name}\"\ndescription = \"addrsel's address-class sweep: {name}\"\n"
-    );
+    let mut t = format!("name = \"sweep-{name}\"\ndescription = \"addrsel's address-class sweep: {name}\"\n");
     let list: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
-    let _ = writeln!(
-        t,
-        "[[interfaces]]\nname = \"eth0\"\naddresses = [{}]",
-        list.join(", ")
-    );
+    let _ = writeln!(t, "[[interfaces]]\nname = \"eth0\"\naddresses = [{}]", list.join(", "));
     match gw4 {
         Some(g) => {
-            let _ = writeln!(
-                t,
-                "[[routes]]\nto = \"0.0.0.0/0\"\nvia = \"{g}\"\ndev = \"eth0\""
-            );
+            let _ = writeln!(t, "[[routes]]\nto = \"0.0.0.0/0\"\nvia = \"{g}\"\ndev = \"eth0\"");
         }
         None => {
             let _ = writeln!(t, "[[routes]]\nto = \"0.0.0.0/0\"\ndev = \"eth0\"");
@@ -99,32 +60,21 @@ fn scenario(&(name, addrs, gw4, v6_default): &(&str, &[&str], Option<&str>, bool
             .find(|a| a.contains(':'))
             .map(|a| a.split("::").next().unwrap_or("").to_string() + "::1")
             .unwrap_or_default();
-        let _ = writeln!(
-            t,
-            "[[routes]]\nto = \"::/0\"\nvia = \"{gw6}\"\ndev = \"eth0\""
-        );
+        let _ = writeln!(t, "[[routes]]\nto = \"::/0\"\nvia = \"{gw6}\"\ndev = \"eth0\"");
     }
     t.push_str("[hosts]\n");
     let mut probes = String::new();
     for (i, (a, da)) in DESTINATIONS.iter().enumerate() {
         for (b, db) in &DESTINATIONS[i + 1..] {
             let _ = writeln!(t, "\"{a}.{b}.sweep\" = [\"{da}\", \"{db}\"]");
-            let _ = writeln!(
-                probes,
-                "[[probes]]\nid = \"order-{a}-{b}\"\nresolve = \"{a}.{b}.sweep\""
-            );
+            let _ = writeln!(probes, "[[probes]]\nid = \"order-{a}-{b}\"\nresolve = \"{a}.{b}.sweep\"");
         }
     }
     for (class, d) in DESTINATIONS {
-        let _ = writeln!(
-            probes,
-            "[[probes]]\nid = \"source-{class}\"\nconnect = \"{d}\""
-        );
+        let _ = writeln!(probes, "[[probes]]\nid = \"source-{class}\"\nconnect = \"{d}\"");
     }
     t.push_str(&probes);
-    parse_scenario(&format!("sweep-{name}"), &t)
-        .unwrap_or_else(|e| panic!("built-in sweep is valid: {e}"))
-        .scenario
+    parse_scenario(&format!("sweep-{name}"), &t).unwrap_or_else(|e| panic!("built-in sweep is valid: {e}")).scenario
 }
 
 #[cfg(test)]

@@ -88,13 +88,7 @@ impl Default for KernelLabels {
             ("::", 96, 3),
             ("::1", 128, 0),
         ] {
-            table
-                .add(&LabelRow {
-                    prefix: net(addr, len),
-                    label,
-                    dev: None,
-                })
-                .expect("built-in rows are valid");
+            table.add(&LabelRow { prefix: net(addr, len), label, dev: None }).expect("built-in rows are valid");
         }
         table
     }
@@ -108,10 +102,7 @@ impl KernelLabels {
     /// `ip addrlabel add` (`ip6addrlbl_alloc` + `__ip6addrlbl_add` without replace).
     pub fn add(&mut self, row: &LabelRow) -> Result<(), Refused> {
         if row.label == LABEL_DEFAULT {
-            return Err(Refused {
-                errno: "EINVAL",
-                reason: "label 4294967295 is reserved".into(),
-            });
+            return Err(Refused { errno: "EINVAL", reason: "label 4294967295 is reserved".into() });
         }
         let len = row.prefix.prefix_len();
         let mut addrtype = addr_type(&row.prefix.addr());
@@ -130,12 +121,7 @@ impl KernelLabels {
             AddrType::Loopback if len != 128 => addrtype = AddrType::Any,
             _ => {}
         }
-        let new = KernelRow {
-            prefix: row.prefix.trunc(),
-            dev: row.dev.clone(),
-            addrtype,
-            label: row.label,
-        };
+        let new = KernelRow { prefix: row.prefix.trunc(), dev: row.dev.clone(), addrtype, label: row.label };
         for (i, p) in self.rows.iter().enumerate() {
             let plen = p.prefix.prefix_len();
             if plen == len && p.dev == new.dev && p.prefix.addr() == new.prefix.addr() {
@@ -156,27 +142,20 @@ impl KernelLabels {
     /// `ip addrlabel del prefix P [dev D]`.
     pub fn delete(&mut self, row: &LabelRow) -> Result<(), Refused> {
         let prefix = row.prefix.trunc();
-        let pos = self
-            .rows
-            .iter()
-            .position(|p| p.prefix == prefix && p.dev == row.dev);
+        let pos = self.rows.iter().position(|p| p.prefix == prefix && p.dev == row.dev);
         match pos {
             Some(i) => {
                 self.rows.remove(i);
                 Ok(())
             }
-            None => Err(Refused {
-                errno: "ESRCH",
-                reason: format!("no label row for {}", c_style(&prefix)),
-            }),
+            None => Err(Refused { errno: "ESRCH", reason: format!("no label row for {}", c_style(&prefix)) }),
         }
     }
 
     /// `ipv6_addr_label(net, addr, type, ifindex)`: first matching row, or
     /// [`LABEL_DEFAULT`].
     pub fn lookup(&self, addr: &Ipv6Addr, dev: Option<&str>) -> u32 {
-        self.matching_row(addr, dev)
-            .map_or(LABEL_DEFAULT, |r| r.label)
+        self.matching_row(addr, dev).map_or(LABEL_DEFAULT, |r| r.label)
     }
 
     pub fn matching_row(&self, addr: &Ipv6Addr, dev: Option<&str>) -> Option<&KernelRow> {
@@ -190,14 +169,7 @@ impl KernelLabels {
 
     /// The rows as `ip addrlabel list` reports them.
     pub fn list(&self) -> Vec<LabelRow> {
-        self.rows
-            .iter()
-            .map(|r| LabelRow {
-                prefix: r.prefix,
-                label: r.label,
-                dev: r.dev.clone(),
-            })
-            .collect()
+        self.rows.iter().map(|r| LabelRow { prefix: r.prefix, label: r.label, dev: r.dev.clone() }).collect()
     }
 }
 
@@ -218,10 +190,7 @@ pub fn print_list(rows: &[LabelRow]) -> String {
 pub fn parse_list(text: &str) -> Result<Vec<LabelRow>, LineIssue> {
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let issue = |message: String| LineIssue {
-            line: i + 1,
-            message,
-        };
+        let issue = |message: String| LineIssue { line: i + 1, message };
         let mut words = line.split_whitespace();
         let mut prefix = None;
         let mut label = None;
@@ -229,29 +198,25 @@ pub fn parse_list(text: &str) -> Result<Vec<LabelRow>, LineIssue> {
         let Some(first) = words.next() else { continue };
         let mut word = Some(first);
         while let Some(key) = word {
-            let value = words
-                .next()
-                .ok_or_else(|| issue(format!("`{key}` needs a value")))?;
+            let value = words.next().ok_or_else(|| issue(format!("`{key}` needs a value")))?;
             match key {
                 "prefix" => {
-                    prefix = Some(value.parse::<Ipv6Net>().map_err(|_| {
-                        issue(format!(
-                            "`{value}` is not an IPv6 prefix (expected ADDR/LEN)"
-                        ))
-                    })?)
+                    prefix = Some(
+                        value
+                            .parse::<Ipv6Net>()
+                            .map_err(|_| issue(format!("`{value}` is not an IPv6 prefix (expected ADDR/LEN)")))?,
+                    )
                 }
                 "label" => {
-                    label = Some(value.parse::<u32>().map_err(|_| {
-                        issue(format!(
-                            "`{value}` is not a label (expected 0 to 4294967294)"
-                        ))
-                    })?)
+                    label = Some(
+                        value
+                            .parse::<u32>()
+                            .map_err(|_| issue(format!("`{value}` is not a label (expected 0 to 4294967294)")))?,
+                    )
                 }
                 "dev" => dev = Some(value.to_string()),
                 other => {
-                    return Err(issue(format!(
-                        "unexpected `{other}` (expected prefix, dev or label)"
-                    )));
+                    return Err(issue(format!("unexpected `{other}` (expected prefix, dev or label)")));
                 }
             }
             word = words.next();
@@ -278,10 +243,7 @@ mod tests {
     #[test]
     fn default_table_lists_like_the_kernel() {
         assert_eq!(print_list(&KernelLabels::default().list()), FRESH_LIST);
-        assert_eq!(
-            parse_list(FRESH_LIST).unwrap(),
-            KernelLabels::default().list()
-        );
+        assert_eq!(parse_list(FRESH_LIST).unwrap(), KernelLabels::default().list());
     }
 
     #[test]
@@ -300,31 +262,17 @@ mod tests {
     #[test]
     fn user_row_goes_before_shorter_and_equal_wildcard_rows() {
         let mut t = KernelLabels::default();
-        t.add(&LabelRow {
-            prefix: "fd00:11:22::/48".parse().unwrap(),
-            label: 1,
-            dev: None,
-        })
-        .unwrap();
+        t.add(&LabelRow { prefix: "fd00:11:22::/48".parse().unwrap(), label: 1, dev: None }).unwrap();
         assert_eq!(t.lookup(&v6("fd00:11:22::aa"), None), 1);
         assert_eq!(t.lookup(&v6("fd00:11:23::aa"), None), 5);
-        let err = t.add(&LabelRow {
-            prefix: "fd00:11:22::/48".parse().unwrap(),
-            label: 9,
-            dev: None,
-        });
+        let err = t.add(&LabelRow { prefix: "fd00:11:22::/48".parse().unwrap(), label: 9, dev: None });
         assert_eq!(err.unwrap_err().errno, "EEXIST");
     }
 
     #[test]
     fn interface_rows_apply_only_on_that_interface_and_precede_wildcards() {
         let mut t = KernelLabels::default();
-        t.add(&LabelRow {
-            prefix: "fc00::/7".parse().unwrap(),
-            label: 99,
-            dev: Some("wlan0".into()),
-        })
-        .unwrap();
+        t.add(&LabelRow { prefix: "fc00::/7".parse().unwrap(), label: 99, dev: Some("wlan0".into()) }).unwrap();
         assert_eq!(t.lookup(&v6("fd00::1"), Some("wlan0")), 99);
         assert_eq!(t.lookup(&v6("fd00::1"), Some("eth0")), 5);
         assert_eq!(t.lookup(&v6("fd00::1"), None), 5);
@@ -333,11 +281,7 @@ mod tests {
     #[test]
     fn mapped_rows_longer_than_96_are_refused() {
         let mut t = KernelLabels::default();
-        let r = t.add(&LabelRow {
-            prefix: "::ffff:10.0.0.0/104".parse().unwrap(),
-            label: 3,
-            dev: None,
-        });
+        let r = t.add(&LabelRow { prefix: "::ffff:10.0.0.0/104".parse().unwrap(), label: 3, dev: None });
         assert_eq!(r.unwrap_err().errno, "EINVAL");
     }
 
@@ -351,10 +295,6 @@ mod tests {
     fn parse_list_reports_bad_lines() {
         let err = parse_list("prefix ::1/128 label 0\nprefix fd00::/300 label 1\n").unwrap_err();
         assert_eq!(err.line, 2);
-        assert!(
-            parse_list("prefix fd00::/8 dev wlan0 label 7 \n").unwrap()[0]
-                .dev
-                .is_some()
-        );
+        assert!(parse_list("prefix fd00::/8 dev wlan0 label 7 \n").unwrap()[0].dev.is_some());
     }
 }

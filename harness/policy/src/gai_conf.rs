@@ -34,11 +34,7 @@ pub struct ScopeEntry {
 
 impl ScopeEntry {
     fn netmask(&self) -> u32 {
-        if self.bits == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(self.bits))
-        }
+        if self.bits == 0 { 0 } else { u32::MAX << (32 - u32::from(self.bits)) }
     }
 
     pub fn matches(&self, addr: &Ipv4Addr) -> bool {
@@ -59,11 +55,7 @@ pub enum GlibcParser {
 impl GlibcParser {
     /// The parser of a glibc `major.minor` version.
     pub fn for_version(major: u32, minor: u32) -> Self {
-        if (major, minor) >= (2, 41) {
-            GlibcParser::From2_41
-        } else {
-            GlibcParser::Before2_41
-        }
+        if (major, minor) >= (2, 41) { GlibcParser::From2_41 } else { GlibcParser::Before2_41 }
     }
 }
 
@@ -95,10 +87,7 @@ pub struct GlibcTable {
 impl GlibcTable {
     /// `match_prefix`: the first row whose prefix matches. Every table ends with a /0 row.
     pub fn lookup(&self, addr: &Ipv6Addr) -> u32 {
-        self.rows
-            .iter()
-            .find(|r| prefix_matches(&r.prefix, addr))
-            .map_or(i32::MAX as u32, |r| r.value)
+        self.rows.iter().find(|r| prefix_matches(&r.prefix, addr)).map_or(i32::MAX as u32, |r| r.value)
     }
 
     /// The row `lookup` would use (for explanations).
@@ -124,45 +113,21 @@ pub fn default_labels() -> GlibcTable {
 
 /// glibc's built-in `default_precedence` (RFC 3484: IPv4 10, no ULA or Teredo rows).
 pub fn default_precedence() -> GlibcTable {
-    table(&[
-        ("::1", 128, 50),
-        ("2002::", 16, 30),
-        ("::", 96, 20),
-        ("::ffff:0:0", 96, 10),
-        ("::", 0, 40),
-    ])
+    table(&[("::1", 128, 50), ("2002::", 16, 30), ("::", 96, 20), ("::ffff:0:0", 96, 10), ("::", 0, 40)])
 }
 
 /// glibc's built-in `default_scopes` for IPv4 (RFC 1918 is global since BZ #11438).
 pub fn default_scopes() -> Vec<ScopeEntry> {
     vec![
-        ScopeEntry {
-            addr: Ipv4Addr::new(169, 254, 0, 0),
-            bits: 16,
-            scope: 2,
-        },
-        ScopeEntry {
-            addr: Ipv4Addr::new(127, 0, 0, 0),
-            bits: 8,
-            scope: 2,
-        },
-        ScopeEntry {
-            addr: Ipv4Addr::UNSPECIFIED,
-            bits: 0,
-            scope: 14,
-        },
+        ScopeEntry { addr: Ipv4Addr::new(169, 254, 0, 0), bits: 16, scope: 2 },
+        ScopeEntry { addr: Ipv4Addr::new(127, 0, 0, 0), bits: 8, scope: 2 },
+        ScopeEntry { addr: Ipv4Addr::UNSPECIFIED, bits: 0, scope: 14 },
     ]
 }
 
 fn table(rows: &[(&str, u8, u32)]) -> GlibcTable {
     GlibcTable {
-        rows: rows
-            .iter()
-            .map(|&(a, l, v)| PrefixEntry {
-                prefix: net(a, l),
-                value: v,
-            })
-            .collect(),
+        rows: rows.iter().map(|&(a, l, v)| PrefixEntry { prefix: net(a, l), value: v }).collect(),
         custom: false,
     }
 }
@@ -189,10 +154,7 @@ impl GaiConf {
         let val1 = tokens.next().unwrap_or(b"");
         let val2 = tokens.next().unwrap_or(b"");
         let ignore = |conf: &mut Self, why: String| {
-            conf.ignored.push(LineIssue {
-                line,
-                message: format!("{why}; glibc ignores this line"),
-            })
+            conf.ignored.push(LineIssue { line, message: format!("{why}; glibc ignores this line") })
         };
         let cmd_text = String::from_utf8_lossy(cmd);
         match cmd {
@@ -216,12 +178,7 @@ impl GaiConf {
                 Err(ScopeError::Invalid(why)) => ignore(self, format!("`scopev4`: {why}")),
             },
             b"reload" => self.reload = val1 == b"yes",
-            _ => ignore(
-                self,
-                format!(
-                    "unknown command `{cmd_text}` (expected label, precedence, scopev4 or reload)"
-                ),
-            ),
+            _ => ignore(self, format!("unknown command `{cmd_text}` (expected label, precedence, scopev4 or reload)")),
         }
     }
 
@@ -242,11 +199,7 @@ impl GaiConf {
         }
         let mut rows = self.scopev4.clone();
         if !rows.iter().any(|r| r.bits == 0) {
-            rows.push(ScopeEntry {
-                addr: Ipv4Addr::UNSPECIFIED,
-                bits: 0,
-                scope: 14,
-            });
+            rows.push(ScopeEntry { addr: Ipv4Addr::UNSPECIFIED, bits: 0, scope: 14 });
         }
         rows.sort_by_key(|r| std::cmp::Reverse(r.bits));
         rows
@@ -259,10 +212,7 @@ fn custom_or(entries: &[PrefixEntry], catch_all: u32, default: fn() -> GlibcTabl
     }
     let mut rows = entries.to_vec();
     if !rows.iter().any(|r| r.prefix.prefix_len() == 0) {
-        rows.push(PrefixEntry {
-            prefix: net("::", 0),
-            value: catch_all,
-        });
+        rows.push(PrefixEntry { prefix: net("::", 0), value: catch_all });
     }
     // glibc's qsort is a merge sort here, so equal lengths keep file order.
     rows.sort_by_key(|r| std::cmp::Reverse(r.prefix.prefix_len()));
@@ -293,26 +243,18 @@ fn strtoul_whole(s: &[u8], parser: GlibcParser) -> Option<u64> {
     for d in digits {
         value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
     }
-    Some(if negative {
-        value.wrapping_neg()
-    } else {
-        value
-    })
+    Some(if negative { value.wrapping_neg() } else { value })
 }
 
-fn parse_prefix_value(
-    val1: &[u8],
-    val2: &[u8],
-    parser: GlibcParser,
-) -> Result<PrefixEntry, String> {
+fn parse_prefix_value(val1: &[u8], val2: &[u8], parser: GlibcParser) -> Result<PrefixEntry, String> {
     let text = String::from_utf8_lossy(val1);
     let (addr_text, bits_text) = match text.split_once('/') {
         Some((a, b)) => (a, Some(b)),
         None => (&*text, None),
     };
-    let addr: Ipv6Addr = addr_text.parse().map_err(|_| {
-        format!("`{addr_text}` is not an IPv6 address (IPv4 must be written ::ffff:a.b.c.d)")
-    })?;
+    let addr: Ipv6Addr = addr_text
+        .parse()
+        .map_err(|_| format!("`{addr_text}` is not an IPv6 address (IPv4 must be written ::ffff:a.b.c.d)"))?;
     let bits = match bits_text {
         // 2.36 reads an uninitialised pointer here; in practice the line is rejected.
         None if parser == GlibcParser::Before2_41 => {
@@ -325,16 +267,8 @@ fn parse_prefix_value(
     };
     let value = strtoul_whole(val2, parser)
         .filter(|&v| v <= i32::MAX as u64)
-        .ok_or_else(|| {
-            format!(
-                "value `{}` is not a number from 0 to 2147483647",
-                String::from_utf8_lossy(val2)
-            )
-        })?;
-    Ok(PrefixEntry {
-        prefix: Ipv6Net::new(addr, bits as u8).expect("length checked"),
-        value: value as u32,
-    })
+        .ok_or_else(|| format!("value `{}` is not a number from 0 to 2147483647", String::from_utf8_lossy(val2)))?;
+    Ok(PrefixEntry { prefix: Ipv6Net::new(addr, bits as u8).expect("length checked"), value: value as u32 })
 }
 
 enum ScopeError {
@@ -355,9 +289,7 @@ fn parse_scope(val1: &[u8], val2: &[u8], parser: GlibcParser) -> Result<ScopeEnt
         None => (&*text, None),
     };
     let valid_addr = addr_text.parse::<Ipv4Addr>().is_ok()
-        || addr_text
-            .parse::<Ipv6Addr>()
-            .is_ok_and(|a| a.to_ipv4_mapped().is_some());
+        || addr_text.parse::<Ipv6Addr>().is_ok_and(|a| a.to_ipv4_mapped().is_some());
     if bits_text.is_none() && valid_addr && parser == GlibcParser::Before2_41 {
         return Err(ScopeError::Crash(format!(
             "`scopev4 {text}` without /LEN makes glibc before 2.41 crash (SIGSEGV) in every getaddrinfo call that sorts (BZ #32465); write /32"
@@ -370,9 +302,7 @@ fn parse_scope(val1: &[u8], val2: &[u8], parser: GlibcParser) -> Result<ScopeEnt
             .ok_or_else(|| format!("prefix length `{b}` is not a number from {lo} to {hi}")),
     };
     let (v4, bits) = if let Ok(v6) = addr_text.parse::<Ipv6Addr>() {
-        let v4 = v6
-            .to_ipv4_mapped()
-            .ok_or_else(|| format!("`{addr_text}` is not IPv4-mapped (::ffff:a.b.c.d)"))?;
+        let v4 = v6.to_ipv4_mapped().ok_or_else(|| format!("`{addr_text}` is not IPv4-mapped (::ffff:a.b.c.d)"))?;
         (v4, parse_bits(128, 96, 128)? - 96)
     } else if let Ok(v4) = addr_text.parse::<Ipv4Addr>() {
         (v4, parse_bits(32, 0, 32)?)
@@ -381,23 +311,10 @@ fn parse_scope(val1: &[u8], val2: &[u8], parser: GlibcParser) -> Result<ScopeEnt
     };
     let scope = strtoul_whole(val2, parser)
         .filter(|&v| v <= i32::MAX as u64)
-        .ok_or_else(|| {
-            format!(
-                "scope `{}` is not a number from 0 to 2147483647",
-                String::from_utf8_lossy(val2)
-            )
-        })?;
+        .ok_or_else(|| format!("scope `{}` is not a number from 0 to 2147483647", String::from_utf8_lossy(val2)))?;
     let bits = bits as u8;
-    let mask = if bits == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(bits))
-    };
-    Ok(ScopeEntry {
-        addr: Ipv4Addr::from_bits(v4.to_bits() & mask),
-        bits,
-        scope: scope as u32,
-    })
+    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - u32::from(bits)) };
+    Ok(ScopeEntry { addr: Ipv4Addr::from_bits(v4.to_bits() & mask), bits, scope: scope as u32 })
 }
 
 /// Prints a policy table as gai.conf `label` and `precedence` lines. Since any label line
@@ -409,11 +326,7 @@ pub fn print_table(table: &PolicyTable) -> String {
         out.push_str(&format!("label {} {}\n", c_style(&row.prefix), row.label));
     }
     for row in &table.rows {
-        out.push_str(&format!(
-            "precedence {} {}\n",
-            c_style(&row.prefix),
-            row.precedence
-        ));
+        out.push_str(&format!("precedence {} {}\n", c_style(&row.prefix), row.precedence));
     }
     out
 }
@@ -425,19 +338,10 @@ pub fn print_effective(conf: &GaiConf) -> String {
         out.push_str(&format!("label {} {}\n", c_style(&row.prefix), row.value));
     }
     for row in conf.precedence_table().rows {
-        out.push_str(&format!(
-            "precedence {} {}\n",
-            c_style(&row.prefix),
-            row.value
-        ));
+        out.push_str(&format!("precedence {} {}\n", c_style(&row.prefix), row.value));
     }
     for row in conf.scope_table() {
-        out.push_str(&format!(
-            "scopev4 ::ffff:{}/{} {}\n",
-            row.addr,
-            u32::from(row.bits) + 96,
-            row.scope
-        ));
+        out.push_str(&format!("scopev4 ::ffff:{}/{} {}\n", row.addr, u32::from(row.bits) + 96, row.scope));
     }
     out
 }
@@ -497,10 +401,7 @@ mod tests {
 
     #[test]
     fn rows_sorted_longest_first_stable_for_equal_lengths() {
-        let conf = GaiConf::parse(
-            "label fd00::/8 5\nlabel fd00::/16 6\nlabel fd01::/16 7\nlabel fd00::/16 8\n",
-            NEW,
-        );
+        let conf = GaiConf::parse("label fd00::/8 5\nlabel fd00::/16 6\nlabel fd01::/16 7\nlabel fd00::/16 8\n", NEW);
         let t = conf.label_table();
         let lens: Vec<u8> = t.rows.iter().map(|r| r.prefix.prefix_len()).collect();
         assert_eq!(lens, vec![16, 16, 16, 8, 0]);
@@ -517,11 +418,7 @@ mod tests {
         let lines: Vec<usize> = conf.ignored.iter().map(|i| i.line).collect();
         assert_eq!(lines, vec![1, 2, 3, 4, 5]);
         assert!(conf.ignored[3].message.contains("unknown command `lable`"));
-        assert_eq!(
-            conf.labels.len(),
-            1,
-            "extra tokens after the value are ignored, the line is valid"
-        );
+        assert_eq!(conf.labels.len(), 1, "extra tokens after the value are ignored, the line is valid");
     }
 
     #[test]
@@ -543,15 +440,8 @@ mod tests {
         let text = "label fd00::/8\nlabel fe80::/ 4\nprecedence ::1/+128 +60\nprecedence ::1 60\nprecedence ::2/-0 1\n";
         let conf = GaiConf::parse(text, NEW);
         assert_eq!(conf.labels, vec![]);
-        assert_eq!(
-            conf.ignored.iter().map(|i| i.line).collect::<Vec<_>>(),
-            [1, 2]
-        );
-        let lens: Vec<u8> = conf
-            .precedence
-            .iter()
-            .map(|p| p.prefix.prefix_len())
-            .collect();
+        assert_eq!(conf.ignored.iter().map(|i| i.line).collect::<Vec<_>>(), [1, 2]);
+        let lens: Vec<u8> = conf.precedence.iter().map(|p| p.prefix.prefix_len()).collect();
         assert_eq!(lens, [128, 128, 0]);
     }
 
@@ -573,35 +463,12 @@ mod tests {
 
     #[test]
     fn scopev4_both_syntaxes() {
-        let conf = GaiConf::parse(
-            "scopev4 ::ffff:10.0.0.0/104 5\nscopev4 192.168.0.0/16 5\nscopev4 ::ffff:1.2.3.4 9\n",
-            NEW,
-        );
+        let conf =
+            GaiConf::parse("scopev4 ::ffff:10.0.0.0/104 5\nscopev4 192.168.0.0/16 5\nscopev4 ::ffff:1.2.3.4 9\n", NEW);
         let t = conf.scope_table();
-        assert_eq!(
-            t[0],
-            ScopeEntry {
-                addr: Ipv4Addr::new(1, 2, 3, 4),
-                bits: 32,
-                scope: 9
-            }
-        );
-        assert_eq!(
-            t[1],
-            ScopeEntry {
-                addr: Ipv4Addr::new(192, 168, 0, 0),
-                bits: 16,
-                scope: 5
-            }
-        );
-        assert_eq!(
-            t[2],
-            ScopeEntry {
-                addr: Ipv4Addr::new(10, 0, 0, 0),
-                bits: 8,
-                scope: 5
-            }
-        );
+        assert_eq!(t[0], ScopeEntry { addr: Ipv4Addr::new(1, 2, 3, 4), bits: 32, scope: 9 });
+        assert_eq!(t[1], ScopeEntry { addr: Ipv4Addr::new(192, 168, 0, 0), bits: 16, scope: 5 });
+        assert_eq!(t[2], ScopeEntry { addr: Ipv4Addr::new(10, 0, 0, 0), bits: 8, scope: 5 });
         assert_eq!(t[3].bits, 0);
         assert_eq!(t[3].scope, 14);
         // the built-in link-local rows are gone
@@ -623,14 +490,8 @@ mod tests {
         assert_eq!(conf.labels.len(), table.rows.len());
         for row in &table.rows {
             let addr = row.prefix.addr();
-            assert_eq!(
-                conf.label_table().lookup(&addr) as i32,
-                table.longest_match(&addr).unwrap().label
-            );
-            assert_eq!(
-                conf.precedence_table().lookup(&addr) as i32,
-                table.longest_match(&addr).unwrap().precedence
-            );
+            assert_eq!(conf.label_table().lookup(&addr) as i32, table.longest_match(&addr).unwrap().label);
+            assert_eq!(conf.precedence_table().lookup(&addr) as i32, table.longest_match(&addr).unwrap().precedence);
         }
     }
 }

@@ -22,10 +22,7 @@ pub fn parse_conf(text: &str) -> Result<PolicyTable, LineIssue> {
         };
         let bytes = raw.as_bytes();
         let is_blank = |b: u8| b == b' ' || b == b'\t';
-        let mut i = bytes
-            .iter()
-            .position(|&b| !is_blank(b))
-            .unwrap_or(bytes.len());
+        let mut i = bytes.iter().position(|&b| !is_blank(b)).unwrap_or(bytes.len());
         // Blank and comment lines: only when the first non-blank character is '\n' or '#'.
         if matches!(bytes.get(i), Some(b'\n' | b'#')) {
             continue;
@@ -62,20 +59,14 @@ pub fn parse_conf(text: &str) -> Result<PolicyTable, LineIssue> {
         };
         // getaddrinfo(AF_INET6, AI_NUMERICHOST) accepts a %zone suffix; the policy ignores it.
         let addr_only = addr_text.split_once('%').map_or(addr_text, |(a, _)| a);
-        let addr: std::net::Ipv6Addr = addr_only.parse().map_err(|_| {
-            fail(format!(
-                "`{addr_text}` is not a numeric IPv6 address (getaddrinfo failed)"
-            ))
-        })?;
+        let addr: std::net::Ipv6Addr = addr_only
+            .parse()
+            .map_err(|_| fail(format!("`{addr_text}` is not a numeric IPv6 address (getaddrinfo failed)")))?;
         let len = atoi(len_text);
         if !(0..=128).contains(&len) {
             return Err(fail(format!("invalid prefix length: {len}")));
         }
-        rows.push(PolicyRow {
-            prefix: Ipv6Net::new(addr, len as u8).expect("length checked"),
-            precedence,
-            label,
-        });
+        rows.push(PolicyRow { prefix: Ipv6Net::new(addr, len as u8).expect("length checked"), precedence, label });
     }
     Ok(PolicyTable { rows })
 }
@@ -92,11 +83,7 @@ fn atoi(s: &str) -> i32 {
     for b in digits.bytes().take_while(u8::is_ascii_digit) {
         value = value.wrapping_mul(10).wrapping_add(i32::from(b - b'0'));
     }
-    if negative {
-        value.wrapping_neg()
-    } else {
-        value
-    }
+    if negative { value.wrapping_neg() } else { value }
 }
 
 /// A row the kernel refused during `install` (the tool warns and goes on).
@@ -113,10 +100,7 @@ pub struct Rejected {
 pub fn install(table: &mut PolicyTable, rows: &PolicyTable) -> Vec<Rejected> {
     let mut rejected = Vec::new();
     for row in &rows.rows {
-        let masked = PolicyRow {
-            prefix: row.prefix.trunc(),
-            ..*row
-        };
+        let masked = PolicyRow { prefix: row.prefix.trunc(), ..*row };
         if row.label == -1 {
             rejected.push(Rejected {
                 row: masked,
@@ -127,10 +111,7 @@ pub fn install(table: &mut PolicyTable, rows: &PolicyTable) -> Vec<Rejected> {
             rejected.push(Rejected {
                 row: masked,
                 errno: "EEXIST",
-                reason: format!(
-                    "{} is already in the table; the kernel does not override",
-                    c_style(&masked.prefix)
-                ),
+                reason: format!("{} is already in the table; the kernel does not override", c_style(&masked.prefix)),
             });
         } else {
             table.rows.push(masked);
@@ -143,12 +124,7 @@ pub fn install(table: &mut PolicyTable, rows: &PolicyTable) -> Vec<Rejected> {
 pub fn print_conf(table: &PolicyTable) -> String {
     let mut out = String::new();
     for row in &table.rows {
-        out.push_str(&format!(
-            "{:<30} {:>5} {:>5}\n",
-            c_style(&row.prefix),
-            row.precedence,
-            row.label
-        ));
+        out.push_str(&format!("{:<30} {:>5} {:>5}\n", c_style(&row.prefix), row.precedence, row.label));
     }
     out
 }
@@ -161,18 +137,9 @@ pub fn print_show(table: &PolicyTable) -> String {
     if table.rows.is_empty() {
         return SHOW_EMPTY.to_string();
     }
-    let mut out = format!(
-        "{:<30} {:>5} {:>5} {:>8}\n",
-        "Prefix", "Prec", "Label", "Use"
-    );
+    let mut out = format!("{:<30} {:>5} {:>5} {:>8}\n", "Prefix", "Prec", "Label", "Use");
     for row in &table.rows {
-        out.push_str(&format!(
-            "{:<30} {:>5} {:>5} {:>8}\n",
-            c_style(&row.prefix),
-            row.precedence,
-            row.label,
-            0
-        ));
+        out.push_str(&format!("{:<30} {:>5} {:>5} {:>8}\n", c_style(&row.prefix), row.precedence, row.label, 0));
     }
     out
 }
@@ -181,32 +148,17 @@ pub fn print_show(table: &PolicyTable) -> String {
 pub fn parse_show(text: &str) -> Result<PolicyTable, LineIssue> {
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let issue = |message: String| LineIssue {
-            line: i + 1,
-            message,
-        };
+        let issue = |message: String| LineIssue { line: i + 1, message };
         let words: Vec<&str> = line.split_whitespace().collect();
         if words.is_empty() || words[0] == "Prefix" || line.trim_end() == SHOW_EMPTY.trim_end() {
             continue;
         }
         if words.len() != 4 {
-            return Err(issue(format!(
-                "expected `PREFIX PREC LABEL USE`, found {} fields",
-                words.len()
-            )));
+            return Err(issue(format!("expected `PREFIX PREC LABEL USE`, found {} fields", words.len())));
         }
-        let prefix: Ipv6Net = words[0]
-            .parse()
-            .map_err(|_| issue(format!("`{}` is not an IPv6 prefix", words[0])))?;
-        let number = |w: &str| {
-            w.parse::<i32>()
-                .map_err(|_| issue(format!("`{w}` is not a number")))
-        };
-        rows.push(PolicyRow {
-            prefix,
-            precedence: number(words[1])?,
-            label: number(words[2])?,
-        });
+        let prefix: Ipv6Net = words[0].parse().map_err(|_| issue(format!("`{}` is not an IPv6 prefix", words[0])))?;
+        let number = |w: &str| w.parse::<i32>().map_err(|_| issue(format!("`{w}` is not a number")));
+        rows.push(PolicyRow { prefix, precedence: number(words[1])?, label: number(words[2])? });
     }
     Ok(PolicyTable { rows })
 }
@@ -216,9 +168,7 @@ pub fn parse_show(text: &str) -> Result<PolicyTable, LineIssue> {
 pub fn lookup<'a>(table: &'a PolicyTable, addr: &std::net::Ipv6Addr) -> Option<&'a PolicyRow> {
     let mut best: Option<&PolicyRow> = None;
     for row in &table.rows {
-        if prefix_matches(&row.prefix, addr)
-            && best.is_none_or(|b| row.prefix.prefix_len() > b.prefix.prefix_len())
-        {
+        if prefix_matches(&row.prefix, addr) && best.is_none_or(|b| row.prefix.prefix_len() > b.prefix.prefix_len()) {
             best = Some(row);
         }
     }
@@ -264,16 +214,8 @@ fec0::/10                          1    11        0
 
     #[test]
     fn comments_blank_lines_and_atoi() {
-        let t =
-            parse_conf("# comment\n\n   \n\t# indented comment\n::/0 abc 7x # trailing\n").unwrap();
-        assert_eq!(
-            t.rows,
-            vec![PolicyRow {
-                prefix: "::/0".parse().unwrap(),
-                precedence: 0,
-                label: 7
-            }]
-        );
+        let t = parse_conf("# comment\n\n   \n\t# indented comment\n::/0 abc 7x # trailing\n").unwrap();
+        assert_eq!(t.rows, vec![PolicyRow { prefix: "::/0".parse().unwrap(), precedence: 0, label: 7 }]);
     }
 
     #[test]
@@ -289,10 +231,7 @@ fec0::/10                          1    11        0
         ] {
             let err = parse_conf(text).unwrap_err();
             assert_eq!(err.line, line, "{text:?}: {err}");
-            assert!(
-                err.message
-                    .contains(&format!("parse failed at line {line}"))
-            );
+            assert!(err.message.contains(&format!("parse failed at line {line}")));
         }
     }
 

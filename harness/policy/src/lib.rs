@@ -27,11 +27,7 @@ pub struct PolicyRow {
 
 impl PolicyRow {
     pub const fn new(prefix: Ipv6Net, precedence: i32, label: i32) -> Self {
-        Self {
-            prefix,
-            precedence,
-            label,
-        }
+        Self { prefix, precedence, label }
     }
 }
 
@@ -76,9 +72,7 @@ impl PolicyTable {
         Self {
             rows: rows
                 .iter()
-                .map(|&(addr, len, precedence, label)| {
-                    PolicyRow::new(net(addr, len), precedence, label)
-                })
+                .map(|&(addr, len, precedence, label)| PolicyRow::new(net(addr, len), precedence, label))
                 .collect(),
         }
     }
@@ -87,8 +81,7 @@ impl PolicyTable {
     pub fn longest_match(&self, addr: &Ipv6Addr) -> Option<&PolicyRow> {
         let mut best: Option<&PolicyRow> = None;
         for row in &self.rows {
-            if prefix_matches(&row.prefix, addr)
-                && best.is_none_or(|b| row.prefix.prefix_len() > b.prefix.prefix_len())
+            if prefix_matches(&row.prefix, addr) && best.is_none_or(|b| row.prefix.prefix_len() > b.prefix.prefix_len())
             {
                 best = Some(row);
             }
@@ -169,11 +162,7 @@ pub fn print(table: &PolicyTable, format: Format) -> String {
             &table
                 .rows
                 .iter()
-                .map(|r| addrlabel::LabelRow {
-                    prefix: r.prefix,
-                    label: r.label as u32,
-                    dev: None,
-                })
+                .map(|r| addrlabel::LabelRow { prefix: r.prefix, label: r.label as u32, dev: None })
                 .collect::<Vec<_>>(),
         ),
     }

@@ -92,29 +92,15 @@ pub fn compare(
     let rfc = predict(s, &Profile::Rfc6724);
     let mut out = Vec::new();
     for p in &s.probes {
-        let predicted = engine
-            .report
-            .results
-            .iter()
-            .find(|r| r.probe == p.id)
-            .expect("engine answers every probe")
-            .outcome
-            .clone();
-        let rfc_outcome = rfc
-            .report
-            .results
-            .iter()
-            .find(|r| r.probe == p.id)
-            .expect("engine answers every probe")
-            .outcome
-            .clone();
+        let predicted =
+            engine.report.results.iter().find(|r| r.probe == p.id).expect("engine answers every probe").outcome.clone();
+        let rfc_outcome =
+            rfc.report.results.iter().find(|r| r.probe == p.id).expect("engine answers every probe").outcome.clone();
         let Some(obs) = observed.iter().find(|r| r.probe == p.id) else {
             out.push(Compared {
                 observed: ProbeResult {
                     probe: p.id.clone(),
-                    outcome: Outcome::Unsupported {
-                        reason: "no observation".into(),
-                    },
+                    outcome: Outcome::Unsupported { reason: "no observation".into() },
                 },
                 status: Status::SetupFailed,
                 predicted,
@@ -127,70 +113,39 @@ pub fn compare(
         let status = if let Outcome::Unsupported { .. } = obs.outcome {
             Status::Unsupported
         } else if obs.outcome.decision() == predicted.decision() {
-            if predicted == rfc_outcome {
-                Status::Agree
-            } else {
-                Status::Deviation
-            }
+            if predicted == rfc_outcome { Status::Agree } else { Status::Deviation }
         } else {
-            notes.push(format!(
-                "observed {}, the engine predicts {}",
-                obs.outcome.summary(),
-                predicted.summary()
-            ));
+            notes.push(format!("observed {}, the engine predicts {}", obs.outcome.summary(), predicted.summary()));
             Status::Disagree
         };
         let mut status = status;
-        for e in s.expect.iter().filter(|e| {
-            e.probe == p.id && e.os == os && e.target.as_deref().is_none_or(|t| t == target)
-        }) {
+        for e in
+            s.expect.iter().filter(|e| e.probe == p.id && e.os == os && e.target.as_deref().is_none_or(|t| t == target))
+        {
             let holds = match (&e.outcome, &obs.outcome) {
-                (Expected::Source(a), Outcome::Connect { source, .. }) => {
-                    source.as_ref() == Some(a)
+                (Expected::Source(a), Outcome::Connect { source, .. }) => source.as_ref() == Some(a),
+                (Expected::Error(x), Outcome::Connect { error, .. } | Outcome::Resolve { error, .. }) => {
+                    error.as_ref() == Some(x)
                 }
-                (
-                    Expected::Error(x),
-                    Outcome::Connect { error, .. } | Outcome::Resolve { error, .. },
-                ) => error.as_ref() == Some(x),
-                (
-                    Expected::Order(o),
-                    Outcome::Resolve {
-                        order, error: None, ..
-                    },
-                ) => order == o,
+                (Expected::Order(o), Outcome::Resolve { order, error: None, .. }) => order == o,
                 (_, Outcome::Unsupported { .. }) => true,
                 _ => false,
             };
             if !holds {
-                notes.push(format!(
-                    "the expectation on scenario line {} does not hold",
-                    e.line
-                ));
+                notes.push(format!("the expectation on scenario line {} does not hold", e.line));
                 status = Status::Disagree;
             }
         }
-        if let Outcome::Connect {
-            source,
-            error,
-            kernel: Some(k),
-            ..
-        } = &obs.outcome
+        if let Outcome::Connect { source, error, kernel: Some(k), .. } = &obs.outcome
             && (&k.source, &k.error) != (source, error)
         {
             notes.push(format!(
                 "the kernel module answers {} where the socket gives {}",
-                k.source
-                    .map_or_else(|| k.error.clone().unwrap_or_default(), |a| a.to_string()),
+                k.source.map_or_else(|| k.error.clone().unwrap_or_default(), |a| a.to_string()),
                 source.map_or_else(|| error.clone().unwrap_or_default(), |a| a.to_string())
             ));
         }
-        out.push(Compared {
-            observed: obs.clone(),
-            status,
-            predicted,
-            rfc6724: rfc_outcome,
-            notes,
-        });
+        out.push(Compared { observed: obs.clone(), status, predicted, rfc6724: rfc_outcome, notes });
     }
     (out, engine, rfc)
 }

@@ -72,30 +72,16 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Loaded>, Vec<Diagnostic>> {
                     });
                     continue;
                 }
-                loaded.push(Loaded {
-                    path: f,
-                    scenario,
-                    warnings,
-                });
+                loaded.push(Loaded { path: f, scenario, warnings });
             }
             Err(e) => errors.extend(e.0),
         }
     }
-    if errors.is_empty() {
-        Ok(loaded)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(loaded) } else { Err(errors) }
 }
 
 fn diag_for(message: &str) -> Diagnostic {
-    Diagnostic {
-        path: String::new(),
-        line: 0,
-        column: 0,
-        severity: Severity::Error,
-        message: message.to_string(),
-    }
+    Diagnostic { path: String::new(), line: 0, column: 0, severity: Severity::Error, message: message.to_string() }
 }
 
 /// A path relative to the current directory when possible, for messages.

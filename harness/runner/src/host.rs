@@ -16,61 +16,33 @@ pub fn build_agent() -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out = Command::new(&cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--package",
-            "addrsel-agent",
-            "--message-format=short",
-        ])
+        .args(["build", "--quiet", "--package", "addrsel-agent", "--message-format=short"])
         .current_dir(&root)
         .stdout(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run {cargo}: {e}"))?;
     if !out.status.success() {
-        return Err(format!(
-            "building the agent failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        return Err(format!("building the agent failed:\n{}", String::from_utf8_lossy(&out.stderr)));
     }
-    let target_dir = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"));
+    let target_dir = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
     let agent = target_dir.join("debug/addrsel-agent");
-    if agent.exists() {
-        Ok(agent)
-    } else {
-        Err(format!(
-            "the agent was built but {} is missing",
-            agent.display()
-        ))
-    }
+    if agent.exists() { Ok(agent) } else { Err(format!("the agent was built but {} is missing", agent.display())) }
 }
 
 /// Whether the agent can make namespaces here (root, or unprivileged user namespaces).
 pub fn check(agent: &Path) -> Result<String, String> {
-    let out = Command::new(agent)
-        .arg("check")
-        .output()
-        .map_err(|e| format!("cannot run the agent: {e}"))?;
+    let out = Command::new(agent).arg("check").output().map_err(|e| format!("cannot run the agent: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if out.status.success() {
         Ok(text)
     } else {
-        Err(text
-            .trim_start_matches("cannot run scenarios here: ")
-            .to_string())
+        Err(text.trim_start_matches("cannot run scenarios here: ").to_string())
     }
 }
 
 /// Runs every scenario on the host kernel. Each scenario gets its own namespaces inside the
 /// agent; the agent itself dies if this process dies.
-pub fn run(
-    scenarios: &[Loaded],
-    log_dir: &Path,
-    deadline: Duration,
-    progress: &Progress,
-) -> TargetRun {
+pub fn run(scenarios: &[Loaded], log_dir: &Path, deadline: Duration, progress: &Progress) -> TargetRun {
     let name = "host";
     let mut run = TargetRun::new(name);
     let agent = match build_agent() {
@@ -91,16 +63,11 @@ pub fn run(
         Err(_) => Stdio::null(),
     };
     let start = Instant::now();
-    let mut child = match Command::new(&agent)
-        .arg("run")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => return run.not_run(format!("cannot start the agent: {e}")),
-    };
+    let mut child =
+        match Command::new(&agent).arg("run").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(stderr).spawn() {
+            Ok(c) => c,
+            Err(e) => return run.not_run(format!("cannot start the agent: {e}")),
+        };
     let json = serde_json::to_string(&input).expect("serialisable");
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(json.as_bytes());
@@ -115,23 +82,9 @@ pub fn run(
         }
         match serde_json::from_str::<AgentMessage>(&line) {
             Ok(AgentMessage::Facts(f)) => run.facts = Some(f),
-            Ok(AgentMessage::Scenario {
-                report,
-                setup_error,
-                millis,
-            }) => {
-                progress(
-                    name,
-                    &report.scenario,
-                    run.scenarios.len() + 1,
-                    scenarios.len(),
-                    start.elapsed(),
-                );
-                run.scenarios.push(crate::target::ScenarioRun {
-                    report,
-                    setup_error,
-                    millis,
-                });
+            Ok(AgentMessage::Scenario { report, setup_error, millis }) => {
+                progress(name, &report.scenario, run.scenarios.len() + 1, scenarios.len(), start.elapsed());
+                run.scenarios.push(crate::target::ScenarioRun { report, setup_error, millis });
             }
             Ok(AgentMessage::Done) => {
                 done = true;

@@ -1,13 +1,22 @@
 //! Runs scenarios on targets and compares what they did with the engine.
 
 pub mod compare;
+pub mod console_driver;
 pub mod corpus;
+pub mod cpio;
+pub mod deb;
+pub mod debian;
+pub mod fetch;
 pub mod host;
+pub mod initramfs;
+pub mod linux_vm;
 pub mod matrix;
+pub mod qemu;
 pub mod report;
 pub mod snapshot;
 pub mod target;
 pub mod targets;
+pub mod toolchain;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -38,10 +47,7 @@ pub enum Snapshots {
 /// A fresh directory for this run's logs: `target/addrsel/runs/<seconds>-<pid>`.
 pub fn run_dir() -> PathBuf {
     let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/addrsel/runs");
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let dir = base.join(format!("{stamp}-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     dir.canonicalize().unwrap_or(dir)
@@ -62,10 +68,7 @@ pub fn run_matrix(opts: &Options, progress: &target::Progress) -> MatrixResult {
                         let next = queue.lock().expect("queue").pop();
                         let Some(i) = next else { break };
                         let t = &opts.targets[i];
-                        mine.push((
-                            i,
-                            targets::run(t, &opts.scenarios, &dir, opts.deadline, progress),
-                        ));
+                        mine.push((i, targets::run(t, &opts.scenarios, &dir, opts.deadline, progress)));
                     }
                     mine
                 })
@@ -80,12 +83,7 @@ pub fn run_matrix(opts: &Options, progress: &target::Progress) -> MatrixResult {
     let mut summaries = Vec::new();
     for (i, run) in &runs {
         let def = &opts.targets[*i];
-        cells.extend(matrix::cells_for(
-            run,
-            def.os,
-            &opts.scenarios,
-            opts.snapshots,
-        ));
+        cells.extend(matrix::cells_for(run, def.os, &opts.scenarios, opts.snapshots));
         summaries.push(TargetSummary {
             name: run.name.clone(),
             not_run: run.not_run.clone(),
@@ -97,11 +95,7 @@ pub fn run_matrix(opts: &Options, progress: &target::Progress) -> MatrixResult {
         });
     }
     MatrixResult {
-        scenarios: opts
-            .scenarios
-            .iter()
-            .map(|l| l.scenario.name.clone())
-            .collect(),
+        scenarios: opts.scenarios.iter().map(|l| l.scenario.name.clone()).collect(),
         targets: summaries,
         cells,
     }

@@ -63,12 +63,7 @@ impl CellStatus {
 
 /// Compares one target's run for every scenario; scenarios it did not reach become cells
 /// that say why.
-pub fn cells_for(
-    target: &TargetRun,
-    os: Os,
-    scenarios: &[Loaded],
-    snapshots: crate::Snapshots,
-) -> Vec<Cell> {
+pub fn cells_for(target: &TargetRun, os: Os, scenarios: &[Loaded], snapshots: crate::Snapshots) -> Vec<Cell> {
     let mut cells = Vec::new();
     for l in scenarios {
         let s = &l.scenario;
@@ -84,35 +79,15 @@ pub fn cells_for(
             traces: None,
         };
         if let Some(reason) = &target.not_run {
-            cells.push(Cell {
-                not_run: Some(reason.clone()),
-                ..base
-            });
+            cells.push(Cell { not_run: Some(reason.clone()), ..base });
             continue;
         }
-        let Some(run) = target
-            .scenarios
-            .iter()
-            .find(|r| r.report.scenario == s.name)
-        else {
-            let why = target
-                .error
-                .clone()
-                .unwrap_or_else(|| "the target returned nothing for it".into());
-            cells.push(Cell {
-                status: CellStatus::SetupFailed,
-                setup_error: Some(why),
-                ..base
-            });
+        let Some(run) = target.scenarios.iter().find(|r| r.report.scenario == s.name) else {
+            let why = target.error.clone().unwrap_or_else(|| "the target returned nothing for it".into());
+            cells.push(Cell { status: CellStatus::SetupFailed, setup_error: Some(why), ..base });
             continue;
         };
-        let (results, engine, rfc) = compare(
-            s,
-            os,
-            &target.name,
-            target.facts.as_ref(),
-            &run.report.results,
-        );
+        let (results, engine, rfc) = compare(s, os, &target.name, target.facts.as_ref(), &run.report.results);
         let mut status = results
             .iter()
             .map(|r| match r.status {

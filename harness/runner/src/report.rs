@@ -29,9 +29,7 @@ pub struct MatrixResult {
 
 impl MatrixResult {
     pub fn cell(&self, scenario: &str, target: &str) -> Option<&Cell> {
-        self.cells
-            .iter()
-            .find(|c| c.scenario == scenario && c.target == target)
+        self.cells.iter().find(|c| c.scenario == scenario && c.target == target)
     }
 
     pub fn failures(&self) -> usize {
@@ -52,13 +50,7 @@ fn secs(ms: u64) -> String {
 /// The terminal report: the table, per-target timing, then the detail of every failure.
 pub fn terminal(m: &MatrixResult) -> String {
     let mut out = String::new();
-    let name_w = m
-        .scenarios
-        .iter()
-        .map(|s| s.len())
-        .max()
-        .unwrap_or(8)
-        .max(8);
+    let name_w = m.scenarios.iter().map(|s| s.len()).max().unwrap_or(8).max(8);
     let col_w: Vec<usize> = m.targets.iter().map(|t| t.name.len().max(16)).collect();
     let _ = write!(out, "{:<name_w$}", "scenario");
     for (t, w) in m.targets.iter().zip(&col_w) {
@@ -86,14 +78,10 @@ pub fn terminal(m: &MatrixResult) -> String {
                         f.os,
                         f.kernel,
                         f.arch,
-                        f.glibc
-                            .as_ref()
-                            .map_or(String::new(), |g| format!(", glibc {g}"))
+                        f.glibc.as_ref().map_or(String::new(), |g| format!(", glibc {g}"))
                     )
                 });
-                let boot = t
-                    .boot_ms
-                    .map_or(String::new(), |b| format!(", boot {}", secs(b)));
+                let boot = t.boot_ms.map_or(String::new(), |b| format!(", boot {}", secs(b)));
                 let _ = writeln!(
                     out,
                     "{}{facts}: {} scenarios in {}{boot}, median {} ms per scenario",
@@ -113,23 +101,13 @@ pub fn terminal(m: &MatrixResult) -> String {
         out.push_str("\nDetails\n");
     }
     for c in failures {
-        let _ = writeln!(
-            out,
-            "\n--- {} on {}: {}",
-            c.scenario,
-            c.target,
-            c.status.word()
-        );
+        let _ = writeln!(out, "\n--- {} on {}: {}", c.scenario, c.target, c.status.word());
         if let Some(e) = &c.setup_error {
             let _ = writeln!(out, "setup: {e}");
         }
         match &c.snapshot {
             Some(SnapshotState::Changed { old, new }) => {
-                let _ = writeln!(
-                    out,
-                    "snapshot changed (harness/snapshots/{}/{}.snap):",
-                    c.target, c.scenario
-                );
+                let _ = writeln!(out, "snapshot changed (harness/snapshots/{}/{}.snap):", c.target, c.scenario);
                 out.push_str(&snapshot::diff(old, new));
             }
             Some(SnapshotState::New { text }) => {
@@ -137,11 +115,7 @@ pub fn terminal(m: &MatrixResult) -> String {
             }
             _ => {}
         }
-        for r in c
-            .results
-            .iter()
-            .filter(|r| r.status.is_failure() || !r.notes.is_empty())
-        {
+        for r in c.results.iter().filter(|r| r.status.is_failure() || !r.notes.is_empty()) {
             let _ = writeln!(
                 out,
                 "probe {}: observed {} | engine {} | RFC 6724 {}",
@@ -158,12 +132,7 @@ pub fn terminal(m: &MatrixResult) -> String {
             for r in c.results.iter().filter(|r| r.status.is_failure()) {
                 let left = probe_trace(engine, &r.observed.probe);
                 let right = probe_trace(rfc, &r.observed.probe);
-                let _ = writeln!(
-                    out,
-                    "explain {} ({} | rfc6724):",
-                    r.observed.probe,
-                    engine.profile.name()
-                );
+                let _ = writeln!(out, "explain {} ({} | rfc6724):", r.observed.probe, engine.profile.name());
                 out.push_str(&side_by_side(&left, &right, 78));
             }
         }
@@ -173,12 +142,7 @@ pub fn terminal(m: &MatrixResult) -> String {
 
 fn probe_trace(p: &addrsel_engine::Prediction, probe: &str) -> String {
     use addrsel_engine::trace::{Trace, render_sort, render_source};
-    match p
-        .probes
-        .iter()
-        .find(|x| x.result.probe == probe)
-        .map(|x| &x.trace)
-    {
+    match p.probes.iter().find(|x| x.result.probe == probe).map(|x| &x.trace) {
         Some(Trace::Connect(t)) => render_source(t, 0),
         Some(Trace::Resolve(t)) => render_sort(t, 0),
         _ => String::new(),
@@ -235,11 +199,7 @@ impl MatrixResult {
                 }),
             }
         }
-        MatrixResult {
-            scenarios,
-            targets,
-            cells,
-        }
+        MatrixResult { scenarios, targets, cells }
     }
 }
 
@@ -266,11 +226,7 @@ fn xml_escape(s: &str) -> String {
 pub fn junit(m: &MatrixResult) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let failures = m.failures();
-    let skipped = m
-        .cells
-        .iter()
-        .filter(|c| matches!(c.status, CellStatus::NotRun | CellStatus::Unsupported))
-        .count();
+    let skipped = m.cells.iter().filter(|c| matches!(c.status, CellStatus::NotRun | CellStatus::Unsupported)).count();
     let total_secs: f64 = m.targets.iter().map(|t| t.total_ms as f64 / 1000.0).sum();
     let _ = writeln!(
         out,
@@ -280,10 +236,7 @@ pub fn junit(m: &MatrixResult) -> String {
     for t in &m.targets {
         let cells: Vec<&Cell> = m.cells.iter().filter(|c| c.target == t.name).collect();
         let f = cells.iter().filter(|c| c.status.is_failure()).count();
-        let s = cells
-            .iter()
-            .filter(|c| matches!(c.status, CellStatus::NotRun | CellStatus::Unsupported))
-            .count();
+        let s = cells.iter().filter(|c| matches!(c.status, CellStatus::NotRun | CellStatus::Unsupported)).count();
         let _ = writeln!(
             out,
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{f}\" errors=\"0\" skipped=\"{s}\" time=\"{:.3}\">",
@@ -312,18 +265,10 @@ pub fn junit(m: &MatrixResult) -> String {
                 }
                 CellStatus::NotRun | CellStatus::Unsupported => {
                     let why = c.not_run.clone().unwrap_or_else(|| body.clone());
-                    let _ = writeln!(
-                        out,
-                        ">\n      <skipped message=\"{}\"/>\n    </testcase>",
-                        xml_escape(&why)
-                    );
+                    let _ = writeln!(out, ">\n      <skipped message=\"{}\"/>\n    </testcase>", xml_escape(&why));
                 }
                 _ => {
-                    let _ = writeln!(
-                        out,
-                        ">\n      <system-out>{}</system-out>\n    </testcase>",
-                        xml_escape(&body)
-                    );
+                    let _ = writeln!(out, ">\n      <system-out>{}</system-out>\n    </testcase>", xml_escape(&body));
                 }
             }
         }
@@ -391,13 +336,7 @@ pub fn markdown(m: &MatrixResult) -> String {
         if let Some(why) = &t.not_run {
             let _ = writeln!(out, "- `{}` not run: {}", t.name, why.replace('\n', " "));
         } else {
-            let _ = writeln!(
-                out,
-                "- `{}`: {} scenarios in {}",
-                t.name,
-                t.scenario_ms.len(),
-                secs(t.total_ms)
-            );
+            let _ = writeln!(out, "- `{}`: {} scenarios in {}", t.name, t.scenario_ms.len(), secs(t.total_ms));
         }
     }
     let failing: Vec<&Cell> = m.cells.iter().filter(|c| c.status.is_failure()).collect();

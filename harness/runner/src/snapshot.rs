@@ -26,10 +26,7 @@ pub enum SnapshotState {
 
 impl SnapshotState {
     pub fn is_failure(&self) -> bool {
-        matches!(
-            self,
-            SnapshotState::New { .. } | SnapshotState::Changed { .. }
-        )
+        matches!(self, SnapshotState::New { .. } | SnapshotState::Changed { .. })
     }
 }
 
@@ -46,21 +43,12 @@ pub fn render(results: &[ProbeResult]) -> String {
     let mut out = String::new();
     for r in results {
         let line = match &r.outcome {
-            Outcome::Connect {
-                dst,
-                source,
-                error,
-                kernel,
-            } => {
-                let got = source.map_or_else(
-                    || error.clone().unwrap_or_else(|| "no answer".into()),
-                    |a| a.to_string(),
-                );
+            Outcome::Connect { dst, source, error, kernel } => {
+                let got = source.map_or_else(|| error.clone().unwrap_or_else(|| "no answer".into()), |a| a.to_string());
                 let module = kernel.as_ref().map_or(String::new(), |k| {
                     format!(
                         " (kernel module: {})",
-                        k.source
-                            .map_or_else(|| k.error.clone().unwrap_or_default(), |a| a.to_string())
+                        k.source.map_or_else(|| k.error.clone().unwrap_or_default(), |a| a.to_string())
                     )
                 });
                 format!("{}: connect {dst} -> {got}{module}", r.probe)
@@ -70,11 +58,7 @@ pub fn render(results: &[ProbeResult]) -> String {
                 None => format!(
                     "{}: resolve {name} -> {}",
                     r.probe,
-                    order
-                        .iter()
-                        .map(|a| a.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    order.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
                 ),
             },
             Outcome::Unsupported { reason } => format!("{}: unsupported: {reason}", r.probe),
@@ -101,22 +85,15 @@ pub fn check(
     let dir = root().join(target);
     let file = dir.join(format!("{scenario}.snap"));
     let text = render(results);
-    let old = insta::Snapshot::from_file(&file)
-        .ok()
-        .and_then(|s| s.as_text().map(|t| t.to_string()));
+    let old = insta::Snapshot::from_file(&file).ok().and_then(|s| s.as_text().map(|t| t.to_string()));
     let pending = dir.join(format!("{scenario}.snap.new"));
     let state = match &old {
         Some(o) if normalize(o) == normalize(&text) => {
             let _ = std::fs::remove_file(&pending);
             return SnapshotState::Same;
         }
-        Some(o) => SnapshotState::Changed {
-            old: normalize(o),
-            new: normalize(&text),
-        },
-        None => SnapshotState::New {
-            text: normalize(&text),
-        },
+        Some(o) => SnapshotState::Changed { old: normalize(o), new: normalize(&text) },
+        None => SnapshotState::New { text: normalize(&text) },
     };
     store(&dir, target, scenario, &text, facts, accept);
     if accept {
@@ -129,32 +106,20 @@ pub fn check(
 
 /// Hands the snapshot to insta, which writes `.snap` (accepting) or `.snap.new` (pending,
 /// except in CI) in its own format.
-fn store(
-    dir: &Path,
-    target: &str,
-    scenario: &str,
-    text: &str,
-    facts: Option<&Facts>,
-    accept: bool,
-) {
+fn store(dir: &Path, target: &str, scenario: &str, text: &str, facts: Option<&Facts>, accept: bool) {
     let _ = std::fs::create_dir_all(dir);
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path(dir);
     settings.set_prepend_module_to_snapshot(false);
     settings.set_omit_expression(true);
-    settings.set_description(format!(
-        "addrsel observations of scenario `{scenario}` on target `{target}`"
-    ));
+    settings.set_description(format!("addrsel observations of scenario `{scenario}` on target `{target}`"));
     if let Some(f) = facts {
         settings.set_info(f);
     }
     // SAFETY: set before any thread reads the environment (snapshots are stored on the
     // main thread after every target finished).
     unsafe {
-        std::env::set_var(
-            "INSTA_WORKSPACE_ROOT",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
-        );
+        std::env::set_var("INSTA_WORKSPACE_ROOT", Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
         if accept {
             std::env::set_var("INSTA_UPDATE", "always");
         }

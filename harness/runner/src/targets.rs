@@ -12,6 +12,8 @@ use crate::target::{Progress, TargetRun};
 pub enum Kind {
     /// The running kernel, in namespaces.
     Host,
+    /// A Debian guest under QEMU.
+    LinuxVm(Box<crate::debian::ImageDef>),
 }
 
 #[derive(Clone, Debug)]
@@ -24,39 +26,68 @@ pub struct TargetDef {
 
 /// Every target addrsel knows, in report order.
 pub fn all() -> Vec<TargetDef> {
-    vec![TargetDef {
+    let mut out = vec![TargetDef {
         name: "host".into(),
         os: Os::Linux,
-        description: "this machine's Linux kernel and glibc, each scenario in fresh namespaces"
-            .into(),
+        description: "this machine's Linux kernel and glibc, each scenario in fresh namespaces".into(),
         kind: Kind::Host,
-    }]
+    }];
+    let mut images: Vec<_> = std::fs::read_dir(crate::debian::images_dir())
+        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect())
+        .unwrap_or_default();
+    images.sort();
+    for p in images {
+        if let Ok(def) = crate::debian::load_image(&p) {
+            out.push(TargetDef {
+                name: def.name.clone(),
+                os: Os::Linux,
+                description: def.description.clone(),
+                kind: Kind::LinuxVm(Box::new(def)),
+            });
+        }
+    }
+    out
 }
 
 /// Whether a target can run on this machine, and why not.
 pub fn availability(t: &TargetDef) -> Result<String, String> {
-    match t.kind {
+    match &t.kind {
         Kind::Host => {
             if std::env::consts::OS != "linux" {
-                return Err(format!(
-                    "the host target needs Linux (this is {})",
-                    std::env::consts::OS
-                ));
+                return Err(format!("the host target needs Linux (this is {})", std::env::consts::OS));
             }
             let agent = crate::host::build_agent()?;
             crate::host::check(&agent)
         }
+        Kind::LinuxVm(def) => {
+            crate::qemu::find_binary(&def.qemu.binary)
+                .or_else(|e| if unsafe_is_root() { Ok(std::path::PathBuf::new()) } else { Err(e) })?;
+            let lock = crate::debian::load_lock(def.as_ref())?;
+            let cache = crate::fetch::cache_dir().join("debian");
+            let missing: u64 =
+                lock.package.iter().filter(|p| !cache.join(format!("{}.deb", p.sha256)).exists()).map(|p| p.size).sum();
+            let kernel = lock
+                .package
+                .iter()
+                .find(|p| p.name.starts_with("linux-image-") && p.name != def.kernel)
+                .map_or("?".into(), |p| p.version.clone());
+            Ok(if missing == 0 {
+                format!("kernel {kernel}, packages cached")
+            } else {
+                format!("kernel {kernel}, will download and verify {} MB", missing.div_ceil(1 << 20))
+            })
+        }
     }
 }
 
-pub fn run(
-    t: &TargetDef,
-    scenarios: &[Loaded],
-    dir: &Path,
-    deadline: Duration,
-    progress: &Progress,
-) -> TargetRun {
-    match t.kind {
+fn unsafe_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+pub fn run(t: &TargetDef, scenarios: &[Loaded], dir: &Path, deadline: Duration, progress: &Progress) -> TargetRun {
+    match &t.kind {
         Kind::Host => crate::host::run(scenarios, dir, deadline, progress),
+        Kind::LinuxVm(def) => crate::linux_vm::run(def.as_ref(), scenarios, dir, deadline, progress),
     }
 }

@@ -25,13 +25,7 @@ fn issue_example_is_accepted_as_written() {
     let parsed = parse(ISSUE_EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
     let s = parsed.scenario;
     assert_eq!(s.name, "ula-only-host-prefers-ipv4");
-    assert_eq!(
-        s.interfaces
-            .iter()
-            .map(|i| i.name.as_str())
-            .collect::<Vec<_>>(),
-        ["lo", "wlan0", "bge2"]
-    );
+    assert_eq!(s.interfaces.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["lo", "wlan0", "bge2"]);
     let wlan0 = s.interface("wlan0").unwrap();
     assert_eq!(wlan0.addresses.len(), 5);
     assert!(wlan0.addresses[2].deprecated);
@@ -43,19 +37,8 @@ fn issue_example_is_accepted_as_written() {
     assert_eq!(s.policy.table.as_ref().unwrap().rows.len(), 4);
     assert_eq!(s.policy.linux().gai_conf, "label fd00:11:22::/48 1\n");
     assert_eq!(s.policy.linux().addrlabels.len(), 1);
-    assert!(
-        s.policy
-            .freebsd()
-            .ip6addrctl_conf
-            .starts_with("fd00::/64 37 1")
-    );
-    assert_eq!(
-        s.sysctl.linux,
-        vec![(
-            "net.ipv6.conf.all.use_tempaddr".to_string(),
-            "2".to_string()
-        )]
-    );
+    assert!(s.policy.freebsd().ip6addrctl_conf.starts_with("fd00::/64 37 1"));
+    assert_eq!(s.sysctl.linux, vec![("net.ipv6.conf.all.use_tempaddr".to_string(), "2".to_string())]);
     assert_eq!(s.probes.len(), 2);
     assert_eq!(s.expect[0].os, Os::Linux);
     assert_eq!(s.expect[0].line, 58);
@@ -64,11 +47,7 @@ fn issue_example_is_accepted_as_written() {
 
 #[test]
 fn loopback_is_implicit_and_declaring_it_adds_addresses() {
-    let s = parse(&format!(
-        "{BASE}[[interfaces]]\nname = \"lo\"\naddresses = [\"192.0.2.1/32\"]\n"
-    ))
-    .unwrap()
-    .scenario;
+    let s = parse(&format!("{BASE}[[interfaces]]\nname = \"lo\"\naddresses = [\"192.0.2.1/32\"]\n")).unwrap().scenario;
     let lo = &s.interfaces[0];
     assert_eq!(lo.name, "lo");
     let addrs: Vec<String> = lo.addresses.iter().map(|a| a.to_string()).collect();
@@ -78,8 +57,7 @@ fn loopback_is_implicit_and_declaring_it_adds_addresses() {
 
 #[test]
 fn unknown_keys_name_the_line() {
-    let text =
-        format!("{BASE}[[routes]]\nto = \"0.0.0.0/0\"\nvia = \"10.0.0.1\"\ngateway = \"x\"\n");
+    let text = format!("{BASE}[[routes]]\nto = \"0.0.0.0/0\"\nvia = \"10.0.0.1\"\ngateway = \"x\"\n");
     let e = first_error(&text);
     assert!(e.starts_with("9:"), "{e}");
     assert!(e.contains("unknown field `gateway`"), "{e}");
@@ -107,13 +85,9 @@ fn link_local_via_needs_dev() {
 
 #[test]
 fn route_device_must_exist() {
-    let text =
-        format!("{BASE}[[routes]]\nto = \"0.0.0.0/0\"\nvia = \"10.0.0.1\"\ndev = \"eth9\"\n");
+    let text = format!("{BASE}[[routes]]\nto = \"0.0.0.0/0\"\nvia = \"10.0.0.1\"\ndev = \"eth9\"\n");
     let e = first_error(&text);
-    assert!(
-        e.starts_with("9:7:") && e.contains("`eth9` is not a declared interface"),
-        "{e}"
-    );
+    assert!(e.starts_with("9:7:") && e.contains("`eth9` is not a declared interface"), "{e}");
 }
 
 #[test]
@@ -132,10 +106,7 @@ fn host_bits_in_route_prefix() {
 fn probe_naming_unknown_host() {
     let text = format!("{BASE}[[probes]]\nid = \"r\"\nresolve = \"nowhere.example\"\n");
     let e = first_error(&text);
-    assert!(
-        e.starts_with("8:11:") && e.contains("not in [hosts]"),
-        "{e}"
-    );
+    assert!(e.starts_with("8:11:") && e.contains("not in [hosts]"), "{e}");
 }
 
 #[test]
@@ -158,9 +129,8 @@ fn duplicate_address_and_implicit_loopback() {
 
 #[test]
 fn ip6addrctl_bad_line_points_into_the_string() {
-    let text = format!(
-        "{BASE}[policy.freebsd]\nip6addrctl_conf = \"\"\"\n::1/128 50 0\nfd00::/8 37\n::/0 40 1\n\"\"\"\n"
-    );
+    let text =
+        format!("{BASE}[policy.freebsd]\nip6addrctl_conf = \"\"\"\n::1/128 50 0\nfd00::/8 37\n::/0 40 1\n\"\"\"\n");
     let errs = parse(&text).unwrap_err().0;
     assert_eq!(errs[0].line, 9, "{}", errs[0]);
     assert!(errs[0].message.contains("parse failed at line 2"));
@@ -172,26 +142,17 @@ fn gai_conf_ignored_lines_are_warnings_at_their_line() {
         "{BASE}[policy.linux]\ngai_conf = \"\"\"\nlabel fd00::/8 1\nlable ::/0 1\nprecedence ::ffff:0:0/96\n\"\"\"\n"
     );
     let parsed = parse(&text).unwrap();
-    let w: Vec<(usize, bool)> = parsed
-        .warnings
-        .iter()
-        .map(|w| (w.line, w.message.contains("before 2.41")))
-        .collect();
+    let w: Vec<(usize, bool)> = parsed.warnings.iter().map(|w| (w.line, w.message.contains("before 2.41"))).collect();
     // line 9 is ignored everywhere; line 10 only by glibc >= 2.41 (2.36 reads the value as 0).
     assert_eq!(w, [(9, false), (10, false)]);
-    assert!(
-        parsed.warnings[0]
-            .message
-            .contains("unknown command `lable`")
-    );
+    assert!(parsed.warnings[0].message.contains("unknown command `lable`"));
 }
 
 #[test]
 fn addrlabel_rows_the_kernel_refuses() {
     let text = format!("{BASE}[policy.linux]\naddrlabels = [[\"::ffff:10.0.0.0/104\", 3]]\n");
     assert!(first_error(&text).contains("EINVAL"));
-    let text =
-        format!("{BASE}[policy.linux]\naddrlabels = [[\"fc00::/7\", 3], [\"fc00::/7\", 4]]\n");
+    let text = format!("{BASE}[policy.linux]\naddrlabels = [[\"fc00::/7\", 3], [\"fc00::/7\", 4]]\n");
     assert!(first_error(&text).contains("EEXIST"));
 }
 
@@ -211,22 +172,13 @@ fn sysctls_are_limited_to_namespace_networking() {
     assert!(first_error(&text).contains("only net.ipv4"));
     let text = format!("{BASE}[sysctl.linux]\n\"net.ipv6.conf.eth7.use_tempaddr\" = 2\n");
     assert!(first_error(&text).contains("not declared"));
-    let text =
-        format!("{BASE}[sysctl.linux]\n\"net.ipv6.conf.wlan0.use_tempaddr\" = \"2; reboot\"\n");
+    let text = format!("{BASE}[sysctl.linux]\n\"net.ipv6.conf.wlan0.use_tempaddr\" = \"2; reboot\"\n");
     assert!(first_error(&text).contains("sysctl value"));
 }
 
 #[test]
 fn interface_names_are_checked() {
-    for bad in [
-        "eth0.100",
-        "a/b",
-        "0eth",
-        "averyveryverylongname",
-        "all",
-        "addrselp0",
-        "$(reboot)",
-    ] {
+    for bad in ["eth0.100", "a/b", "0eth", "averyveryverylongname", "all", "addrselp0", "$(reboot)"] {
         let text = format!("name = \"t\"\n[[interfaces]]\nname = \"{bad}\"\n");
         assert!(first_error(&text).contains("interface name"), "{bad}");
     }
@@ -252,14 +204,8 @@ fn expectations_are_checked_against_probes() {
 fn zones_must_name_interfaces() {
     let text = format!("{BASE}[[probes]]\nid = \"c\"\nconnect = \"fe80::1%eth9\"\n");
     assert!(first_error(&text).contains("zone `eth9`"));
-    let ok = parse(&format!(
-        "{BASE}[[probes]]\nid = \"c\"\nconnect = \"fe80::1%wlan0\"\n"
-    ))
-    .unwrap();
-    assert_eq!(
-        ok.scenario.probes[0].kind.dst_text().unwrap(),
-        "fe80::1%wlan0"
-    );
+    let ok = parse(&format!("{BASE}[[probes]]\nid = \"c\"\nconnect = \"fe80::1%wlan0\"\n")).unwrap();
+    assert_eq!(ok.scenario.probes[0].kind.dst_text().unwrap(), "fe80::1%wlan0");
 }
 
 #[test]
@@ -267,10 +213,7 @@ fn all_errors_are_reported_together() {
     let text = "name = \"Bad Name\"\n[[interfaces]]\nname = \"wlan0\"\naddresses = [\"x\"]\n[[probes]]\nid = \"p\"\nresolve = \"nope\"\n";
     let errs = parse(text).unwrap_err();
     assert_eq!(errs.0.len(), 3, "{errs}");
-    assert!(
-        errs.to_string()
-            .starts_with("s.toml:1:8: error: name `Bad Name`")
-    );
+    assert!(errs.to_string().starts_with("s.toml:1:8: error: name `Bad Name`"));
 }
 
 proptest::proptest! {

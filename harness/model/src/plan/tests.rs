@@ -2,12 +2,7 @@ use super::*;
 use crate::parse_scenario;
 
 fn example() -> Scenario {
-    parse_scenario(
-        "issue-example.toml",
-        include_str!("../../tests/data/issue-example.toml"),
-    )
-    .unwrap()
-    .scenario
+    parse_scenario("issue-example.toml", include_str!("../../tests/data/issue-example.toml")).unwrap().scenario
 }
 
 fn v4_via_v6() -> Scenario {
@@ -81,28 +76,12 @@ fn repro_scripts_snapshot() {
 #[test]
 fn temporary_addresses_are_unsupported_not_faked() {
     let s = example();
-    assert!(
-        linux(&s)
-            .unsupported
-            .iter()
-            .any(|u| u.contains("temporary address 2001:db8:1:0:d5e3:7953:13eb:22e8/64"))
-    );
-    assert!(
-        freebsd(&s)
-            .unsupported
-            .iter()
-            .any(|u| u.contains("temporary"))
-    );
+    assert!(linux(&s).unsupported.iter().any(|u| u.contains("temporary address 2001:db8:1:0:d5e3:7953:13eb:22e8/64")));
+    assert!(freebsd(&s).unsupported.iter().any(|u| u.contains("temporary")));
     let all_argv: Vec<String> = linux(&s)
         .setup
         .iter()
-        .filter_map(|st| {
-            if let Step::Run { argv, .. } = st {
-                Some(argv.join(" "))
-            } else {
-                None
-            }
-        })
+        .filter_map(|st| if let Step::Run { argv, .. } = st { Some(argv.join(" ")) } else { None })
         .collect();
     assert!(!all_argv.iter().any(|a| a.contains("d5e3")));
 }
@@ -110,23 +89,11 @@ fn temporary_addresses_are_unsupported_not_faked() {
 #[test]
 fn freebsd_route_forms() {
     let s = v4_via_v6();
-    let routes: Vec<String> = s
-        .routes
-        .iter()
-        .map(|r| freebsd_route(r).join(" "))
-        .collect();
+    let routes: Vec<String> = s.routes.iter().map(|r| freebsd_route(r).join(" ")).collect();
     assert_eq!(routes[0], "route add -4 -net 0.0.0.0/0 10.0.0.1 -ifp wlan0");
     assert_eq!(routes[1], "route add -6 -net ::/0 fd00:11:22::1 -ifp wlan0");
-    assert_eq!(
-        routes[2],
-        "route add -4 -host 203.0.113.2 -inet6 fe80::2%bge2"
-    );
-    assert!(
-        freebsd(&s)
-            .unsupported
-            .iter()
-            .any(|u| u.contains("198.51.100.0/24 with src"))
-    );
+    assert_eq!(routes[2], "route add -4 -host 203.0.113.2 -inet6 fe80::2%bge2");
+    assert!(freebsd(&s).unsupported.iter().any(|u| u.contains("198.51.100.0/24 with src")));
 }
 
 #[test]

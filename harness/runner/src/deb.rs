@@ -1,0 +1,98 @@
+//! Unpacking `.deb` files (an `ar` archive holding `data.tar.{xz,gz}`) into the cache, once.
+
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+/// The members of an `ar` archive: (name, bytes).
+fn ar_members(data: &[u8]) -> Result<Vec<(String, &[u8])>, String> {
+    if !data.starts_with(b"!<arch>\n") {
+        return Err("not an ar archive".into());
+    }
+    let mut out = Vec::new();
+    let mut pos = 8;
+    while pos + 60 <= data.len() {
+        let header = &data[pos..pos + 60];
+        let name = String::from_utf8_lossy(&header[..16]).trim_end().trim_end_matches('/').to_string();
+        let size: usize = String::from_utf8_lossy(&header[48..58]).trim().parse().map_err(|_| "bad ar member size")?;
+        let start = pos + 60;
+        let end = start.checked_add(size).filter(|&e| e <= data.len()).ok_or("truncated ar archive")?;
+        out.push((name, &data[start..end]));
+        pos = end + (size & 1);
+    }
+    Ok(out)
+}
+
+/// Unpacks the package's files into `dir/<sha256>/` (kept across runs) and returns it.
+pub fn unpack(deb: &Path, sha256: &str, dir: &Path) -> Result<PathBuf, String> {
+    let target = dir.join(sha256);
+    let done = dir.join(format!("{sha256}.done"));
+    if done.exists() {
+        return Ok(target);
+    }
+    let _ = std::fs::remove_dir_all(&target);
+    let data = std::fs::read(deb).map_err(|e| format!("{}: {e}", deb.display()))?;
+    let members = ar_members(&data).map_err(|e| format!("{}: {e}", deb.display()))?;
+    let (name, bytes) = members
+        .iter()
+        .find(|(n, _)| n.starts_with("data.tar"))
+        .ok_or_else(|| format!("{}: no data.tar member", deb.display()))?;
+    let reader: Box<dyn Read> = match name.as_str() {
+        "data.tar.xz" => Box::new(xz2::read::XzDecoder::new(*bytes)),
+        "data.tar.gz" => Box::new(flate2::read::GzDecoder::new(*bytes)),
+        "data.tar" => Box::new(*bytes),
+        other => return Err(format!("{}: unsupported member {other}", deb.display())),
+    };
+    let partial = dir.join(format!("{sha256}.partial.{}", std::process::id()));
+    std::fs::create_dir_all(&partial).map_err(|e| e.to_string())?;
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries().map_err(|e| e.to_string())? {
+        let mut entry = entry.map_err(|e| format!("{}: {e}", deb.display()))?;
+        let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+        // Only plain relative paths: nothing may land outside the unpack directory.
+        if path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+            continue;
+        }
+        let out = partial.join(&path);
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => {
+                std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+            }
+            tar::EntryType::Regular | tar::EntryType::Symlink | tar::EntryType::Link => {
+                if let Some(parent) = out.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                }
+                if entry.header().entry_type() == tar::EntryType::Link {
+                    // Hard links point at another member of the archive.
+                    let to = entry.link_name().map_err(|e| e.to_string())?.ok_or("hard link without target")?;
+                    let _ = std::fs::copy(partial.join(to), &out);
+                } else {
+                    entry.unpack(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+                }
+            }
+            _ => {}
+        }
+    }
+    std::fs::rename(&partial, &target).map_err(|e| e.to_string())?;
+    std::fs::write(&done, b"").map_err(|e| e.to_string())?;
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ar_parsing() {
+        let mut a = b"!<arch>\n".to_vec();
+        for (n, body) in [("debian-binary", &b"2.0\n"[..]), ("data.tar.gz", &b"xyz"[..])] {
+            a.extend(format!("{n:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n", 0, 0, 0, 100644, body.len()).as_bytes());
+            a.extend(body);
+            if body.len() % 2 == 1 {
+                a.push(b'\n');
+            }
+        }
+        let m = super::ar_members(&a).unwrap();
+        assert_eq!(m.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), ["debian-binary", "data.tar.gz"]);
+        assert_eq!(m[1].1, b"xyz");
+        assert!(super::ar_members(b"nope").is_err());
+        assert!(super::ar_members(&a[..a.len() - 2]).is_err());
+    }
+}

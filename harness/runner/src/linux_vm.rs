@@ -1,0 +1,195 @@
+//! Linux VM targets: a Debian kernel and userland booted once per matrix run, every
+//! scenario in its own namespaces inside the guest, results over a virtio-serial port.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use addrsel_model::plan;
+use addrsel_model::protocol::{AgentInput, AgentMessage};
+
+use crate::corpus::Loaded;
+use crate::debian::ImageDef;
+use crate::initramfs::{self, Guest};
+use crate::qemu::{self, Accel, Ended, Spec, Vm};
+use crate::target::{Progress, ScenarioRun, TargetRun};
+
+/// Which acceleration to use: `ADDRSEL_ACCEL=kvm|tcg` forces one; otherwise KVM when it
+/// is proven to work for a guest of the host's architecture, else TCG.
+pub fn accel_for(def: &ImageDef, dir: &Path) -> Result<(Accel, String), String> {
+    let native = matches!((def.arch.as_str(), std::env::consts::ARCH), ("amd64", "x86_64") | ("arm64", "aarch64"));
+    match std::env::var("ADDRSEL_ACCEL").ok().as_deref() {
+        Some("kvm") if native => Ok((Accel::Kvm, "forced".into())),
+        Some("kvm") => {
+            Err(format!("KVM was asked for, but a {} guest cannot use KVM on {}", def.arch, std::env::consts::ARCH))
+        }
+        Some("tcg") => Ok((Accel::Tcg, "forced".into())),
+        Some(other) => Err(format!("ADDRSEL_ACCEL={other}: expected kvm or tcg")),
+        None if !native => Ok((Accel::Tcg, "other architecture".into())),
+        None => match qemu::kvm_works(dir) {
+            Ok(()) => Ok((Accel::Kvm, "KVM probe guest ran".into())),
+            Err(why) => Ok((Accel::Tcg, why)),
+        },
+    }
+}
+
+/// The kernel command line for a boot.
+pub fn cmdline(def: &ImageDef, extra: &str) -> String {
+    let mut c = def.cmdline.clone();
+    if !extra.is_empty() {
+        c.push(' ');
+        c.push_str(extra);
+    }
+    if let Ok(fault) = std::env::var("ADDRSEL_GUEST_FAULT") {
+        // Fault injection for the harness's tests: panic, crash or hang the guest.
+        c.push_str(&format!(" addrsel.fault={fault}"));
+    }
+    c
+}
+
+pub fn spec(def: &ImageDef, guest: &Guest, initrd: &Path, results: Option<&Path>, accel: Accel, extra: &str) -> Spec {
+    Spec {
+        binary: def.qemu.binary.clone(),
+        machine: def.qemu.machine.clone(),
+        cpu: def.qemu.cpu.clone(),
+        memory_mb: def.qemu.memory_mb,
+        accel,
+        kernel: Some(guest.kernel.clone()),
+        initrd: Some(initrd.to_path_buf()),
+        append: Some(match (results, def.qemu.results) {
+            (Some(_), crate::qemu::Channel::Serial) => cmdline(def, &format!("{extra} addrsel.results=ttyS1")),
+            _ => cmdline(def, extra),
+        }),
+        firmware: None,
+        disks: vec![],
+        results: results.map(|r| (r.to_path_buf(), def.qemu.results)),
+        extra: vec![],
+    }
+}
+
+/// Everything up to a bootable guest: QEMU, the agent for the guest's architecture, the
+/// verified packages and the base initramfs.
+pub fn prepare(def: &ImageDef, log: &dyn Fn(&str)) -> Result<(PathBuf, Guest), String> {
+    let binary = crate::toolchain::qemu(&def.qemu.binary)?;
+    let lock = crate::debian::load_lock(def)?;
+    log("building the agent");
+    let agent = crate::toolchain::agent_for(&def.arch)?;
+    let guest = initramfs::prepare(def, &lock, &agent, log)?;
+    Ok((binary, guest))
+}
+
+/// The initrd for one boot: the cached base archive followed by this boot's own.
+pub fn write_initrd(guest: &Guest, path: &Path, extra: &[u8]) -> Result<(), String> {
+    let mut bytes = std::fs::read(&guest.base).map_err(|e| format!("{}: {e}", guest.base.display()))?;
+    bytes.extend_from_slice(extra);
+    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn run(def: &ImageDef, scenarios: &[Loaded], dir: &Path, deadline: Duration, progress: &Progress) -> TargetRun {
+    let name = def.name.as_str();
+    let mut run = TargetRun::new(name);
+    let log = |m: &str| eprintln!("  [{name}] {m}");
+    let (binary, guest) = match prepare(def, &log) {
+        Ok(x) => x,
+        Err(e) => return run.not_run(e),
+    };
+    let (accel, why) = match accel_for(def, dir) {
+        Ok(a) => a,
+        Err(e) => return run.not_run(e),
+    };
+    run.log.push(format!("acceleration {} ({why})", accel.word()));
+    let input = AgentInput {
+        target: name.into(),
+        plans: scenarios.iter().map(|l| plan::linux(&l.scenario)).collect(),
+        kmod: false,
+    };
+    let initrd = dir.join(format!("{name}.initrd"));
+    let results = dir.join(format!("{name}.results"));
+    let console_log = dir.join(format!("{name}.console.log"));
+    let json = serde_json::to_vec(&input).expect("serialisable");
+    if let Err(e) = write_initrd(&guest, &initrd, &initramfs::run_archive(&json)) {
+        return run.not_run(e);
+    }
+    let _ = std::fs::write(&results, b"");
+    let s = spec(def, &guest, &initrd, Some(&results), accel, "");
+    log(&format!("booting ({}, kernel {})", accel.word(), guest.release));
+    let mut vm = match Vm::start(&binary, &s, &console_log, false) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = std::fs::remove_file(&initrd);
+            return run.not_run(e);
+        }
+    };
+    let booted = vm.console.clone();
+    let ended = vm.wait(deadline);
+    let _ = std::fs::remove_file(&initrd);
+    run.total = vm.started.elapsed();
+    run.boot = booted.seen_after("addrsel-init: running scenarios", vm.started);
+    let text = std::fs::read_to_string(&results).unwrap_or_default();
+    let mut done = false;
+    for line in text.lines() {
+        match serde_json::from_str::<AgentMessage>(line) {
+            Ok(AgentMessage::Facts(mut f)) => {
+                f.mip6 = f.mip6.or(Some(guest.mip6));
+                run.facts = Some(f);
+            }
+            Ok(AgentMessage::Scenario { report, setup_error, millis }) => {
+                progress(name, &report.scenario, run.scenarios.len() + 1, scenarios.len(), run.total);
+                run.scenarios.push(ScenarioRun { report, setup_error, millis });
+            }
+            Ok(AgentMessage::Done) => done = true,
+            Err(_) => {}
+        }
+    }
+    let agent_lines: Vec<String> =
+        booted.text().lines().filter(|l| l.starts_with("addrsel-init:")).map(String::from).collect();
+    let reason = match ended {
+        Ended::Exited { .. } if done => None,
+        Ended::Exited { status } => Some(format!(
+            "the guest powered off before the agent finished ({}; QEMU status {status:?}); console log {}",
+            agent_lines.last().cloned().unwrap_or_else(|| "no message from the agent".into()),
+            console_log.display()
+        )),
+        Ended::Panic { marker, last_lines } => Some(format!(
+            "guest kernel panic (`{marker}`); last console lines:\n{last_lines}\nfull log: {}",
+            console_log.display()
+        )),
+        Ended::Deadline { seconds, last_lines } => Some(format!(
+            "the guest did not finish within {seconds} s and was killed; last console lines:\n{last_lines}\nfull log: {}",
+            console_log.display()
+        )),
+    };
+    run.error = reason;
+    run
+}
+
+/// The console-login variant: boots the guest to a root login prompt on its serial console,
+/// logs in, runs the agent over the console (framed output), and powers off. This is how
+/// FreeBSD guests are driven; here it runs against a real Linux guest.
+pub fn console_session(
+    def: &ImageDef,
+    scenarios: &[Loaded],
+    dir: &Path,
+    command: &str,
+    deadline: Duration,
+) -> Result<Vec<addrsel_model::protocol::AgentMessage>, String> {
+    let log = |m: &str| eprintln!("  [{} console] {m}", def.name);
+    let (binary, guest) = prepare(def, &log)?;
+    let (accel, _) = accel_for(def, dir)?;
+    let input = AgentInput {
+        target: def.name.clone(),
+        plans: scenarios.iter().map(|l| plan::linux(&l.scenario)).collect(),
+        kmod: false,
+    };
+    let initrd = dir.join(format!("{}-console.initrd", def.name));
+    write_initrd(&guest, &initrd, &initramfs::run_archive(&serde_json::to_vec(&input).expect("serialisable")))?;
+    let s = spec(def, &guest, &initrd, None, accel, "addrsel.mode=console-login");
+    let result = Vm::start(&binary, &s, &dir.join(format!("{}-console.log", def.name)), true).and_then(|mut vm| {
+        let end = std::time::Instant::now() + deadline;
+        let messages = crate::console_driver::run_command(&mut vm, &crate::console_driver::BUSYBOX, command, end)
+            .map_err(|e| e.to_string())?;
+        crate::console_driver::wait_poweroff(&mut vm, end).map_err(|e| e.to_string())?;
+        Ok(messages)
+    });
+    let _ = std::fs::remove_file(&initrd);
+    result
+}

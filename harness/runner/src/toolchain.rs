@@ -1,0 +1,188 @@
+//! Tools the targets need: QEMU and the agent built for each guest architecture. On Debian
+//! and Ubuntu, as root, missing packages are installed; otherwise the error names the
+//! command to run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+fn repo() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    p.canonicalize().unwrap_or(p)
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn on_debian() -> bool {
+    Path::new("/usr/bin/apt-get").exists() && Path::new("/etc/debian_version").exists()
+}
+
+static APT: Mutex<()> = Mutex::new(());
+
+fn apt(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("apt-get: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "apt-get {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        ))
+    }
+}
+
+/// Installs Debian packages when allowed (root on Debian/Ubuntu), else explains how.
+pub fn install(packages: &[&str], why: &str) -> Result<(), String> {
+    let cmd = format!("apt-get install {}", packages.join(" "));
+    if !is_root() || !on_debian() {
+        return Err(format!("{why}: run `{cmd}`"));
+    }
+    let _g = APT.lock().unwrap_or_else(|p| p.into_inner());
+    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    args.extend_from_slice(packages);
+    if apt(&args).is_ok() {
+        return Ok(());
+    }
+    apt(&["update", "-q"])?;
+    match apt(&args) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            // A qemu-utils from backports (as on some Debian 12 images) blocks the stable
+            // qemu-system packages: take them from backports too.
+            let codename = std::fs::read_to_string("/etc/os-release")
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("VERSION_CODENAME=").map(|v| v.trim_matches('"').to_string()))
+                .unwrap_or_default();
+            if codename.is_empty() || !packages.iter().any(|p| p.starts_with("qemu")) {
+                return Err(e);
+            }
+            let list = format!("deb http://deb.debian.org/debian {codename}-backports main\n");
+            std::fs::write("/etc/apt/sources.list.d/addrsel-backports.list", list).map_err(|e| e.to_string())?;
+            apt(&["update", "-q"])?;
+            let target = format!("{codename}-backports");
+            let mut bargs = vec!["install", "-y", "-q", "--no-install-recommends", "-t", target.as_str()];
+            bargs.extend_from_slice(packages);
+            apt(&bargs)
+        }
+    }
+}
+
+/// The QEMU binary, installing it when allowed.
+pub fn qemu(binary: &str) -> Result<PathBuf, String> {
+    if let Ok(p) = crate::qemu::find_binary(binary) {
+        return Ok(p);
+    }
+    let pkgs: &[&str] = if binary.ends_with("x86_64") { &["qemu-system-x86"] } else { &["qemu-system-arm"] };
+    install(pkgs, &format!("{binary} is not installed"))?;
+    crate::qemu::find_binary(binary)
+}
+
+static BUILD: Mutex<()> = Mutex::new(());
+
+fn cargo_build(
+    cargo: &Path,
+    rustc: Option<&Path>,
+    target: Option<&str>,
+    target_dir: &Path,
+    envs: &[(&str, &str)],
+) -> Result<(), String> {
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--release", "--quiet", "--package", "addrsel-agent", "--target-dir"])
+        .arg(target_dir)
+        .current_dir(repo());
+    if let Some(t) = target {
+        cmd.args(["--target", t]);
+    }
+    if let Some(r) = rustc {
+        cmd.env("RUSTC", r);
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.stdout(Stdio::null()).output().map_err(|e| format!("cannot run {}: {e}", cargo.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("building the agent failed:\n{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// The agent built for a Debian architecture (release profile: small and fast to boot).
+pub fn agent_for(arch: &str) -> Result<PathBuf, String> {
+    let _g = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    let host = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let cargo = PathBuf::from(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    if arch == host {
+        let dir = repo().join("target");
+        cargo_build(&cargo, None, None, &dir, &[])?;
+        return Ok(dir.join("release/addrsel-agent"));
+    }
+    if (host, arch) != ("amd64", "arm64") {
+        return Err(format!("building the agent for {arch} on {host} is not supported"));
+    }
+    let triple = "aarch64-unknown-linux-gnu";
+    let linker = ("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", "aarch64-linux-gnu-gcc");
+    // 1. A rustup toolchain that has the target.
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let rustup_has =
+        sysroot.as_ref().is_some_and(|s| Path::new(s).join("lib/rustlib").join(triple).join("lib").exists());
+    if rustup_has && crate::qemu::find_binary("aarch64-linux-gnu-gcc").is_ok() {
+        let dir = repo().join("target");
+        cargo_build(&cargo, None, Some(triple), &dir, &[linker])?;
+        return Ok(dir.join(triple).join("release/addrsel-agent"));
+    }
+    // 2. Debian's rustc-web with the arm64 standard library.
+    let debian_ready = || {
+        Path::new("/usr/bin/rustc").exists()
+            && Path::new("/usr/lib/rustlib").join(triple).exists()
+            && crate::qemu::find_binary("aarch64-linux-gnu-gcc").is_ok()
+    };
+    if !debian_ready() {
+        if is_root() && on_debian() {
+            let _g = APT.lock().unwrap_or_else(|p| p.into_inner());
+            let out = Command::new("dpkg").args(["--add-architecture", "arm64"]).output().map_err(|e| e.to_string())?;
+            if !out.status.success() {
+                return Err("dpkg --add-architecture arm64 failed".into());
+            }
+            apt(&["update", "-q"])?;
+            apt(&[
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+                "rustc-web",
+                "cargo-web",
+                "libstd-rust-web-dev:arm64",
+                "gcc-aarch64-linux-gnu",
+                "libc6-dev-arm64-cross",
+            ])?;
+        }
+        if !debian_ready() {
+            return Err(format!(
+                "no Rust standard library for {triple}: `rustup target add {triple}` and `apt-get install gcc-aarch64-linux-gnu`, or on Debian: `dpkg --add-architecture arm64 && apt-get update && apt-get install rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu`"
+            ));
+        }
+    }
+    let dir = repo().join("target/debian-cross");
+    let debian_cargo = if Path::new("/usr/bin/cargo").exists() { PathBuf::from("/usr/bin/cargo") } else { cargo };
+    cargo_build(&debian_cargo, Some(Path::new("/usr/bin/rustc")), Some(triple), &dir, &[linker])?;
+    Ok(dir.join(triple).join("release/addrsel-agent"))
+}

@@ -1,0 +1,106 @@
+//! The serial-console driver FreeBSD guests need, against a real Linux guest booted to a
+//! root login prompt (the console-login variant of linux-bookworm-amd64): it logs in, runs
+//! the agent with framed output, and reads back the same results the virtio port carries;
+//! it notices a kernel panic and a hang.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use addrsel_model::protocol::AgentMessage;
+use addrsel_runner::corpus::{self, Loaded};
+use addrsel_runner::{debian, linux_vm};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn image() -> debian::ImageDef {
+    debian::load_image(&debian::images_dir().join("bookworm-amd64.toml")).unwrap()
+}
+
+fn scenarios(names: &[&str]) -> Vec<Loaded> {
+    let paths: Vec<PathBuf> = names.iter().map(|n| corpus::builtin_dir().join(format!("{n}.toml"))).collect();
+    corpus::load(&paths).unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("addrsel-console-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn qemu_processes() -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path().join("exe")).is_ok_and(|x| x.to_string_lossy().contains("qemu-system")))
+        .count()
+}
+
+#[test]
+fn console_login_results_match_the_virtio_port() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let def = image();
+    let set = scenarios(&["v4-via-v6-route", "ula-only-host-prefers-ipv4"]);
+    let dir = scratch("match");
+    let messages = linux_vm::console_session(
+        &def,
+        &set,
+        &dir,
+        "/init run --framed < /etc/addrsel/input.json",
+        Duration::from_secs(120),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let console: Vec<_> = messages
+        .iter()
+        .filter_map(|m| match m {
+            AgentMessage::Scenario { report, setup_error: None, .. } => Some(report.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(messages.last(), Some(AgentMessage::Done)), "{messages:?}");
+    assert_eq!(console.len(), 2);
+    let progress = |_: &str, _: &str, _: usize, _: usize, _: Duration| {};
+    let run = linux_vm::run(&def, &set, &dir, Duration::from_secs(120), &progress);
+    assert!(run.error.is_none() && run.not_run.is_none(), "{run:?}");
+    let virtio: Vec<_> = run.scenarios.iter().map(|s| s.report.clone()).collect();
+    assert_eq!(console, virtio);
+    assert_eq!(qemu_processes(), 0);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn console_driver_reports_a_kernel_panic() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scratch("panic");
+    let err = linux_vm::console_session(
+        &image(),
+        &scenarios(&["v4-via-v6-route"]),
+        &dir,
+        "echo c > /proc/sysrq-trigger",
+        Duration::from_secs(120),
+    )
+    .unwrap_err();
+    assert!(err.starts_with("guest kernel panic"), "{err}");
+    assert!(err.contains("sysrq"), "the last console lines are quoted: {err}");
+    assert_eq!(qemu_processes(), 0);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn console_driver_gives_up_on_a_hang() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scratch("hang");
+    let start = std::time::Instant::now();
+    let err = linux_vm::console_session(
+        &image(),
+        &scenarios(&["v4-via-v6-route"]),
+        &dir,
+        "sleep 600",
+        Duration::from_secs(20),
+    )
+    .unwrap_err();
+    assert!(err.starts_with("timed out waiting for the agent's results"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(60));
+    assert_eq!(qemu_processes(), 0);
+    std::fs::remove_dir_all(dir).unwrap();
+}

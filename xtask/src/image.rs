@@ -1,0 +1,80 @@
+//! `cargo xtask image`: the guest images, their pinned lock files and the download cache.
+
+use addrsel_runner::debian;
+
+use crate::exit;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Re-resolve the lock files from the releases' signed indexes (needs gpgv and the
+    /// Debian archive keyring).
+    #[arg(long)]
+    update: bool,
+    /// Download and verify every locked package into the cache (so later runs work offline).
+    #[arg(long)]
+    fetch: bool,
+    /// Only these images (default: all of images/linux).
+    names: Vec<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let mut defs = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(debian::images_dir())?.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "toml")) {
+        match debian::load_image(&p) {
+            Ok(d) => defs.push(d),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(exit::BAD_INPUT);
+            }
+        }
+    }
+    if !args.names.is_empty() {
+        defs.retain(|d| args.names.contains(&d.name));
+    }
+    let progress = |m: &str| eprintln!("  {m}");
+    for def in &defs {
+        if args.update {
+            eprintln!("{}: resolving from the signed indexes", def.name);
+            match debian::resolve_lock(def, &progress) {
+                Ok(lock) => {
+                    let path = debian::write_lock(def, &lock).map_err(anyhow::Error::msg)?;
+                    let kernel =
+                        lock.package.iter().find(|p| p.name.starts_with("linux-image-") && p.name != def.kernel);
+                    println!(
+                        "{}: {} packages locked in {}{}",
+                        def.name,
+                        lock.package.len(),
+                        path.display(),
+                        kernel.map_or(String::new(), |k| format!(" (kernel {} {})", k.name, k.version))
+                    );
+                }
+                Err(e) => {
+                    eprintln!("error: {}: {e}", def.name);
+                    return Ok(exit::NOT_RUN);
+                }
+            }
+        }
+        match debian::load_lock(def) {
+            Ok(lock) => {
+                if args.fetch
+                    && let Err(e) = debian::fetch_packages(&lock, &progress)
+                {
+                    eprintln!("error: {}: {e}", def.name);
+                    return Ok(exit::NOT_RUN);
+                }
+                let total: u64 = lock.package.iter().map(|p| p.size).sum();
+                println!(
+                    "{:<24} {} packages pinned, {} MB: {}",
+                    def.name,
+                    lock.package.len(),
+                    total >> 20,
+                    def.description
+                );
+            }
+            Err(e) => println!("{:<24} no lock: {e}", def.name),
+        }
+    }
+    Ok(exit::OK)
+}
