@@ -16,6 +16,63 @@ pub struct Args {
     /// Run the engine benchmark in this process as built (used by `bench` itself, in release).
     #[arg(long, hide = true)]
     engine_here: bool,
+    /// Also boot the Linux VM targets: boot-to-results, time per scenario, the whole matrix.
+    #[arg(long)]
+    vms: bool,
+}
+
+/// One VM target, alone (no other guest competing for the cores).
+fn vm_rounds(def: &addrsel_runner::debian::ImageDef, scenarios: &[addrsel_runner::corpus::Loaded], rounds: usize) -> Result<(f64, f64, f64), String> {
+    let dir = addrsel_runner::run_dir();
+    let quiet = |_: &str, _: &str, _: usize, _: usize, _: Duration| {};
+    let mut boots = Vec::new();
+    let mut totals = Vec::new();
+    for _ in 0..rounds {
+        let run = addrsel_runner::linux_vm::run(def, &scenarios[..1], &dir, Duration::from_secs(300), &quiet);
+        if let Some(e) = run.not_run.or(run.error) {
+            return Err(e);
+        }
+        boots.push(run.boot.unwrap_or_default().as_secs_f64());
+        totals.push(run.total.as_secs_f64());
+    }
+    let full = addrsel_runner::linux_vm::run(def, scenarios, &dir, Duration::from_secs(300), &quiet);
+    let per: Vec<f64> = full.scenarios.iter().map(|s| s.millis as f64).collect();
+    Ok((median(boots), median(totals), median(per)))
+}
+
+fn vms(rounds: usize) -> anyhow::Result<()> {
+    let scenarios = addrsel_runner::corpus::load(&[addrsel_runner::corpus::builtin_dir()]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    println!("\nLinux VMs, one at a time, median of {rounds} boots (TCG unless KVM was proven to work):");
+    println!("{:<24} {:>10} {:>16} {:>16}", "target", "boot (s)", "to results (s)", "per scenario (ms)");
+    let mut defs = Vec::new();
+    for t in addrsel_runner::targets::all() {
+        if let addrsel_runner::targets::Kind::LinuxVm(def) = t.kind {
+            defs.push(*def);
+        }
+    }
+    for def in &defs {
+        match vm_rounds(def, &scenarios, rounds) {
+            Ok((boot, total, per)) => println!("{:<24} {:>10.2} {:>16.2} {:>16.0}", def.name, boot, total, per),
+            Err(e) => println!("{:<24} not run: {e}", def.name),
+        }
+    }
+    let exe = std::env::current_exe()?;
+    let mut walls = Vec::new();
+    for _ in 0..rounds.min(3) {
+        let start = Instant::now();
+        let status = Command::new(&exe)
+            .args(["matrix", "--no-snapshots", "--targets", "host,linux-bookworm-amd64,linux-bookworm-arm64,linux-trixie-amd64,linux-trixie-arm64"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        if !status.success() {
+            println!("the Linux matrix run failed ({status}); wall times are not reported");
+            return Ok(());
+        }
+        walls.push(start.elapsed().as_secs_f64());
+    }
+    println!("whole Linux matrix (host + 4 VMs, {} scenarios, parallel up to the cores): median {:.1} s wall of {} runs", scenarios.len(), median(walls.clone()), walls.len());
+    Ok(())
 }
 
 /// A host with ULA, global and IPv4 sources and `n` destinations of mixed classes.
@@ -73,6 +130,9 @@ fn engine(rounds: usize) {
 pub fn run(args: Args) -> anyhow::Result<u8> {
     if args.engine_here {
         engine(args.rounds);
+        if args.vms {
+            vms(args.rounds)?;
+        }
         return Ok(exit::OK);
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -88,6 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let status = Command::new(cargo)
         .args(["run", "--release", "--quiet", "--package", "xtask", "--", "bench", "--engine-here", "--rounds"])
         .arg(args.rounds.to_string())
+        .args(if args.vms { &["--vms"][..] } else { &[][..] })
         .status()?;
     Ok(if status.success() { exit::OK } else { exit::DISAGREE })
 }

@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * addrsel test module for Linux: answers "which source address would this kernel pick for
+ * destination D?" from inside the kernel, in the caller's network namespace, with the same
+ * functions a UDP connect() ends up in: ip6_dst_lookup_flow() (route lookup and
+ * ipv6_dev_get_saddr(), or the route's preferred source) for IPv6, and the IPv4 route output
+ * lookup (fib_result_prefsrc / inet_select_addr, which covers routes with an IPv6 gateway)
+ * for IPv4.
+ *
+ * Interface: /proc/net/addrsel, one file per network namespace. Write a struct
+ * addrsel_query, read back a struct addrsel_answer (see ../include/addrsel_kmod.h).
+ */
+#include <linux/module.h>
+#include <linux/proc_fs.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <net/ip.h>
+#include <net/ip6_route.h>
+#include <net/addrconf.h>
+#include <net/net_namespace.h>
+#include <net/route.h>
+
+#include "addrsel_kmod.h"
+
+struct addrsel_file {
+	struct net *net;
+	struct addrsel_answer answer;
+	bool answered;
+};
+
+static unsigned int kernel_prefs(u32 prefs)
+{
+	unsigned int p = 0;
+
+	if (prefs & ADDRSEL_PREFER_TEMPORARY)
+		p |= IPV6_PREFER_SRC_TMP;
+	if (prefs & ADDRSEL_PREFER_PUBLIC)
+		p |= IPV6_PREFER_SRC_PUBLIC;
+	if (prefs & ADDRSEL_PREFER_CAREOF)
+		p |= IPV6_PREFER_SRC_COA;
+	return p;
+}
+
+static void answer_inet6(struct net *net, const struct addrsel_query *q, struct addrsel_answer *a)
+{
+	struct flowi6 fl6 = { .flowi6_oif = q->ifindex };
+	struct dst_entry *dst;
+
+	memcpy(&fl6.daddr, q->dst, sizeof(fl6.daddr));
+	a->family = ADDRSEL_FAMILY_INET6;
+	if (!q->prefs) {
+		/* Exactly the connect() path: route lookup, then source selection. */
+		dst = ip6_dst_lookup_flow(net, NULL, &fl6, NULL);
+		if (IS_ERR(dst)) {
+			a->error = -PTR_ERR(dst);
+			return;
+		}
+		memcpy(a->src, &fl6.saddr, sizeof(fl6.saddr));
+		dst_release(dst);
+	} else {
+		/* With preferences: the route's device, then the kernel's selection with them. */
+		struct in6_addr saddr;
+		int route_error, rc;
+
+		dst = ip6_route_output(net, NULL, &fl6);
+		route_error = dst->error;
+		rc = ipv6_dev_get_saddr(net, route_error ? NULL : dst->dev, &fl6.daddr,
+					kernel_prefs(q->prefs), &saddr);
+		dst_release(dst);
+		if (rc)
+			a->error = EADDRNOTAVAIL;
+		else if (route_error)
+			a->error = -route_error;
+		else
+			memcpy(a->src, &saddr, sizeof(saddr));
+	}
+}
+
+static void answer_inet(struct net *net, const struct addrsel_query *q, struct addrsel_answer *a)
+{
+	struct flowi4 fl4 = { .flowi4_oif = q->ifindex };
+	struct rtable *rt;
+
+	memcpy(&fl4.daddr, q->dst, sizeof(fl4.daddr));
+	a->family = ADDRSEL_FAMILY_INET;
+	rt = ip_route_output_key(net, &fl4);
+	if (IS_ERR(rt)) {
+		a->error = -PTR_ERR(rt);
+		return;
+	}
+	memcpy(a->src, &fl4.saddr, sizeof(fl4.saddr));
+	ip_rt_put(rt);
+}
+
+static int addrsel_open(struct inode *inode, struct file *file)
+{
+	struct addrsel_file *f = kzalloc(sizeof(*f), GFP_KERNEL);
+
+	if (!f)
+		return -ENOMEM;
+	f->net = pde_data(inode);
+	file->private_data = f;
+	return 0;
+}
+
+static int addrsel_release(struct inode *inode, struct file *file)
+{
+	kfree(file->private_data);
+	return 0;
+}
+
+static ssize_t addrsel_write(struct file *file, const char __user *buf, size_t len, loff_t *pos)
+{
+	struct addrsel_file *f = file->private_data;
+	struct addrsel_query q;
+
+	if (len != sizeof(q))
+		return -EINVAL;
+	if (copy_from_user(&q, buf, sizeof(q)))
+		return -EFAULT;
+	memset(&f->answer, 0, sizeof(f->answer));
+	f->answer.version = ADDRSEL_KMOD_VERSION;
+	if (q.version != ADDRSEL_KMOD_VERSION)
+		f->answer.error = EPROTO;
+	else if (q.family == ADDRSEL_FAMILY_INET6)
+		answer_inet6(f->net, &q, &f->answer);
+	else if (q.family == ADDRSEL_FAMILY_INET)
+		answer_inet(f->net, &q, &f->answer);
+	else
+		f->answer.error = EAFNOSUPPORT;
+	f->answered = true;
+	return len;
+}
+
+static ssize_t addrsel_read(struct file *file, char __user *buf, size_t len, loff_t *pos)
+{
+	struct addrsel_file *f = file->private_data;
+
+	if (!f->answered)
+		return -ENODATA;
+	return simple_read_from_buffer(buf, len, pos, &f->answer, sizeof(f->answer));
+}
+
+static const struct proc_ops addrsel_proc_ops = {
+	.proc_open = addrsel_open,
+	.proc_release = addrsel_release,
+	.proc_read = addrsel_read,
+	.proc_write = addrsel_write,
+	.proc_lseek = noop_llseek,
+};
+
+static int __net_init addrsel_net_init(struct net *net)
+{
+	if (!proc_create_data("addrsel", 0600, net->proc_net, &addrsel_proc_ops, net))
+		return -ENOMEM;
+	return 0;
+}
+
+static void __net_exit addrsel_net_exit(struct net *net)
+{
+	remove_proc_entry("addrsel", net->proc_net);
+}
+
+static struct pernet_operations addrsel_net_ops = {
+	.init = addrsel_net_init,
+	.exit = addrsel_net_exit,
+};
+
+static int __init addrsel_init(void)
+{
+	return register_pernet_subsys(&addrsel_net_ops);
+}
+
+static void __exit addrsel_exit(void)
+{
+	unregister_pernet_subsys(&addrsel_net_ops);
+}
+
+module_init(addrsel_init);
+module_exit(addrsel_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("addrsel: the kernel's own source address selection, queried per network namespace");
