@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use addrsel_engine::{Profile, predict};
+use addrsel_engine::{predict, Profile};
 use addrsel_model::parse_scenario;
 
 use crate::exit;
@@ -22,7 +22,11 @@ pub struct Args {
 }
 
 /// One VM target, alone (no other guest competing for the cores).
-fn vm_rounds(def: &addrsel_runner::debian::ImageDef, scenarios: &[addrsel_runner::corpus::Loaded], rounds: usize) -> Result<(f64, f64, f64), String> {
+fn vm_rounds(
+    def: &addrsel_runner::debian::ImageDef,
+    scenarios: &[addrsel_runner::corpus::Loaded],
+    rounds: usize,
+) -> Result<(f64, f64, f64), String> {
     let dir = addrsel_runner::run_dir();
     let quiet = |_: &str, _: &str, _: usize, _: usize, _: Duration| {};
     let mut boots = Vec::new();
@@ -41,7 +45,8 @@ fn vm_rounds(def: &addrsel_runner::debian::ImageDef, scenarios: &[addrsel_runner
 }
 
 fn vms(rounds: usize) -> anyhow::Result<()> {
-    let scenarios = addrsel_runner::corpus::load(&[addrsel_runner::corpus::builtin_dir()]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let scenarios =
+        addrsel_runner::corpus::load(&[addrsel_runner::corpus::builtin_dir()]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     println!("\nLinux VMs, one at a time, median of {rounds} boots (TCG unless KVM was proven to work):");
     println!("{:<24} {:>10} {:>16} {:>16}", "target", "boot (s)", "to results (s)", "per scenario (ms)");
     let mut defs = Vec::new();
@@ -61,7 +66,12 @@ fn vms(rounds: usize) -> anyhow::Result<()> {
     for _ in 0..rounds.min(3) {
         let start = Instant::now();
         let status = Command::new(&exe)
-            .args(["matrix", "--no-snapshots", "--targets", "host,linux-bookworm-amd64,linux-bookworm-arm64,linux-trixie-amd64,linux-trixie-arm64"])
+            .args([
+                "matrix",
+                "--no-snapshots",
+                "--targets",
+                "host,linux-bookworm-amd64,linux-bookworm-arm64,linux-trixie-amd64,linux-trixie-arm64",
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()?;
@@ -71,7 +81,12 @@ fn vms(rounds: usize) -> anyhow::Result<()> {
         }
         walls.push(start.elapsed().as_secs_f64());
     }
-    println!("whole Linux matrix (host + 4 VMs, {} scenarios, parallel up to the cores): median {:.1} s wall of {} runs", scenarios.len(), median(walls.clone()), walls.len());
+    println!(
+        "whole Linux matrix (host + 4 VMs, {} scenarios, parallel up to the cores): median {:.1} s wall of {} runs",
+        scenarios.len(),
+        median(walls.clone()),
+        walls.len()
+    );
     Ok(())
 }
 
