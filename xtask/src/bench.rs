@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use addrsel_engine::{predict, Profile};
+use addrsel_engine::{Profile, predict};
 use addrsel_model::parse_scenario;
 
 use crate::exit;
