@@ -38,13 +38,23 @@ static unsigned int kernel_prefs(u32 prefs)
 		p |= IPV6_PREFER_SRC_PUBLIC;
 	if (prefs & ADDRSEL_PREFER_CAREOF)
 		p |= IPV6_PREFER_SRC_COA;
+	if (prefs & ADDRSEL_PREFER_HOME)
+		p |= IPV6_PREFER_SRC_HOME;
 	return p;
 }
 
 static void answer_inet6(struct net *net, const struct addrsel_query *q, struct addrsel_answer *a)
 {
-	struct flowi6 fl6 = { .flowi6_oif = q->ifindex };
+	/* What a UDP connect() to port 9 puts into the flow. */
+	struct flowi6 fl6 = {
+		.flowi6_oif = q->ifindex,
+		.flowi6_proto = IPPROTO_UDP,
+		.fl6_dport = htons(9),
+	};
 	struct dst_entry *dst;
+	struct rt6_info *rt;
+	struct fib6_info *from;
+	int err;
 
 	memcpy(&fl6.daddr, q->dst, sizeof(fl6.daddr));
 	a->family = ADDRSEL_FAMILY_INET6;
@@ -57,28 +67,44 @@ static void answer_inet6(struct net *net, const struct addrsel_query *q, struct 
 		}
 		memcpy(a->src, &fl6.saddr, sizeof(fl6.saddr));
 		dst_release(dst);
-	} else {
-		/* With preferences: the route's device, then the kernel's selection with them. */
-		struct in6_addr saddr;
-		int route_error, rc;
-
-		dst = ip6_route_output(net, NULL, &fl6);
-		route_error = dst->error;
-		rc = ipv6_dev_get_saddr(net, route_error ? NULL : dst->dev, &fl6.daddr,
-					kernel_prefs(q->prefs), &saddr);
-		dst_release(dst);
-		if (rc)
-			a->error = EADDRNOTAVAIL;
-		else if (route_error)
-			a->error = -route_error;
-		else
-			memcpy(a->src, &saddr, sizeof(saddr));
+		return;
 	}
+	/*
+	 * With preferences, which only a socket carries: the steps of ip6_dst_lookup_tail()
+	 * for an unbound socket, with the socket's srcprefs replaced by the query's.
+	 */
+	dst = ip6_route_output(net, NULL, &fl6);
+	rt = dst->error ? NULL : (struct rt6_info *)dst;
+	rcu_read_lock();
+	from = rt ? rcu_dereference(rt->from) : NULL;
+	err = ip6_route_get_saddr(net, from, &fl6.daddr, kernel_prefs(q->prefs), fl6.flowi6_l3mdev, &fl6.saddr);
+	rcu_read_unlock();
+	if (err) {
+		dst_release(dst);
+		a->error = -err;
+		return;
+	}
+	if (dst->error) {
+		/* As the kernel does: look up again, now with the chosen source. */
+		dst_release(dst);
+		dst = ip6_route_output(net, NULL, &fl6);
+	}
+	err = dst->error;
+	dst_release(dst);
+	if (err)
+		a->error = -err;
+	else
+		memcpy(a->src, &fl6.saddr, sizeof(fl6.saddr));
 }
 
 static void answer_inet(struct net *net, const struct addrsel_query *q, struct addrsel_answer *a)
 {
-	struct flowi4 fl4 = { .flowi4_oif = q->ifindex };
+	/* The route output lookup of ip_route_connect() for an unbound UDP socket. */
+	struct flowi4 fl4 = {
+		.flowi4_oif = q->ifindex,
+		.flowi4_proto = IPPROTO_UDP,
+		.fl4_dport = htons(9),
+	};
 	struct rtable *rt;
 
 	memcpy(&fl4.daddr, q->dst, sizeof(fl4.daddr));
@@ -135,10 +161,12 @@ static ssize_t addrsel_write(struct file *file, const char __user *buf, size_t l
 static ssize_t addrsel_read(struct file *file, char __user *buf, size_t len, loff_t *pos)
 {
 	struct addrsel_file *f = file->private_data;
+	loff_t start = 0;
 
+	/* Every read returns the whole answer to the last query, whatever the file offset. */
 	if (!f->answered)
 		return -ENODATA;
-	return simple_read_from_buffer(buf, len, pos, &f->answer, sizeof(f->answer));
+	return simple_read_from_buffer(buf, len, &start, &f->answer, sizeof(f->answer));
 }
 
 static const struct proc_ops addrsel_proc_ops = {
@@ -168,12 +196,18 @@ static struct pernet_operations addrsel_net_ops = {
 
 static int __init addrsel_init(void)
 {
+#ifdef ADDRSEL_FAULT_SKIP_INIT
+	/* Harness self-test: an init that "succeeds" without creating the interface. */
+	return 0;
+#endif
 	return register_pernet_subsys(&addrsel_net_ops);
 }
 
 static void __exit addrsel_exit(void)
 {
+#ifndef ADDRSEL_FAULT_SKIP_INIT
 	unregister_pernet_subsys(&addrsel_net_ops);
+#endif
 }
 
 module_init(addrsel_init);
