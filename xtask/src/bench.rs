@@ -32,14 +32,14 @@ fn vm_rounds(
     let mut boots = Vec::new();
     let mut totals = Vec::new();
     for _ in 0..rounds {
-        let run = addrsel_runner::linux_vm::run(def, &scenarios[..1], &dir, Duration::from_secs(300), &quiet);
+        let run = addrsel_runner::linux_vm::run(def, &scenarios[..1], &dir, Duration::from_secs(300), false, &quiet);
         if let Some(e) = run.not_run.or(run.error) {
             return Err(e);
         }
         boots.push(run.boot.unwrap_or_default().as_secs_f64());
         totals.push(run.total.as_secs_f64());
     }
-    let full = addrsel_runner::linux_vm::run(def, scenarios, &dir, Duration::from_secs(300), &quiet);
+    let full = addrsel_runner::linux_vm::run(def, scenarios, &dir, Duration::from_secs(300), false, &quiet);
     let per: Vec<f64> = full.scenarios.iter().map(|s| s.millis as f64).collect();
     Ok((median(boots), median(totals), median(per)))
 }

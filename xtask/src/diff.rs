@@ -62,7 +62,7 @@ fn observe(
     let progress = move |target: &str, scenario: &str, done: usize, total: usize, _: Duration| {
         eprintln!("  [{target} {label}] {done}/{total} {scenario}");
     };
-    let run = targets::run(t, set, &dir, Duration::from_secs(600), &progress);
+    let run = targets::run(t, set, &dir, Duration::from_secs(600), false, &progress);
     if let Some(why) = run.not_run.or(run.error) {
         return Err(why);
     }

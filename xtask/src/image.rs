@@ -43,9 +43,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                     let kernel =
                         lock.package.iter().find(|p| p.name.starts_with("linux-image-") && p.name != def.kernel);
                     println!(
-                        "{}: {} packages locked in {}{}",
+                        "{}: {} packages and a {}-package module build root locked in {}{}",
                         def.name,
                         lock.package.len(),
+                        lock.build_root.len(),
                         path.display(),
                         kernel.map_or(String::new(), |k| format!(" (kernel {} {})", k.name, k.version))
                     );
@@ -58,18 +59,21 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
         match debian::load_lock(def) {
             Ok(lock) => {
+                let all: Vec<_> = lock.package.iter().chain(&lock.build_root).cloned().collect();
                 if args.fetch
-                    && let Err(e) = debian::fetch_packages(&lock, &progress)
+                    && let Err(e) = debian::fetch_packages(&all, &progress)
                 {
                     eprintln!("error: {}: {e}", def.name);
                     return Ok(exit::NOT_RUN);
                 }
-                let total: u64 = lock.package.iter().map(|p| p.size).sum();
+                let size = |ps: &[debian::LockedPackage]| ps.iter().map(|p| p.size).sum::<u64>() >> 20;
                 println!(
-                    "{:<24} {} packages pinned, {} MB: {}",
+                    "{:<24} {} packages pinned, {} MB; module build root {} packages, {} MB: {}",
                     def.name,
                     lock.package.len(),
-                    total >> 20,
+                    size(&lock.package),
+                    lock.build_root.len(),
+                    size(&lock.build_root),
                     def.description
                 );
             }

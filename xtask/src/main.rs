@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod codegen;
 mod diff;
 mod explain;
 mod image;
+mod kmod;
 mod matrix;
 mod report;
 mod test;
@@ -33,6 +35,9 @@ enum Command {
     Bench(bench::Args),
     /// Guest images: pin package versions from signed indexes, fetch and verify downloads.
     Image(image::Args),
+    /// The test kernel modules: build one for a target, verify a module file.
+    #[command(subcommand)]
+    Kmod(kmod::Command),
     /// Work with matrix results.
     #[command(subcommand)]
     Report(report::Command),
@@ -40,6 +45,8 @@ enum Command {
     Diff(diff::Args),
     /// Print the commands that configure a scenario on an OS, as a shell script.
     Repro(explain::ReproArgs),
+    /// Generate the agent's Rust types for the kernel module ABI from its C header (bindgen).
+    Codegen(codegen::Args),
     /// Run every check CI runs: formatting, lints, unit and integration tests, real targets.
     Test(test::Args),
 }
@@ -66,7 +73,9 @@ fn main() -> ExitCode {
         Command::Report(c) => report::run(c),
         Command::Bench(a) => bench::run(a),
         Command::Image(a) => image::run(a),
+        Command::Kmod(c) => kmod::run(c),
         Command::Test(a) => test::run(a),
+        Command::Codegen(a) => codegen::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -29,6 +29,11 @@ pub struct Args {
     /// VM acceleration: kvm or tcg (default: KVM when a probe guest proves it works, else TCG).
     #[arg(long, value_parser = ["kvm", "tcg"])]
     accel: Option<String>,
+    /// Do not build and load the test kernel module in the VM targets (by default it is
+    /// built with each kernel's own compiler, loaded at boot and asked for every connect
+    /// probe, its answer reported next to the socket's).
+    #[arg(long)]
+    no_kmod: bool,
     /// Deadline per target, in seconds.
     #[arg(long, default_value_t = 600)]
     deadline: u64,
@@ -160,6 +165,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             addrsel_runner::Snapshots::Compare
         },
         deadline: Duration::from_secs(args.deadline),
+        kmod: !args.no_kmod,
     };
     let progress = |target: &str, scenario: &str, done: usize, total: usize, elapsed: Duration| {
         eprintln!("  [{target}] {done}/{total} {scenario} ({:.1} s)", elapsed.as_secs_f64());

@@ -30,6 +30,15 @@ fn step(name: &str, cmd: &mut Command) -> anyhow::Result<bool> {
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let c = cargo();
+    eprintln!("==> tools the tests need");
+    match addrsel_runner::toolchain::test_prerequisites() {
+        Ok(installed) if installed.is_empty() => eprintln!("    all present"),
+        Ok(installed) => eprintln!("    installed {}", installed.join(", ")),
+        Err(e) => {
+            eprintln!("    missing: {e}");
+            return Ok(exit::NOT_RUN);
+        }
+    }
     let steps: Vec<(&str, Vec<&str>)> = vec![
         ("cargo fmt --check", vec!["fmt", "--all", "--", "--check"]),
         ("cargo clippy -D warnings", vec!["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"]),

@@ -99,3 +99,47 @@ fn corrupted_cached_package_is_fetched_again() {
     assert!(data.len() > 1000 && data.starts_with(b"!<arch>"));
     no_qemu_left();
 }
+
+#[test]
+fn kernel_module_answers_next_to_the_socket_and_differences_are_reported() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let json = std::env::temp_dir().join(format!("addrsel-kmod-{}.json", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .current_dir(&root)
+        .args(["matrix", "--targets", "linux-bookworm-amd64", "--no-snapshots", "--json"])
+        .arg(&json)
+        .arg("--scenarios")
+        .arg(root.join("harness/scenarios/link-local-needs-zone.toml"))
+        .arg(root.join("harness/scenarios/v4-via-v6-route.toml"))
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("kernel module: loaded; /proc/net/addrsel answers"), "{t}");
+    // A link-local destination without a zone: the kernel's route lookup and source
+    // selection find an answer, the socket layer refuses the connect (no scope id).
+    assert!(
+        t.contains("link-local-needs-zone on linux-bookworm-amd64, probe without-zone: module fe80::10, socket EINVAL"),
+        "{t}"
+    );
+    let cells: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let v4 = cells.as_array().unwrap().iter().find(|c| c["scenario"] == "v4-via-v6-route").unwrap();
+    for r in v4["results"].as_array().unwrap().iter().filter(|r| r["kind"] == "connect") {
+        assert_eq!(r["kernel"]["source"], r["source"], "module and socket agree over a v4-via-v6 route: {r}");
+    }
+    let _ = std::fs::remove_file(&json);
+    no_qemu_left();
+}
+
+#[test]
+fn module_whose_init_does_not_run_fails_the_target() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let out = matrix(&[("ADDRSEL_KMOD_FAULT", "skip-init")], &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("kernel module NOT READY: module loaded but its init did not run"), "{t}");
+    // The socket answers are still compared.
+    assert!(t.lines().any(|l| l.starts_with("v4-via-v6-route") && l.contains("agree")), "{t}");
+    no_qemu_left();
+}

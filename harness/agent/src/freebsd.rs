@@ -89,7 +89,7 @@ fn apply(inst: &mut Instance, step: &Step) -> Result<(), String> {
     }
 }
 
-pub fn run_plan(plan: &Plan, target: &str) -> (Report, Option<String>) {
+pub fn run_plan(plan: &Plan, target: &str, kmod: bool) -> (Report, Option<String>) {
     let mut report = Report { scenario: plan.scenario.clone(), target: target.to_string(), results: vec![] };
     if !plan.unsupported.is_empty() {
         let reason = plan.unsupported.join("; ");
@@ -115,7 +115,11 @@ pub fn run_plan(plan: &Plan, target: &str) -> (Report, Option<String>) {
     if error.is_none() {
         let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default();
         let probes = serde_json::to_string(&plan.probes).expect("serialisable");
-        match run_cmd(&["jexec".into(), inst.vars["jail"].clone(), exe, "probe".into()], Some(&probes)) {
+        let mut argv = vec!["jexec".into(), inst.vars["jail"].clone(), exe, "probe".into()];
+        if kmod {
+            argv.push("--kmod".into());
+        }
+        match run_cmd(&argv, Some(&probes)) {
             Ok(text) => match serde_json::from_str(&text) {
                 Ok(results) => report.results = results,
                 Err(e) => error = Some(format!("probes answered badly: {e}")),

@@ -31,24 +31,31 @@ fn cmdline_value(key: &str) -> Option<String> {
     cmdline.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}=")).map(String::from))
 }
 
+/// Loads a module file; a module already there is fine.
+fn load_module(path: &str) -> Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open module {path}: {e}"))?;
+    // SAFETY: finit_module(2) with an open module file and empty parameters.
+    let rc = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), c"".as_ptr(), 0) };
+    let err = std::io::Error::last_os_error();
+    if rc != 0 && err.raw_os_error() != Some(libc::EEXIST) {
+        return Err(format!("loading {path} failed: {err}"));
+    }
+    Ok(())
+}
+
+/// The image's modules (/etc/addrsel/modules), then the test module when this boot carries
+/// one (/etc/addrsel/kmod); why that failed is left for the agent's facts.
 fn load_modules() {
     let list = std::fs::read_to_string("/etc/addrsel/modules").unwrap_or_default();
     for path in list.lines().filter(|l| !l.is_empty()) {
-        let file = match std::fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) => {
-                log(&format!("cannot open module {path}: {e}"));
-                continue;
-            }
-        };
-        // SAFETY: finit_module(2) with an open module file and empty parameters.
-        let rc = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), c"".as_ptr(), 0) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EEXIST) {
-                log(&format!("loading {path} failed: {err}"));
-            }
+        if let Err(e) = load_module(path) {
+            log(&e);
         }
+    }
+    let Ok(kmod) = std::fs::read_to_string("/etc/addrsel/kmod") else { return };
+    if let Err(e) = load_module(kmod.trim()) {
+        log(&e);
+        let _ = std::fs::write(crate::kmod::LOAD_ERROR_FILE, &e);
     }
 }
 
@@ -105,7 +112,7 @@ fn worker(out: &Path) -> ! {
         let _ = writeln!(port, "{}", serde_json::to_string(m).expect("serialisable"));
         let _ = port.flush();
     };
-    emit(&mut port, &AgentMessage::Facts(crate::facts()));
+    emit(&mut port, &AgentMessage::Facts(crate::facts_for(&input)));
     for (i, plan) in input.plans.iter().enumerate() {
         if i == 1 {
             match fault.as_deref() {
@@ -120,7 +127,7 @@ fn worker(out: &Path) -> ! {
             }
         }
         let start = Instant::now();
-        let (report, setup_error) = crate::linux::run_plan(plan, &input.target);
+        let (report, setup_error) = crate::linux::run_plan(plan, &input.target, input.kmod);
         let millis = start.elapsed().as_millis() as u64;
         emit(&mut port, &AgentMessage::Scenario { report, setup_error, millis });
         reap_strays();

@@ -33,7 +33,7 @@ pub fn die_with_parent() {
 }
 
 /// Runs one plan in fresh namespaces; returns the report and the setup error, if any.
-pub fn run_plan(plan: &Plan, target: &str) -> (Report, Option<String>) {
+pub fn run_plan(plan: &Plan, target: &str, kmod: bool) -> (Report, Option<String>) {
     let empty = |error: String| {
         (Report { scenario: plan.scenario.clone(), target: target.to_string(), results: vec![] }, Some(error))
     };
@@ -46,7 +46,7 @@ pub fn run_plan(plan: &Plan, target: &str) -> (Report, Option<String>) {
         Err(e) => empty(format!("fork: {e}")),
         Ok(ForkResult::Child) => {
             drop(reader);
-            let answer = scenario_child(plan, target);
+            let answer = scenario_child(plan, target, kmod);
             let mut w = std::fs::File::from(writer);
             let _ = w.write_all(serde_json::to_string(&answer).unwrap_or_default().as_bytes());
             drop(w);
@@ -102,7 +102,7 @@ fn read_with_deadline(reader: OwnedFd, child: Pid, deadline: Duration) -> Result
 }
 
 /// Everything inside the forked scenario process.
-fn scenario_child(plan: &Plan, target: &str) -> (Report, Option<String>) {
+fn scenario_child(plan: &Plan, target: &str, kmod: bool) -> (Report, Option<String>) {
     die_with_parent();
     let mut report = Report { scenario: plan.scenario.clone(), target: target.to_string(), results: vec![] };
     if !plan.unsupported.is_empty() {
@@ -137,7 +137,8 @@ fn scenario_child(plan: &Plan, target: &str) -> (Report, Option<String>) {
     if crate::fault("panic-in-scenario") == Some(plan.scenario.as_str()) {
         panic!("fault injected after setting up {}", plan.scenario);
     }
-    report.results = plan.probes.iter().map(|p| ProbeResult { probe: p.id.clone(), outcome: probe::run(p) }).collect();
+    report.results =
+        plan.probes.iter().map(|p| ProbeResult { probe: p.id.clone(), outcome: probe::run(p, kmod) }).collect();
     (report, None)
 }
 

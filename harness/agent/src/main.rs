@@ -4,7 +4,7 @@
 //! Usage:
 //!   addrsel-agent run  < input.json     run an AgentInput, print AgentMessages
 //!   addrsel-agent run --framed < ...    the same, framed for a shared serial console
-//!   addrsel-agent probe < probes.json   run probes in the current namespace (FreeBSD jails)
+//!   addrsel-agent probe [--kmod] < ...  run probes in the current namespace (FreeBSD jails)
 //!   addrsel-agent check                 can scenarios run here? (exit 0 = yes)
 //!   addrsel-agent facts                 print the Facts message
 
@@ -18,6 +18,10 @@ use addrsel_model::protocol::{AgentInput, AgentMessage, Facts};
 mod freebsd;
 #[cfg(target_os = "linux")]
 mod init;
+mod kmod;
+#[allow(non_camel_case_types)]
+#[rustfmt::skip]
+mod kmod_abi;
 #[cfg(target_os = "linux")]
 mod linux;
 mod probe;
@@ -30,7 +34,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("run") => run(args.get(1).is_some_and(|a| a == "--framed")),
-        Some("probe") => probe_here(),
+        Some("probe") => probe_here(args.get(1).is_some_and(|a| a == "--kmod")),
         Some("check") => check(),
         Some("facts") => {
             emit(&mut std::io::stdout(), &AgentMessage::Facts(facts()));
@@ -91,13 +95,13 @@ fn run(framed: bool) -> ExitCode {
         }
     };
     let mut out = std::io::stdout();
-    emit(&mut out, &AgentMessage::Facts(facts()));
+    emit(&mut out, &AgentMessage::Facts(facts_for(&input)));
     for plan in &input.plans {
         if fault("abort-agent") == Some(plan.scenario.as_str()) {
             std::process::abort();
         }
         let start = Instant::now();
-        let (report, setup_error) = run_plan(plan, &input.target);
+        let (report, setup_error) = run_plan(plan, &input.target, input.kmod);
         let millis = start.elapsed().as_millis() as u64;
         emit(&mut out, &AgentMessage::Scenario { report, setup_error, millis });
     }
@@ -106,17 +110,26 @@ fn run(framed: bool) -> ExitCode {
 }
 
 #[cfg(target_os = "linux")]
-fn run_plan(plan: &addrsel_model::plan::Plan, target: &str) -> (addrsel_model::results::Report, Option<String>) {
-    linux::run_plan(plan, target)
+fn run_plan(
+    plan: &addrsel_model::plan::Plan,
+    target: &str,
+    kmod: bool,
+) -> (addrsel_model::results::Report, Option<String>) {
+    linux::run_plan(plan, target, kmod)
 }
 
 #[cfg(target_os = "freebsd")]
-fn run_plan(plan: &addrsel_model::plan::Plan, target: &str) -> (addrsel_model::results::Report, Option<String>) {
-    freebsd::run_plan(plan, target)
+fn run_plan(
+    plan: &addrsel_model::plan::Plan,
+    target: &str,
+    kmod: bool,
+) -> (addrsel_model::results::Report, Option<String>) {
+    freebsd::run_plan(plan, target, kmod)
 }
 
-/// Runs probes where the agent stands (used inside a FreeBSD jail).
-fn probe_here() -> ExitCode {
+/// Runs probes where the agent stands (used inside a FreeBSD jail); `probe --kmod` also asks
+/// the test kernel module.
+fn probe_here(kmod: bool) -> ExitCode {
     let probes: Vec<addrsel_model::Probe> = match read_stdin() {
         Ok(p) => p,
         Err(e) => {
@@ -126,7 +139,7 @@ fn probe_here() -> ExitCode {
     };
     let results: Vec<addrsel_model::results::ProbeResult> = probes
         .iter()
-        .map(|p| addrsel_model::results::ProbeResult { probe: p.id.clone(), outcome: probe::run(p) })
+        .map(|p| addrsel_model::results::ProbeResult { probe: p.id.clone(), outcome: probe::run(p, kmod) })
         .collect();
     println!("{}", serde_json::to_string(&results).expect("serialisable"));
     ExitCode::SUCCESS
@@ -149,6 +162,11 @@ fn check() -> ExitCode {
     }
 }
 
+/// The facts, with the kernel module's state when the input asks for the module.
+pub(crate) fn facts_for(input: &AgentInput) -> Facts {
+    Facts { kmod: input.kmod.then(kmod::status), ..facts() }
+}
+
 pub(crate) fn facts() -> Facts {
     let uts = nix::sys::utsname::uname().ok();
     let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
@@ -163,6 +181,7 @@ pub(crate) fn facts() -> Facts {
         glibc: probe::glibc_version(),
         mip6,
         kernel_config,
+        kmod: None,
     }
 }
 

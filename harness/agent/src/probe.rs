@@ -8,7 +8,7 @@ use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use addrsel_model::results::Outcome;
+use addrsel_model::results::{KernelAnswer, Outcome};
 use addrsel_model::{Probe, ProbeKind, SourcePreference};
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage};
 use nix::sys::wait::{WaitStatus, waitpid};
@@ -17,15 +17,21 @@ use nix::unistd::{ForkResult, fork, pipe};
 /// Port used for connect probes; a UDP connect sends nothing.
 const PROBE_PORT: u16 = 9;
 
-pub fn run(p: &Probe) -> Outcome {
+/// Runs a probe; `ask_kmod`: also ask the test kernel module for connect probes.
+pub fn run(p: &Probe, ask_kmod: bool) -> Outcome {
     match &p.kind {
         ProbeKind::Connect { dst, zone } => {
             let text = p.kind.dst_text().unwrap_or_default();
-            match connect(*dst, zone.as_deref(), &p.prefer) {
-                Ok(Ok(source)) => Outcome::Connect { dst: text, source: Some(source), error: None, kernel: None },
-                Ok(Err(errno)) => Outcome::Connect { dst: text, source: None, error: Some(errno), kernel: None },
-                Err(unsupported) => Outcome::Unsupported { reason: unsupported },
-            }
+            let (source, error) = match connect(*dst, zone.as_deref(), &p.prefer) {
+                Ok(Ok(source)) => (Some(source), None),
+                Ok(Err(errno)) => (None, Some(errno)),
+                Err(unsupported) => return Outcome::Unsupported { reason: unsupported },
+            };
+            let kernel = ask_kmod.then(|| match zone.as_deref().map_or(Ok(0), nix::net::if_::if_nametoindex) {
+                Ok(ifindex) => crate::kmod::kernel_answer(*dst, ifindex, &p.prefer),
+                Err(e) => KernelAnswer { source: None, error: Some(errno_name(e)) },
+            });
+            Outcome::Connect { dst: text, source, error, kernel }
         }
         ProbeKind::Resolve { name } => {
             let (order, error) = resolve(name);

@@ -28,6 +28,18 @@ pub struct Facts {
     pub mip6: Option<bool>,
     /// Where the kernel config came from (or why it could not be read).
     pub kernel_config: String,
+    /// The test kernel module, when the run asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kmod: Option<KmodStatus>,
+}
+
+/// Whether the test kernel module can answer, and if not why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KmodStatus {
+    /// Loaded and its interface exists (its init ran).
+    pub ready: bool,
+    /// What was found: `/proc/net/addrsel answers`, `module loaded but its init did not run`, ...
+    pub detail: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,8 +24,11 @@ pub struct ImageDef {
     pub kernel: String,
     /// Userland packages; their shared-library dependencies are locked too.
     pub packages: Vec<String>,
-    /// Kernel modules to load at boot (dependencies are resolved from modules.dep).
+    /// Kernel modules to load at boot (dependencies come from each module's .modinfo).
     pub modules: Vec<String>,
+    /// Packages to build the test module against this kernel (headers, build scripts).
+    #[serde(default)]
+    pub kmod_build: Vec<String>,
     /// Kernel command line.
     pub cmdline: String,
     pub qemu: QemuDef,
@@ -49,8 +52,20 @@ pub struct QemuDef {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lock {
     pub image: String,
+    /// The architecture of the module build root: the build machine's ([`BUILD_ARCH`]) for
+    /// native and cross builds, the image's when its compiler only exists natively and runs
+    /// under user-mode emulation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_root_arch: Option<String>,
     pub generated_from: Vec<LockedIndex>,
     pub package: Vec<LockedPackage>,
+    /// The build machine's packages that build the test module for this kernel: the
+    /// kernel's own compiler, make and a shell, and the kernel's build scripts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub build_root: Vec<LockedPackage>,
+    /// qemu-user-static for the build machine, when the build root is emulated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulator: Option<LockedPackage>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,70 +268,203 @@ pub fn keyring() -> Result<PathBuf, String> {
     }
 }
 
-/// Resolves the image's packages and their shared-library dependencies to the newest
-/// versions in its suites, from indexes whose signatures were verified.
-pub fn resolve_lock(def: &ImageDef, progress: &dyn Fn(&str)) -> Result<Lock, String> {
-    let keyring = keyring()?;
-    let mut indexes = Vec::new();
-    let mut all: HashMap<String, Vec<Stanza>> = HashMap::new();
-    for (mirror, suite) in &def.suites {
-        let url = format!("{mirror}/dists/{suite}/InRelease");
-        progress(&format!("verifying {url}"));
-        let (inrelease, sha) = verified_inrelease(&url, &keyring)?;
-        indexes.push(LockedIndex { url: url.clone(), sha256: sha });
-        let rel = format!("main/binary-{}/Packages.xz", def.arch);
-        let want = listed_sha256(&inrelease, &rel).ok_or_else(|| format!("{url} does not list {rel}"))?;
-        let purl = format!("{mirror}/dists/{suite}/{rel}");
-        progress(&format!("reading {purl}"));
-        let packed = fetch::get(&purl).map_err(|e| e.to_string())?;
-        let got = fetch::sha256_hex(&packed);
-        if got != want {
-            return Err(format!("{purl}: sha256 {got} is not the {want} the signed InRelease lists"));
+/// The packages of some suites for one architecture, from indexes whose signatures were
+/// verified: every version of every package, and who provides which virtual package.
+struct Index {
+    packages: HashMap<String, Vec<Stanza>>,
+    provides: HashMap<String, Vec<String>>,
+}
+
+impl Index {
+    fn load(
+        suites: &[(String, String)],
+        arch: &str,
+        keyring: &Path,
+        indexes: &mut Vec<LockedIndex>,
+        progress: &dyn Fn(&str),
+    ) -> Result<Index, String> {
+        let mut packages: HashMap<String, Vec<Stanza>> = HashMap::new();
+        for (mirror, suite) in suites {
+            let url = format!("{mirror}/dists/{suite}/InRelease");
+            progress(&format!("verifying {url}"));
+            let (inrelease, sha) = verified_inrelease(&url, keyring)?;
+            if !indexes.iter().any(|i| i.url == url) {
+                indexes.push(LockedIndex { url: url.clone(), sha256: sha });
+            }
+            let rel = format!("main/binary-{arch}/Packages.xz");
+            let want = listed_sha256(&inrelease, &rel).ok_or_else(|| format!("{url} does not list {rel}"))?;
+            let purl = format!("{mirror}/dists/{suite}/{rel}");
+            progress(&format!("reading {purl}"));
+            let packed = fetch::get(&purl).map_err(|e| e.to_string())?;
+            let got = fetch::sha256_hex(&packed);
+            if got != want {
+                return Err(format!("{purl}: sha256 {got} is not the {want} the signed InRelease lists"));
+            }
+            for st in parse_stanzas(&decompress_xz(&packed)?, mirror) {
+                packages.entry(st.get("Package").to_string()).or_default().push(st);
+            }
         }
-        for st in parse_stanzas(&decompress_xz(&packed)?, mirror) {
-            all.entry(st.get("Package").to_string()).or_default().push(st);
-        }
-    }
-    let newest = |name: &str| -> Option<&Stanza> {
-        all.get(name)?.iter().max_by(|a, b| version_cmp(a.get("Version"), b.get("Version")))
-    };
-    let mut chosen: BTreeMap<String, &Stanza> = BTreeMap::new();
-    let mut queue: Vec<String> = std::iter::once(def.kernel.clone()).chain(def.packages.iter().cloned()).collect();
-    while let Some(name) = queue.pop() {
-        if chosen.contains_key(&name) {
-            continue;
-        }
-        let st = newest(&name).ok_or_else(|| format!("package {name} is not in {:?}", def.suites))?;
-        chosen.insert(name.clone(), st);
-        let deps = format!("{}, {}", st.get("Pre-Depends"), st.get("Depends"));
-        for group in deps.split(',').map(str::trim).filter(|g| !g.is_empty()) {
-            // The first alternative that is a real package; shared libraries (lib*, zlib1g,
-            // gcc-*-base) and the kernel image only: scripts and tools are not needed in the
-            // initramfs, and the ELF dependencies are checked when it is built.
-            let pick = group
-                .split('|')
-                .map(|alt| alt.split_whitespace().next().unwrap_or("").split(':').next().unwrap_or("").to_string())
-                .find(|n| newest(n).is_some());
-            if let Some(n) = pick {
-                let wanted =
-                    n.starts_with("lib") || n.starts_with("gcc-") || n == "zlib1g" || n.starts_with("linux-image-");
-                if wanted && !chosen.contains_key(&n) {
-                    queue.push(n);
+        let mut provides: HashMap<String, Vec<String>> = HashMap::new();
+        for (name, versions) in &packages {
+            for st in versions {
+                for p in st.get("Provides").split(',').filter_map(|p| p.split_whitespace().next()) {
+                    provides.entry(p.to_string()).or_default().push(name.clone());
                 }
             }
         }
+        for v in provides.values_mut() {
+            v.sort();
+            v.dedup();
+        }
+        Ok(Index { packages, provides })
     }
-    let package = chosen
-        .values()
-        .map(|st| LockedPackage {
-            name: st.get("Package").to_string(),
-            version: st.get("Version").to_string(),
-            url: format!("{}/{}", st.mirror, st.get("Filename")),
-            sha256: st.get("SHA256").to_string(),
-            size: st.get("Size").parse().unwrap_or(0),
-        })
+
+    fn newest(&self, name: &str) -> Option<&Stanza> {
+        self.packages.get(name)?.iter().max_by(|a, b| version_cmp(a.get("Version"), b.get("Version")))
+    }
+
+    /// The real package that satisfies `name`: itself, or its only provider.
+    fn real(&self, name: &str) -> Option<&str> {
+        if let Some((k, _)) = self.packages.get_key_value(name) {
+            return Some(k);
+        }
+        match self.provides.get(name).map(Vec::as_slice) {
+            Some([only]) => Some(only),
+            _ => None,
+        }
+    }
+
+    /// `roots` and the dependencies `follow` accepts, transitively, newest versions.
+    fn closure(&self, roots: &[String], follow: &dyn Fn(&str) -> bool, what: &str) -> Result<Vec<&Stanza>, String> {
+        let mut chosen: BTreeMap<String, &Stanza> = BTreeMap::new();
+        let mut queue: Vec<String> = roots.to_vec();
+        while let Some(name) = queue.pop() {
+            if chosen.contains_key(&name) {
+                continue;
+            }
+            let st = self.newest(&name).ok_or_else(|| format!("package {name} is not in the {what} index"))?;
+            chosen.insert(name.clone(), st);
+            let deps = format!("{}, {}", st.get("Pre-Depends"), st.get("Depends"));
+            for group in deps.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+                let alternatives: Vec<&str> = group
+                    .split('|')
+                    .map(|alt| alt.split_whitespace().next().unwrap_or("").split(':').next().unwrap_or(""))
+                    .collect();
+                // Already satisfied by a chosen package, else the first alternative that exists.
+                if alternatives.iter().any(|a| self.real(a).is_some_and(|r| chosen.contains_key(r))) {
+                    continue;
+                }
+                if let Some(n) = alternatives.iter().find_map(|a| self.real(a)).filter(|n| follow(n)) {
+                    queue.push(n.to_string());
+                }
+            }
+        }
+        Ok(chosen.into_values().collect())
+    }
+}
+
+fn locked(st: &Stanza) -> LockedPackage {
+    LockedPackage {
+        name: st.get("Package").to_string(),
+        version: st.get("Version").to_string(),
+        url: format!("{}/{}", st.mirror, st.get("Filename")),
+        sha256: st.get("SHA256").to_string(),
+        size: st.get("Size").parse().unwrap_or(0),
+    }
+}
+
+/// Dependencies worth following into the guest: shared libraries (lib*, zlib1g, gcc-N-base),
+/// the kernel image and its headers. Scripts and tools are not needed; the ELF dependencies
+/// of what goes into the initramfs are checked when it is built.
+fn followed_into_guest(name: &str) -> bool {
+    name.starts_with("lib")
+        || (name.starts_with("gcc-") && name.ends_with("-base"))
+        || name == "zlib1g"
+        || name.starts_with("linux-image-")
+        || name.starts_with("linux-headers-")
+}
+
+/// The architecture of the machines that build test modules (the build root's packages).
+pub const BUILD_ARCH: &str = "amd64";
+
+/// Resolves the image's packages and their dependencies to the newest versions in its
+/// suites, from indexes whose signatures were verified. With `kmod_build`, also the build
+/// root for the test module: the compiler the kernel was built with (read from the kernel's
+/// own config), make, a shell and the kernel's build scripts, for the build machine.
+pub fn resolve_lock(def: &ImageDef, progress: &dyn Fn(&str)) -> Result<Lock, String> {
+    let keyring = keyring()?;
+    let mut indexes = Vec::new();
+    let image_index = Index::load(&def.suites, &def.arch, &keyring, &mut indexes, progress)?;
+    let roots: Vec<String> = std::iter::once(def.kernel.clone())
+        .chain(def.packages.iter().cloned())
+        .chain(def.kmod_build.iter().cloned())
         .collect();
-    Ok(Lock { image: def.name.clone(), generated_from: indexes, package })
+    let image = image_index.closure(&roots, &followed_into_guest, &def.arch)?;
+    let package: Vec<LockedPackage> = image.iter().map(|st| locked(st)).collect();
+    let mut lock = Lock {
+        image: def.name.clone(),
+        build_root_arch: None,
+        generated_from: vec![],
+        package,
+        build_root: vec![],
+        emulator: None,
+    };
+    if !def.kmod_build.is_empty() {
+        let kbuild = image
+            .iter()
+            .flat_map(|st| st.get("Depends").split(','))
+            .filter_map(|d| d.split_whitespace().next())
+            .find(|d| d.starts_with("linux-kbuild-"))
+            .ok_or("the kernel headers do not depend on a linux-kbuild package")?
+            .to_string();
+        let config = kernel_config(def, &lock.package, progress)?;
+        let cc =
+            crate::linux_kmod::cc_version_text(&config).ok_or("the kernel config has no CONFIG_CC_VERSION_TEXT")?;
+        let build_index;
+        let (root_arch, toolchain, index) = if def.arch == BUILD_ARCH {
+            (BUILD_ARCH, crate::linux_kmod::Toolchain::for_kernel(&cc, &def.arch, BUILD_ARCH)?, &image_index)
+        } else {
+            build_index = Index::load(&def.suites, BUILD_ARCH, &keyring, &mut indexes, progress)?;
+            let cross = crate::linux_kmod::Toolchain::for_kernel(&cc, &def.arch, BUILD_ARCH)?;
+            let cross_version = build_index.newest(&cross.compiler_package).map(|st| st.get("Version").to_string());
+            if cross_version.as_deref().is_some_and(|v| crate::linux_kmod::same_debian_gcc(&cc, v)) {
+                (BUILD_ARCH, cross, &build_index)
+            } else {
+                progress(&format!(
+                    "{} is {}, not the kernel's `{cc}`: the build root is {} packages under user-mode emulation",
+                    cross.compiler_package,
+                    cross_version.as_deref().unwrap_or("missing"),
+                    def.arch
+                ));
+                let emulator = build_index.newest("qemu-user-static").ok_or("qemu-user-static is not in the index")?;
+                lock.emulator = Some(locked(emulator));
+                (def.arch.as_str(), crate::linux_kmod::Toolchain::for_kernel(&cc, &def.arch, &def.arch)?, &image_index)
+            }
+        };
+        progress(&format!("the kernel was built with `{cc}`: locking {} ({root_arch})", toolchain.packages.join(", ")));
+        let roots: Vec<String> = toolchain.packages.iter().cloned().chain([kbuild]).collect();
+        lock.build_root = index.closure(&roots, &|_| true, root_arch)?.iter().map(|st| locked(st)).collect();
+        lock.build_root_arch = Some(root_arch.to_string());
+    }
+    lock.generated_from = indexes;
+    Ok(lock)
+}
+
+/// The kernel's build configuration, from its package (downloaded and verified).
+fn kernel_config(def: &ImageDef, package: &[LockedPackage], progress: &dyn Fn(&str)) -> Result<String, String> {
+    let kernel: Vec<LockedPackage> =
+        package.iter().filter(|p| p.name.starts_with("linux-image-") && p.name != def.kernel).cloned().collect();
+    let (p, deb) =
+        fetch_packages(&kernel, progress).map_err(|e| e.to_string())?.pop().ok_or("no kernel image package")?;
+    let root = crate::deb::unpack(&deb, &p.sha256, &fetch::cache_dir().join("unpacked"))?;
+    let boot = root.join("boot");
+    let entries = std::fs::read_dir(&boot).map_err(|e| format!("{}: {e}", boot.display()))?;
+    let config = entries
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("config-")))
+        .ok_or("no config in the kernel package")?;
+    std::fs::read_to_string(&config).map_err(|e| format!("{}: {e}", config.display()))
 }
 
 pub fn write_lock(def: &ImageDef, lock: &Lock) -> Result<PathBuf, String> {
@@ -329,11 +477,14 @@ pub fn write_lock(def: &ImageDef, lock: &Lock) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-/// Every package of the lock as a verified file in the cache.
-pub fn fetch_packages(lock: &Lock, progress: &dyn Fn(&str)) -> Result<Vec<(LockedPackage, PathBuf)>, FetchError> {
+/// These packages as verified files in the cache.
+pub fn fetch_packages(
+    packages: &[LockedPackage],
+    progress: &dyn Fn(&str),
+) -> Result<Vec<(LockedPackage, PathBuf)>, FetchError> {
     let dir = fetch::cache_dir().join("debian");
     let mut out = Vec::new();
-    for p in &lock.package {
+    for p in packages {
         let name = format!("{}.deb", p.sha256);
         let notify = |why: &str| progress(&format!("{} {} ({} kB): {why}", p.name, p.version, p.size / 1024));
         out.push((p.clone(), fetch::fetch_verified(&p.url, &p.sha256, &dir, &name, &notify)?));

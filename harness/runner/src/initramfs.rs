@@ -13,13 +13,24 @@ use crate::cpio::{Entry, Writer};
 use crate::debian::{self, ImageDef, Lock};
 use crate::fetch;
 
+/// The guest's kernel, unpacked from its package.
+#[derive(Clone, Debug)]
+pub struct Kernel {
+    pub vmlinuz: PathBuf,
+    pub release: String,
+    /// Its build configuration (`/boot/config-*`).
+    pub config: String,
+    /// `CONFIG_IPV6_MIP6=y`.
+    pub mip6: bool,
+    /// The vermagic its modules carry (what it accepts).
+    pub vermagic: String,
+    pub modules_dir: PathBuf,
+}
+
 /// A guest ready to boot.
 #[derive(Clone, Debug)]
 pub struct Guest {
-    pub kernel: PathBuf,
-    pub release: String,
-    /// `CONFIG_IPV6_MIP6=y` in the kernel's config.
-    pub mip6: bool,
+    pub kernel: Kernel,
     /// The glibc version of the image (from the libc6 package).
     pub glibc: String,
     /// The cached base initramfs.
@@ -240,27 +251,18 @@ const ETC: &[(&str, &str)] = &[
 
 const BUSYBOX_APPLETS: &[&str] = &["sh", "getty", "login", "poweroff", "cat", "ls", "mount", "echo", "sleep"];
 
-/// Builds (or takes from the cache) the image's kernel and base initramfs.
-pub fn prepare(def: &ImageDef, lock: &Lock, agent: &Path, progress: &dyn Fn(&str)) -> Result<Guest, String> {
-    let pkgs = debian::fetch_packages(lock, progress).map_err(|e| e.to_string())?;
-    let unpack_dir = fetch::cache_dir().join("unpacked");
-    std::fs::create_dir_all(&unpack_dir).map_err(|e| e.to_string())?;
-    fetch::clean_stale_partials(&unpack_dir);
-    let mut tree = Tree::new();
-    let mut kernel_root = None;
-    let mut glibc = String::new();
-    for (p, deb) in &pkgs {
-        let root = crate::deb::unpack(deb, &p.sha256, &unpack_dir)?;
-        if p.name.starts_with("linux-image-") && p.name != def.kernel {
-            kernel_root = Some(root);
-        } else {
-            if p.name == "libc6" {
-                glibc = p.version.split('-').next().unwrap_or("").to_string();
-            }
-            tree.add_unpacked(&root);
-        }
-    }
-    let kroot = kernel_root.ok_or("the lock has no kernel image package")?;
+fn is_kernel_image(def: &ImageDef, name: &str) -> bool {
+    name.starts_with("linux-image-") && name != def.kernel
+}
+
+/// The image's kernel (downloaded, verified and unpacked once).
+pub fn kernel(def: &ImageDef, lock: &Lock, progress: &dyn Fn(&str)) -> Result<Kernel, String> {
+    let image: Vec<_> = lock.package.iter().filter(|p| is_kernel_image(def, &p.name)).cloned().collect();
+    let (p, deb) = debian::fetch_packages(&image, progress)
+        .map_err(|e| e.to_string())?
+        .pop()
+        .ok_or("the lock has no kernel image package")?;
+    let kroot = crate::deb::unpack(&deb, &p.sha256, &fetch::cache_dir().join("unpacked"))?;
     let boot = kroot.join("boot");
     let vmlinuz = std::fs::read_dir(&boot)
         .map_err(|e| format!("{}: {e}", boot.display()))?
@@ -277,6 +279,38 @@ pub fn prepare(def: &ImageDef, lock: &Lock, agent: &Path, progress: &dyn Fn(&str
         .map(|d| kroot.join(d).join(&release))
         .find(|d| d.exists())
         .ok_or("no modules directory in the kernel package")?;
+    let veth = module_order(&modules_dir, &["veth".to_string()])?;
+    let any = veth.first().ok_or("the kernel has no veth module")?;
+    let vermagic = crate::linux_kmod::kernel_vermagic(&read_module(&modules_dir.join(any))?)
+        .ok_or_else(|| format!("{any} has no vermagic"))?;
+    Ok(Kernel { vmlinuz, release, config, mip6, vermagic, modules_dir })
+}
+
+/// Builds (or takes from the cache) the image's kernel and base initramfs.
+pub fn prepare(def: &ImageDef, lock: &Lock, agent: &Path, progress: &dyn Fn(&str)) -> Result<Guest, String> {
+    let kernel = kernel(def, lock, progress)?;
+    // Headers are for building the test module, not for the guest.
+    let wanted: Vec<_> = lock
+        .package
+        .iter()
+        .filter(|p| !p.name.starts_with("linux-headers-") && !is_kernel_image(def, &p.name))
+        .cloned()
+        .collect();
+    let pkgs = debian::fetch_packages(&wanted, progress).map_err(|e| e.to_string())?;
+    let unpack_dir = fetch::cache_dir().join("unpacked");
+    std::fs::create_dir_all(&unpack_dir).map_err(|e| e.to_string())?;
+    fetch::clean_stale_partials(&unpack_dir);
+    let mut tree = Tree::new();
+    let mut glibc = String::new();
+    for (p, deb) in &pkgs {
+        let root = crate::deb::unpack(deb, &p.sha256, &unpack_dir)?;
+        if p.name == "libc6" {
+            glibc = p.version.split('-').next().unwrap_or("").to_string();
+        }
+        tree.add_unpacked(&root);
+    }
+    let release = kernel.release.clone();
+    let modules_dir = kernel.modules_dir.clone();
 
     let agent_bytes = std::fs::read(agent).map_err(|e| format!("{}: {e}", agent.display()))?;
     let key = fetch::sha256_hex(
@@ -290,7 +324,8 @@ pub fn prepare(def: &ImageDef, lock: &Lock, agent: &Path, progress: &dyn Fn(&str
         .as_bytes(),
     );
     let base = fetch::cache_dir().join("initramfs").join(format!("{}-{key}.cpio", def.name));
-    let guest = Guest { kernel: vmlinuz, release: release.clone(), mip6, glibc, base: base.clone() };
+    let order = module_order(&modules_dir, &def.modules)?;
+    let guest = Guest { kernel, glibc, base: base.clone() };
     if base.exists() {
         return Ok(guest);
     }
@@ -346,8 +381,6 @@ pub fn prepare(def: &ImageDef, lock: &Lock, agent: &Path, progress: &dyn Fn(&str
             elf_queue.push((path, std::fs::read(&f).map_err(|e| e.to_string())?));
         }
     }
-    let order = module_order(&modules_dir, &def.modules)?;
-
     let mut w = Writer::new();
     for d in [
         "dev",
@@ -407,7 +440,11 @@ pub fn prepare(def: &ImageDef, lock: &Lock, agent: &Path, progress: &dyn Fn(&str
     for (p, content) in ETC {
         w.add(Entry::File { path: p, data: content.as_bytes(), executable: false });
     }
-    w.add(Entry::File { path: &format!("boot/config-{release}"), data: config.as_bytes(), executable: false });
+    w.add(Entry::File {
+        path: &format!("boot/config-{release}"),
+        data: guest.kernel.config.as_bytes(),
+        executable: false,
+    });
     let bytes = w.finish();
     std::fs::create_dir_all(base.parent().expect("dir")).map_err(|e| e.to_string())?;
     let partial = base.with_extension(format!("partial.{}", std::process::id()));
@@ -416,10 +453,19 @@ pub fn prepare(def: &ImageDef, lock: &Lock, agent: &Path, progress: &dyn Fn(&str
     Ok(guest)
 }
 
-/// The per-run archive: the agent's input and the boot mode.
-pub fn run_archive(input_json: &[u8]) -> Vec<u8> {
+/// Where a boot's test module goes in the guest.
+pub const KMOD_PATH: &str = "etc/addrsel/addrsel_kmod.ko";
+
+/// The per-run archive: the agent's input, and the test module when there is one (the init
+/// loads it after the image's modules).
+pub fn run_archive(input_json: &[u8], kmod: Option<&[u8]>) -> Vec<u8> {
     let mut w = Writer::new();
     w.add(Entry::File { path: "etc/addrsel/input.json", data: input_json, executable: false });
+    let listed = format!("/{KMOD_PATH}\n");
+    if let Some(ko) = kmod {
+        w.add(Entry::File { path: KMOD_PATH, data: ko, executable: false });
+        w.add(Entry::File { path: "etc/addrsel/kmod", data: listed.as_bytes(), executable: false });
+    }
     w.finish()
 }
 

@@ -9,6 +9,8 @@ pub mod debian;
 pub mod fetch;
 pub mod host;
 pub mod initramfs;
+pub mod kmod;
+pub mod linux_kmod;
 pub mod linux_vm;
 pub mod matrix;
 pub mod qemu;
@@ -31,6 +33,8 @@ pub struct Options {
     pub snapshots: Snapshots,
     /// Per-target deadline.
     pub deadline: Duration,
+    /// Load the test kernel module in the VM targets and ask it for every connect probe.
+    pub kmod: bool,
 }
 
 /// What to do with snapshots.
@@ -68,7 +72,7 @@ pub fn run_matrix(opts: &Options, progress: &target::Progress) -> MatrixResult {
                         let next = queue.lock().expect("queue").pop();
                         let Some(i) = next else { break };
                         let t = &opts.targets[i];
-                        mine.push((i, targets::run(t, &opts.scenarios, &dir, opts.deadline, progress)));
+                        mine.push((i, targets::run(t, &opts.scenarios, &dir, opts.deadline, opts.kmod, progress)));
                     }
                     mine
                 })

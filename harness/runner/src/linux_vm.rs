@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use addrsel_model::plan;
-use addrsel_model::protocol::{AgentInput, AgentMessage};
+use addrsel_model::protocol::{AgentInput, AgentMessage, KmodStatus};
 
 use crate::corpus::Loaded;
 use crate::debian::ImageDef;
@@ -53,7 +53,7 @@ pub fn spec(def: &ImageDef, guest: &Guest, initrd: &Path, results: Option<&Path>
         cpu: def.qemu.cpu.clone(),
         memory_mb: def.qemu.memory_mb,
         accel,
-        kernel: Some(guest.kernel.clone()),
+        kernel: Some(guest.kernel.vmlinuz.clone()),
         initrd: Some(initrd.to_path_buf()),
         append: Some(match (results, def.qemu.results) {
             (Some(_), crate::qemu::Channel::Serial) => cmdline(def, &format!("{extra} addrsel.results=ttyS1")),
@@ -84,7 +84,25 @@ pub fn write_initrd(guest: &Guest, path: &Path, extra: &[u8]) -> Result<(), Stri
     std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-pub fn run(def: &ImageDef, scenarios: &[Loaded], dir: &Path, deadline: Duration, progress: &Progress) -> TargetRun {
+/// The test module for this guest, built and verified: `Err` says why there is none.
+/// `ADDRSEL_KMOD_FAULT=skip-init` builds a broken one (the harness's own tests).
+pub fn test_module(def: &ImageDef, guest: &Guest, log: &dyn Fn(&str)) -> Result<Vec<u8>, String> {
+    let lock = crate::debian::load_lock(def)?;
+    let fault = std::env::var("ADDRSEL_KMOD_FAULT").ok();
+    let ko = crate::linux_kmod::build(def, &lock, &guest.kernel, fault.as_deref(), log)?;
+    std::fs::read(&ko).map_err(|e| format!("{}: {e}", ko.display()))
+}
+
+/// Boots the guest once and runs every scenario; with `kmod`, the test module is built,
+/// loaded at boot and asked for every connect probe.
+pub fn run(
+    def: &ImageDef,
+    scenarios: &[Loaded],
+    dir: &Path,
+    deadline: Duration,
+    kmod: bool,
+    progress: &Progress,
+) -> TargetRun {
     let name = def.name.as_str();
     let mut run = TargetRun::new(name);
     let log = |m: &str| eprintln!("  [{name}] {m}");
@@ -92,6 +110,16 @@ pub fn run(def: &ImageDef, scenarios: &[Loaded], dir: &Path, deadline: Duration,
         Ok(x) => x,
         Err(e) => return run.not_run(e),
     };
+    let module = match kmod.then(|| test_module(def, &guest, &log)) {
+        None => None,
+        Some(Ok(m)) => Some(m),
+        Some(Err(e)) => {
+            log(&format!("test module: {e}"));
+            run.log.push(format!("test module not built: {e}"));
+            None
+        }
+    };
+    let kmod_error = run.log.last().filter(|_| kmod && module.is_none()).cloned();
     let (accel, why) = match accel_for(def, dir) {
         Ok(a) => a,
         Err(e) => return run.not_run(e),
@@ -100,18 +128,18 @@ pub fn run(def: &ImageDef, scenarios: &[Loaded], dir: &Path, deadline: Duration,
     let input = AgentInput {
         target: name.into(),
         plans: scenarios.iter().map(|l| plan::linux(&l.scenario)).collect(),
-        kmod: false,
+        kmod: module.is_some(),
     };
     let initrd = dir.join(format!("{name}.initrd"));
     let results = dir.join(format!("{name}.results"));
     let console_log = dir.join(format!("{name}.console.log"));
     let json = serde_json::to_vec(&input).expect("serialisable");
-    if let Err(e) = write_initrd(&guest, &initrd, &initramfs::run_archive(&json)) {
+    if let Err(e) = write_initrd(&guest, &initrd, &initramfs::run_archive(&json, module.as_deref())) {
         return run.not_run(e);
     }
     let _ = std::fs::write(&results, b"");
     let s = spec(def, &guest, &initrd, Some(&results), accel, "");
-    log(&format!("booting ({}, kernel {})", accel.word(), guest.release));
+    log(&format!("booting ({}, kernel {})", accel.word(), guest.kernel.release));
     let mut vm = match Vm::start(&binary, &s, &console_log, false) {
         Ok(v) => v,
         Err(e) => {
@@ -129,7 +157,10 @@ pub fn run(def: &ImageDef, scenarios: &[Loaded], dir: &Path, deadline: Duration,
     for line in text.lines() {
         match serde_json::from_str::<AgentMessage>(line) {
             Ok(AgentMessage::Facts(mut f)) => {
-                f.mip6 = f.mip6.or(Some(guest.mip6));
+                f.mip6 = f.mip6.or(Some(guest.kernel.mip6));
+                if let Some(e) = &kmod_error {
+                    f.kmod = Some(KmodStatus { ready: false, detail: e.clone() });
+                }
                 run.facts = Some(f);
             }
             Ok(AgentMessage::Scenario { report, setup_error, millis }) => {
@@ -181,7 +212,7 @@ pub fn console_session(
         kmod: false,
     };
     let initrd = dir.join(format!("{}-console.initrd", def.name));
-    write_initrd(&guest, &initrd, &initramfs::run_archive(&serde_json::to_vec(&input).expect("serialisable")))?;
+    write_initrd(&guest, &initrd, &initramfs::run_archive(&serde_json::to_vec(&input).expect("serialisable"), None))?;
     let s = spec(def, &guest, &initrd, None, accel, "addrsel.mode=console-login");
     let result = Vm::start(&binary, &s, &dir.join(format!("{}-console.log", def.name)), true).and_then(|mut vm| {
         let end = std::time::Instant::now() + deadline;

@@ -418,9 +418,7 @@ mod tests {
     /// be KVM's.
     #[test]
     fn probe_kernel_runs_under_tcg() {
-        let Ok(qemu) = find_binary("qemu-system-x86_64") else {
-            panic!("qemu-system-x86_64 is needed (apt-get install qemu-system-x86)")
-        };
+        let qemu = crate::toolchain::qemu("qemu-system-x86_64").unwrap_or_else(|e| panic!("{e}"));
         let dir = std::env::temp_dir().join(format!("addrsel-probe-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let k = dir.join("probe.mb");

@@ -6,6 +6,8 @@ use std::time::Duration;
 use addrsel_model::protocol::Facts;
 use serde::{Deserialize, Serialize};
 
+use addrsel_model::results::Outcome;
+
 use crate::matrix::{Cell, CellStatus};
 use crate::snapshot::{self, SnapshotState};
 
@@ -32,9 +34,84 @@ impl MatrixResult {
         self.cells.iter().find(|c| c.scenario == scenario && c.target == target)
     }
 
+    /// Failing cells, plus targets that broke off or whose kernel module was asked for
+    /// but could not answer.
     pub fn failures(&self) -> usize {
-        self.cells.iter().filter(|c| c.status.is_failure()).count()
+        self.cells.iter().filter(|c| c.status.is_failure()).count() + self.target_problems().len()
     }
+
+    /// (target, problem) for every target that broke off or whose module is not ready.
+    pub fn target_problems(&self) -> Vec<(&str, String)> {
+        let mut out = Vec::new();
+        for t in &self.targets {
+            if let Some(e) = &t.error {
+                out.push((t.name.as_str(), format!("stopped early: {e}")));
+            }
+            if let Some(k) = t.facts.as_ref().and_then(|f| f.kmod.as_ref()).filter(|k| !k.ready) {
+                out.push((t.name.as_str(), format!("kernel module: {}", k.detail)));
+            }
+        }
+        out
+    }
+
+    /// Connect probes the kernel module was asked about: (asked, those where its answer
+    /// differs from the socket's as (scenario, target, probe, module, socket)).
+    pub fn kmod_answers(&self) -> (usize, Vec<KmodDifference>) {
+        let mut asked = 0;
+        let mut differ = Vec::new();
+        for c in &self.cells {
+            for r in &c.results {
+                if let Outcome::Connect { source, error, kernel: Some(k), .. } = &r.observed.outcome {
+                    asked += 1;
+                    if (&k.source, &k.error) != (source, error) {
+                        let word = |s: &Option<std::net::IpAddr>, e: &Option<String>| {
+                            s.map_or_else(|| e.clone().unwrap_or_default(), |a| a.to_string())
+                        };
+                        differ.push(KmodDifference {
+                            scenario: c.scenario.clone(),
+                            target: c.target.clone(),
+                            probe: r.observed.probe.clone(),
+                            module: word(&k.source, &k.error),
+                            socket: word(source, error),
+                        });
+                    }
+                }
+            }
+        }
+        (asked, differ)
+    }
+}
+
+/// A connect probe where the kernel module's answer is not the socket's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KmodDifference {
+    pub scenario: String,
+    pub target: String,
+    pub probe: String,
+    pub module: String,
+    pub socket: String,
+}
+
+/// The kernel-module section shared by the terminal and Markdown reports.
+fn kmod_section(m: &MatrixResult, bullet: &str) -> String {
+    let (asked, differ) = m.kmod_answers();
+    let mut out = String::new();
+    if asked == 0 {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "Kernel module: asked for {asked} connect probes; {} where its answer differs from the socket's",
+        differ.len()
+    );
+    for d in &differ {
+        let _ = writeln!(
+            out,
+            "{bullet}{} on {}, probe {}: module {}, socket {}",
+            d.scenario, d.target, d.probe, d.module, d.socket
+        );
+    }
+    out
 }
 
 fn median(v: &[u64]) -> u64 {
@@ -93,8 +170,16 @@ pub fn terminal(m: &MatrixResult) -> String {
                 if let Some(e) = err {
                     let _ = writeln!(out, "  stopped early: {e}");
                 }
+                if let Some(k) = t.facts.as_ref().and_then(|f| f.kmod.as_ref()) {
+                    let _ = writeln!(out, "  kernel module{}: {}", if k.ready { "" } else { " NOT READY" }, k.detail);
+                }
             }
         }
+    }
+    let kmod = kmod_section(m, "  ");
+    if !kmod.is_empty() {
+        out.push('\n');
+        out.push_str(&kmod);
     }
     let failures: Vec<&Cell> = m.cells.iter().filter(|c| c.status.is_failure()).collect();
     if !failures.is_empty() {
@@ -231,19 +316,29 @@ pub fn junit(m: &MatrixResult) -> String {
     let _ = writeln!(
         out,
         "<testsuites name=\"addrsel matrix\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{total_secs:.3}\">",
-        m.cells.len()
+        m.cells.len() + m.target_problems().len()
     );
     for t in &m.targets {
         let cells: Vec<&Cell> = m.cells.iter().filter(|c| c.target == t.name).collect();
-        let f = cells.iter().filter(|c| c.status.is_failure()).count();
+        let problems: Vec<String> =
+            m.target_problems().into_iter().filter(|(n, _)| *n == t.name).map(|(_, p)| p).collect();
+        let f = cells.iter().filter(|c| c.status.is_failure()).count() + problems.len();
         let s = cells.iter().filter(|c| matches!(c.status, CellStatus::NotRun | CellStatus::Unsupported)).count();
         let _ = writeln!(
             out,
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{f}\" errors=\"0\" skipped=\"{s}\" time=\"{:.3}\">",
             xml_escape(&t.name),
-            cells.len(),
+            cells.len() + problems.len(),
             t.total_ms as f64 / 1000.0
         );
+        for p in &problems {
+            let _ = writeln!(
+                out,
+                "    <testcase classname=\"{0}\" name=\"target\" time=\"0.000\">\n      <failure message=\"{1}\" type=\"TargetProblem\">{1}</failure>\n    </testcase>",
+                xml_escape(&t.name),
+                xml_escape(p)
+            );
+        }
         for c in cells {
             let time = c.millis.unwrap_or(0) as f64 / 1000.0;
             let _ = write!(
@@ -338,6 +433,13 @@ pub fn markdown(m: &MatrixResult) -> String {
         } else {
             let _ = writeln!(out, "- `{}`: {} scenarios in {}", t.name, t.scenario_ms.len(), secs(t.total_ms));
         }
+    }
+    for (t, problem) in m.target_problems() {
+        let _ = writeln!(out, "- **`{t}` {}**", problem.replace('\n', " "));
+    }
+    let kmod = kmod_section(m, "- ");
+    if !kmod.is_empty() {
+        let _ = write!(out, "\n{kmod}");
     }
     let failing: Vec<&Cell> = m.cells.iter().filter(|c| c.status.is_failure()).collect();
     if !failing.is_empty() {

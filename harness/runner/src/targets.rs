@@ -85,9 +85,17 @@ fn unsafe_is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-pub fn run(t: &TargetDef, scenarios: &[Loaded], dir: &Path, deadline: Duration, progress: &Progress) -> TargetRun {
+/// Runs a target; `kmod`: also load the test kernel module where the target takes one.
+pub fn run(
+    t: &TargetDef,
+    scenarios: &[Loaded],
+    dir: &Path,
+    deadline: Duration,
+    kmod: bool,
+    progress: &Progress,
+) -> TargetRun {
     match &t.kind {
         Kind::Host => crate::host::run(scenarios, dir, deadline, progress),
-        Kind::LinuxVm(def) => crate::linux_vm::run(def.as_ref(), scenarios, dir, deadline, progress),
+        Kind::LinuxVm(def) => crate::linux_vm::run(def.as_ref(), scenarios, dir, deadline, kmod, progress),
     }
 }

@@ -77,6 +77,51 @@ pub fn install(packages: &[&str], why: &str) -> Result<(), String> {
     }
 }
 
+/// What the test suite needs beyond Rust, as (what is checked, Debian package): QEMU for
+/// both guest architectures, clang/ld.lld and GNU ld for arm64 (FreeBSD-style module objects
+/// for `kmod verify`), and libclang (bindgen, `cargo xtask codegen --check`).
+pub const TEST_PREREQUISITES: &[(&str, &str)] = &[
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("qemu-system-aarch64", "qemu-system-arm"),
+    ("clang", "clang"),
+    ("ld.lld", "lld"),
+    ("aarch64-linux-gnu-ld", "binutils-aarch64-linux-gnu"),
+    ("libclang", "libclang-dev"),
+];
+
+fn libclang_present() -> bool {
+    let dirs = std::fs::read_dir("/usr/lib").into_iter().flatten().flatten().map(|e| e.path().join("lib"));
+    let candidates =
+        dirs.chain([PathBuf::from("/usr/lib/x86_64-linux-gnu"), PathBuf::from("/usr/lib/aarch64-linux-gnu")]);
+    candidates.into_iter().any(|d| {
+        std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("libclang.so"))
+    })
+}
+
+/// Installs what [`TEST_PREREQUISITES`] lists and is missing (root on Debian); otherwise
+/// names what to install. QEMU comes from backports when the machine's qemu-utils does.
+pub fn test_prerequisites() -> Result<Vec<String>, String> {
+    let missing: Vec<(&str, &str)> = TEST_PREREQUISITES
+        .iter()
+        .copied()
+        .filter(
+            |(what, _)| if *what == "libclang" { !libclang_present() } else { crate::qemu::find_binary(what).is_err() },
+        )
+        .collect();
+    let qemu: Vec<&str> = missing.iter().filter(|(_, p)| p.starts_with("qemu")).map(|(_, p)| *p).collect();
+    let other: Vec<&str> = missing.iter().filter(|(_, p)| !p.starts_with("qemu")).map(|(_, p)| *p).collect();
+    for group in [qemu, other] {
+        if !group.is_empty() {
+            install(&group, "the tests need them")?;
+        }
+    }
+    Ok(missing.iter().map(|(_, p)| p.to_string()).collect())
+}
+
 /// The QEMU binary, installing it when allowed.
 pub fn qemu(binary: &str) -> Result<PathBuf, String> {
     if let Ok(p) = crate::qemu::find_binary(binary) {

@@ -60,7 +60,7 @@ fn console_login_results_match_the_virtio_port() {
     assert!(matches!(messages.last(), Some(AgentMessage::Done)), "{messages:?}");
     assert_eq!(console.len(), 2);
     let progress = |_: &str, _: &str, _: usize, _: usize, _: Duration| {};
-    let run = linux_vm::run(&def, &set, &dir, Duration::from_secs(120), &progress);
+    let run = linux_vm::run(&def, &set, &dir, Duration::from_secs(120), false, &progress);
     assert!(run.error.is_none() && run.not_run.is_none(), "{run:?}");
     let virtio: Vec<_> = run.scenarios.iter().map(|s| s.report.clone()).collect();
     assert_eq!(console, virtio);
