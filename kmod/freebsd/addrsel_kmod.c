@@ -3,11 +3,17 @@
  * destination D?" from inside the kernel, in the caller's VNET, through the sysctl
  * net.addrsel.query (new value: struct addrsel_query, old value: struct addrsel_answer).
  *
- * IPv6 goes through the kernel's own source selection, in6_selectsrc_addr(). IPv4 does what
- * in_pcbladdr() does: a FIB lookup and the address of the nexthop's ifa; when that ifa is
- * not IPv4 (an IPv4 route with an IPv6 next hop on an interface without IPv4),
- * in_pcbladdr() ends with INADDR_ANY and connect() fails with EHOSTUNREACH, so the module
- * answers EHOSTUNREACH too.
+ * IPv6 goes through the kernel's own source selection, in6_selectsrc_addr(). IPv4 follows
+ * in_pcbladdr() for an unjailed (or VNET-jailed) socket: a FIB lookup and the address of the
+ * nexthop's ifa; with no route, the interface whose destination or network matches; with a
+ * route through loopback, the interface owning the destination. An IPv4 route whose next
+ * hop is IPv6 has an IPv6 ifa, which in_pcbladdr reads as INADDR_ANY, so connect() fails
+ * with EHOSTUNREACH: the module answers the same.
+ *
+ * Socket options cannot be expressed here (in6_selectsrc_addr takes none), so queries with
+ * source preferences, or an interface for a destination that is not scoped, are answered
+ * EOPNOTSUPP rather than silently ignored. What connect() does before address selection is
+ * not modelled: rewriting 0.0.0.0 and 255.255.255.255 (in_pcbconnect_setup) and :: to ::1.
  *
  * The sysctl is registered by the MOD_LOAD handler: if it exists, the module's init ran.
  */
@@ -29,7 +35,6 @@
 #include <netinet/in_var.h>
 #include <netinet/in_fib.h>
 #include <netinet/ip6.h>
-#include <netinet6/in6_var.h>
 #include <netinet6/ip6_var.h>
 
 #include "addrsel_kmod.h"
@@ -45,8 +50,16 @@ answer_inet6(const struct addrsel_query *q, struct addrsel_answer *a)
 
 	memcpy(&dst, q->dst, sizeof(dst));
 	a->family = ADDRSEL_FAMILY_INET6;
+	if (q->prefs != 0 || (q->ifindex != 0 && !IN6_IS_SCOPE_EMBED(&dst))) {
+		a->error = EOPNOTSUPP;
+		return;
+	}
 	NET_EPOCH_ENTER(et);
-	error = in6_selectsrc_addr(RT_DEFAULT_FIB, &dst, q->ifindex, NULL, &src, NULL);
+	/* connect() refuses a zone that names no interface (sa6_embedscope); this does not. */
+	if (q->ifindex != 0 && ifnet_byindex(q->ifindex) == NULL)
+		error = ENXIO;
+	else
+		error = in6_selectsrc_addr(RT_DEFAULT_FIB, &dst, q->ifindex, NULL, &src, NULL);
 	NET_EPOCH_EXIT(et);
 	if (error != 0)
 		a->error = error;
@@ -54,31 +67,68 @@ answer_inet6(const struct addrsel_query *q, struct addrsel_answer *a)
 		memcpy(a->src, &src, sizeof(src));
 }
 
+/* The interface address in_pcbladdr() falls back to: the one whose peer, then network, is dst. */
+static struct in_ifaddr *
+ifa_for_destination(struct sockaddr_in *dst, bool also_own_address)
+{
+	struct in_ifaddr *ia;
+
+	ia = ifatoia(ifa_ifwithdstaddr(sintosa(dst), RT_DEFAULT_FIB));
+	if (ia == NULL)
+		ia = ifatoia(ifa_ifwithnet(sintosa(dst), 0, RT_DEFAULT_FIB));
+	if (ia == NULL && also_own_address)
+		ia = ifatoia(ifa_ifwithaddr(sintosa(dst)));
+	return (ia);
+}
+
 static void
 answer_inet(const struct addrsel_query *q, struct addrsel_answer *a)
 {
 	struct epoch_tracker et;
 	struct nhop_object *nh;
-	struct in_addr dst;
-	struct ifaddr *ifa;
+	struct sockaddr_in dst;
+	struct in_ifaddr *ia;
+	struct in_addr laddr;
+	int error = 0;
 
-	memcpy(&dst, q->dst, sizeof(dst));
+	bzero(&dst, sizeof(dst));
+	dst.sin_family = AF_INET;
+	dst.sin_len = sizeof(dst);
+	memcpy(&dst.sin_addr, q->dst, sizeof(dst.sin_addr));
+	laddr.s_addr = INADDR_ANY;
 	a->family = ADDRSEL_FAMILY_INET;
+	if (q->prefs != 0 || q->ifindex != 0) {
+		a->error = EOPNOTSUPP;
+		return;
+	}
 	NET_EPOCH_ENTER(et);
-	nh = fib4_lookup(RT_DEFAULT_FIB, dst, 0, NHR_NONE, 0);
+	nh = fib4_lookup(RT_DEFAULT_FIB, dst.sin_addr, 0, NHR_NONE, 0);
 	if (nh == NULL || nh->nh_ifp == NULL) {
-		a->error = ENETUNREACH;
-	} else if (nh->nh_ifp->if_flags & IFF_LOOPBACK) {
-		/* A route to one of our own addresses: in_pcbladdr uses that address. */
-		memcpy(a->src, &dst, sizeof(dst));
-	} else {
-		ifa = nh->nh_ifa;
-		if (ifa == NULL || ifa->ifa_addr->sa_family != AF_INET)
-			a->error = EHOSTUNREACH;
+		/* No route: assume dst is on a directly connected network. */
+		ia = ifa_for_destination(&dst, false);
+		if (ia == NULL)
+			error = ENETUNREACH;
 		else
-			memcpy(a->src, &((struct sockaddr_in *)ifa->ifa_addr)->sin_addr, sizeof(dst));
+			laddr = IA_SIN(ia)->sin_addr;
+	} else if ((if_getflags(nh->nh_ifp) & IFF_LOOPBACK) == 0) {
+		/* The outgoing interface's address; an IPv6 next hop has an IPv6 ifa. */
+		if (nh->nh_ifa != NULL && nh->nh_ifa->ifa_addr->sa_family == AF_INET)
+			laddr = IA_SIN(ifatoia(nh->nh_ifa))->sin_addr;
+	} else {
+		/* A route to ourselves (or a blackhole/reject route through lo0). */
+		ia = ifa_for_destination(&dst, true);
+		if (ia == NULL)
+			error = ENETUNREACH;
+		else
+			laddr = IA_SIN(ia)->sin_addr;
 	}
 	NET_EPOCH_EXIT(et);
+	if (error == 0 && laddr.s_addr == INADDR_ANY)
+		error = EHOSTUNREACH;
+	if (error != 0)
+		a->error = error;
+	else
+		memcpy(a->src, &laddr, sizeof(laddr));
 }
 
 static int
@@ -88,13 +138,16 @@ addrsel_query_sysctl(SYSCTL_HANDLER_ARGS)
 	struct addrsel_answer a;
 	int error;
 
-	if (req->newptr == NULL)
-		return (EINVAL);
+	bzero(&a, sizeof(a));
+	a.version = ADDRSEL_KMOD_VERSION;
+	if (req->newptr == NULL) {
+		/* A plain read (sysctl -a): no question, so the answer says so. */
+		a.error = EINVAL;
+		return (SYSCTL_OUT(req, &a, sizeof(a)));
+	}
 	error = SYSCTL_IN(req, &q, sizeof(q));
 	if (error != 0)
 		return (error);
-	bzero(&a, sizeof(a));
-	a.version = ADDRSEL_KMOD_VERSION;
 	if (q.version != ADDRSEL_KMOD_VERSION)
 		a.error = EPROTO;
 	else if (q.family == ADDRSEL_FAMILY_INET6)

@@ -130,22 +130,28 @@ pub fn status() -> KmodStatus {
     }
 }
 
+/// Where the FreeBSD payload script leaves kldload's complaint.
+#[cfg(target_os = "freebsd")]
+pub const LOAD_ERROR_FILE: &str = "/var/addrsel/kmod-error";
+
 #[cfg(target_os = "freebsd")]
 pub fn status() -> KmodStatus {
-    let mut len = 0usize;
-    // SAFETY: a size query (NULL old buffer) of a sysctl by name.
-    let rc = unsafe {
-        libc::sysctlbyname(c"net.addrsel.query".as_ptr(), std::ptr::null_mut(), &mut len, std::ptr::null(), 0)
-    };
-    if rc == 0 {
-        KmodStatus { ready: true, detail: "loaded; sysctl net.addrsel.query answers".into() }
-    } else {
-        KmodStatus {
+    let mut mib = [0 as libc::c_int; 8];
+    let mut len = mib.len();
+    // SAFETY: name lookup only (the handler does not run), into a buffer of `len` ints.
+    let found = unsafe { libc::sysctlnametomib(c"net.addrsel.query".as_ptr(), mib.as_mut_ptr(), &mut len) } == 0;
+    // SAFETY: a NUL-terminated file name.
+    let loaded = unsafe { libc::kld_isloaded(c"addrsel.ko".as_ptr()) } != 0;
+    match (found, loaded) {
+        (true, _) => KmodStatus { ready: true, detail: "loaded; sysctl net.addrsel.query answers".into() },
+        (false, true) => KmodStatus {
             ready: false,
-            detail: format!(
-                "sysctl net.addrsel.query is missing ({}): module not loaded, or loaded but its init did not run",
-                std::io::Error::last_os_error()
-            ),
+            detail: "module loaded but its init did not run (addrsel.ko is loaded, net.addrsel.query does not exist)"
+                .into(),
+        },
+        (false, false) => {
+            let why = std::fs::read_to_string(LOAD_ERROR_FILE).unwrap_or_else(|_| "no module was loaded".into());
+            KmodStatus { ready: false, detail: format!("module not loaded: {}", why.trim()) }
         }
     }
 }

@@ -300,6 +300,14 @@ pub fn freebsd(s: &Scenario) -> Plan {
         if r.metric.is_some() {
             notes.push(format!("route {}: FreeBSD routes have no metric; it is ignored", r.to));
         }
+        if let (Some(via), Some(dev)) = (r.via, &r.dev)
+            && !matches!(via, IpAddr::V6(v6) if v6.is_unicast_link_local())
+        {
+            notes.push(format!(
+                "route {} dev {dev}: FreeBSD picks the interface from the gateway {via}; dev is not enforced",
+                r.to
+            ));
+        }
         setup.push(run_owned(Scenario, freebsd_route(r)));
     }
     let policy = s.policy.freebsd();
@@ -311,16 +319,40 @@ pub fn freebsd(s: &Scenario) -> Plan {
     if !s.policy.linux.as_ref().is_none_or(|l| l.gai_conf.is_none() && l.addrlabels.is_empty()) {
         notes.push("[policy.linux] applies to Linux only".into());
     }
-    let mut cleanup = Vec::new();
-    for (_, iface) in &declared {
-        // Destroying one end inside the jail destroys the pair; nothing returns to the host.
-        cleanup.push(run(Scenario, &["ifconfig", &iface.name, "destroy"]));
+    // A deprecated address only counts as deprecated once a second of uptime has passed
+    // since it was configured (IFA6_IS_DEPRECATED compares whole seconds).
+    if s.interfaces.iter().flat_map(|i| &i.addresses).any(|a| a.deprecated && a.addr.is_ipv6()) {
+        setup.push(run(Host, &["sleep", "2"]));
     }
+    let mut cleanup = Vec::new();
+    for (index, _) in &declared {
+        // Destroying the host's end destroys the pair, wherever the other end is (and even
+        // when setup failed before the jail took it).
+        cleanup.push(run_owned(Host, vec!["ifconfig".into(), epair(*index, 'b'), "destroy".into()]));
+    }
+    // `jail -r` of a jail made on the command line does not unmount its devfs.
+    cleanup.push(run(Host, &["umount", "{dir}/root/dev"]));
     cleanup.push(run(Host, &["jail", "-r", "{jail}"]));
     cleanup.push(run(Host, &["umount", "{dir}/root/etc/hosts"]));
     cleanup.push(run(Host, &["umount", "{dir}/root"]));
-    cleanup.push(run(Host, &["rm", "-rf", "{dir}"]));
-    Plan { os: PlanOs::Freebsd, scenario: s.name.clone(), setup, probes: s.probes.clone(), cleanup, unsupported, notes }
+    cleanup.push(run(Host, &["rm", "-f", "{dir}/hosts"]));
+    cleanup.push(run(Host, &["rmdir", "{dir}/root", "{dir}"]));
+    let probes = s
+        .probes
+        .iter()
+        .map(|p| match &p.kind {
+            ProbeKind::Connect { dst, zone: Some(z) } if z == "lo" => {
+                Probe { kind: ProbeKind::Connect { dst: *dst, zone: Some("lo0".into()) }, ..p.clone() }
+            }
+            _ => p.clone(),
+        })
+        .collect();
+    Plan { os: PlanOs::Freebsd, scenario: s.name.clone(), setup, probes, cleanup, unsupported, notes }
+}
+
+/// FreeBSD's name for a scenario's device (the loopback is lo0 there).
+fn freebsd_dev(dev: &str) -> String {
+    if dev == "lo" { "lo0".into() } else { dev.into() }
 }
 
 fn freebsd_route(r: &Route) -> Vec<String> {
@@ -338,14 +370,11 @@ fn freebsd_route(r: &Route) -> Vec<String> {
             }
             let zoned = matches!(via, IpAddr::V6(v6) if v6.is_unicast_link_local());
             match (zoned, dev) {
-                (true, Some(d)) => argv.push(format!("{via}%{d}")),
+                (true, Some(d)) => argv.push(format!("{via}%{}", freebsd_dev(d))),
                 _ => argv.push(via.to_string()),
             }
-            if let (false, Some(d)) = (zoned, dev) {
-                argv.extend(["-ifp".into(), d.clone()]);
-            }
         }
-        (None, Some(dev)) => argv.extend(["-interface".into(), dev.clone()]),
+        (None, Some(dev)) => argv.extend(["-interface".into(), freebsd_dev(dev)]),
         (None, None) => unreachable!("validated: a route has via or dev"),
     }
     argv

@@ -168,14 +168,19 @@ pub fn verify(data: &[u8], linux: Option<&LinuxTarget>) -> Result<Verdict, Strin
     };
     match kind {
         ModuleKind::Freebsd => {
-            check(
-                osabi == elf::ELFOSABI_FREEBSD,
-                if osabi == elf::ELFOSABI_FREEBSD {
-                    "OS/ABI is FreeBSD".into()
-                } else {
-                    "OS/ABI is not FreeBSD: the last link was done by a linker that does not know FreeBSD (GNU ld from binutils?); link with ld.lld".into()
-                },
-            );
+            // amd64 modules are linked with `-m elf_x86_64_fbsd`, which stamps OS/ABI FreeBSD
+            // (GNU ld -r does not). arm64's `-m aarch64elf` leaves System V with either
+            // linker and the kernel does not look, so there the linker is told by .comment.
+            if e_type == elf::ET_REL {
+                check(
+                    osabi == elf::ELFOSABI_FREEBSD,
+                    if osabi == elf::ELFOSABI_FREEBSD {
+                        "OS/ABI is FreeBSD".into()
+                    } else {
+                        "OS/ABI is not FreeBSD: the last link was done by a linker that does not know FreeBSD (GNU ld from binutils?); link with ld.lld -m elf_x86_64_fbsd".into()
+                    },
+                );
+            }
             let clang = comment.iter().any(|c| c.contains("clang version"));
             let gcc = comment.iter().any(|c| c.starts_with("GCC:"));
             check(clang && !gcc, format!("compiled by clang only (.comment: {})", comment.join(" | ")));

@@ -90,10 +90,61 @@ fn temporary_addresses_are_unsupported_not_faked() {
 fn freebsd_route_forms() {
     let s = v4_via_v6();
     let routes: Vec<String> = s.routes.iter().map(|r| freebsd_route(r).join(" ")).collect();
-    assert_eq!(routes[0], "route add -4 -net 0.0.0.0/0 10.0.0.1 -ifp wlan0");
-    assert_eq!(routes[1], "route add -6 -net ::/0 fd00:11:22::1 -ifp wlan0");
+    // -ifp is not sent over route(8)'s netlink path, so `dev` is a note, not an argument.
+    assert_eq!(routes[0], "route add -4 -net 0.0.0.0/0 10.0.0.1");
+    assert_eq!(routes[1], "route add -6 -net ::/0 fd00:11:22::1");
     assert_eq!(routes[2], "route add -4 -host 203.0.113.2 -inet6 fe80::2%bge2");
-    assert!(freebsd(&s).unsupported.iter().any(|u| u.contains("198.51.100.0/24 with src")));
+    let plan = freebsd(&s);
+    assert!(plan.unsupported.iter().any(|u| u.contains("198.51.100.0/24 with src")));
+    assert!(plan.notes.iter().any(|n| n.contains("route 0.0.0.0/0 dev wlan0") && n.contains("not enforced")));
+}
+
+#[test]
+fn freebsd_names_the_loopback_lo0_everywhere() {
+    let s = crate::parse_scenario(
+        "t.toml",
+        r#"
+name = "lo-route"
+[[interfaces]]
+name = "lo"
+addresses = ["fe80::1/64"]
+[[routes]]
+to = "192.0.2.0/24"
+dev = "lo"
+[[probes]]
+id = "p"
+connect = "fe80::1%lo"
+"#,
+    )
+    .unwrap()
+    .scenario;
+    let plan = freebsd(&s);
+    let argv: Vec<String> = plan
+        .setup
+        .iter()
+        .filter_map(|st| if let Step::Run { argv, .. } = st { Some(argv.join(" ")) } else { None })
+        .collect();
+    assert!(argv.iter().any(|a| a == "route add -4 -net 192.0.2.0/24 -interface lo0"), "{argv:?}");
+    assert!(!argv.iter().any(|a| a.split(' ').any(|w| w == "lo")), "{argv:?}");
+    assert!(matches!(&plan.probes[0].kind, ProbeKind::Connect { zone: Some(z), .. } if z == "lo0"));
+}
+
+#[test]
+fn freebsd_cleanup_removes_everything_setup_made_even_after_a_failure() {
+    let s = v4_via_v6();
+    let plan = freebsd(&s);
+    let cleanup: Vec<String> = plan
+        .cleanup
+        .iter()
+        .filter_map(|st| if let Step::Run { argv, .. } = st { Some(argv.join(" ")) } else { None })
+        .collect();
+    // Host ends destroy the pairs; devfs is unmounted before the jail goes; no rm -rf.
+    assert!(cleanup[0].starts_with("ifconfig {epair") && cleanup[0].ends_with("}b destroy"), "{cleanup:?}");
+    let dev = cleanup.iter().position(|c| c == "umount {dir}/root/dev").unwrap();
+    let jail = cleanup.iter().position(|c| c == "jail -r {jail}").unwrap();
+    assert!(dev < jail);
+    assert_eq!(cleanup.last().unwrap(), "rmdir {dir}/root {dir}");
+    assert!(!cleanup.iter().any(|c| c.contains("rm -rf")));
 }
 
 #[test]
