@@ -1,19 +1,20 @@
 //! `cargo xtask image`: the guest images, their pinned lock files and the download cache.
 
-use addrsel_runner::debian;
+use addrsel_runner::{debian, freebsd_image, freebsd_kmod};
 
 use crate::exit;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Re-resolve the lock files from the releases' signed indexes (needs gpgv and the
-    /// Debian archive keyring).
+    /// Re-resolve the lock files: Debian from the releases' signed indexes (needs gpgv and
+    /// the Debian archive keyring), FreeBSD from the release's CHECKSUM.SHA256 and MANIFEST
+    /// over HTTPS.
     #[arg(long)]
     update: bool,
-    /// Download and verify every locked package into the cache (so later runs work offline).
+    /// Download and verify everything locked into the cache (so later runs work offline).
     #[arg(long)]
     fetch: bool,
-    /// Only these images (default: all of images/linux).
+    /// Only these images (default: all of images/linux and images/freebsd).
     names: Vec<String>,
 }
 
@@ -80,5 +81,36 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             Err(e) => println!("{:<24} no lock: {e}", def.name),
         }
     }
-    Ok(exit::OK)
+    let mut status = exit::OK;
+    for def in freebsd_image::all().iter().filter(|d| args.names.is_empty() || args.names.contains(&d.name)) {
+        if let Err(e) = freebsd(def, &args, &progress) {
+            eprintln!("error: {}: {e}", def.name);
+            status = exit::NOT_RUN;
+        }
+    }
+    Ok(status)
+}
+
+fn freebsd(def: &freebsd_image::ImageDef, args: &Args, progress: &dyn Fn(&str)) -> Result<(), String> {
+    if args.update {
+        eprintln!("{}: pinning from {}", def.name, def.image_dir);
+        let lock = freebsd_image::resolve_lock(def, progress)?;
+        let path = freebsd_image::write_lock(def, &lock)?;
+        println!("{}: {} pinned in {}", def.name, lock.disk.name, path.display());
+    }
+    match freebsd_image::load_lock(def)? {
+        Some(lock) => {
+            if args.fetch {
+                freebsd_image::disk(&lock, progress)?;
+                freebsd_kmod::sysroot(&lock, progress)?;
+                freebsd_kmod::kernel_sources(&lock, progress)?;
+            }
+            println!("{:<24} {} pinned: {}", def.name, lock.disk.name, def.description);
+        }
+        None => println!(
+            "{:<24} no lock yet (`cargo xtask image --update {}` pins it from {}): {}",
+            def.name, def.name, def.image_dir, def.description
+        ),
+    }
+    Ok(())
 }

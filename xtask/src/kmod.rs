@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use addrsel_runner::kmod::{LinuxTarget, verify};
 use addrsel_runner::targets::{self, Kind};
-use addrsel_runner::{debian, initramfs, linux_kmod};
+use addrsel_runner::{debian, freebsd_image, freebsd_kmod, initramfs, linux_kmod};
 
 use crate::exit;
 
@@ -15,15 +15,21 @@ pub enum Command {
     ///
     /// Linux: against the image's pinned linux-headers, in a build root of the release's own
     /// packages (the compiler named by the kernel's CONFIG_CC_VERSION_TEXT, make, the kernel's
-    /// build scripts), entered with chroot. Prints the path of the verified .ko.
+    /// build scripts), entered with chroot. FreeBSD: cross-built with clang and ld.lld against
+    /// the release's src.txz (checksum-pinned), with kmod.mk's flags. Prints the path of the
+    /// verified .ko.
     Build {
         /// A target name (see `cargo xtask matrix --list-targets`).
         #[arg(long)]
         target: String,
         /// Break the build on purpose, to test the harness: `skip-init` makes a module whose
-        /// init succeeds without creating its interface.
+        /// init succeeds without creating its interface (Linux).
         #[arg(long)]
         fault: Option<String>,
+        /// FreeBSD: an existing kernel source tree (e.g. /usr/src/sys of that release)
+        /// instead of downloading the release's src.txz.
+        #[arg(long, value_name = "DIR")]
+        sysdir: Option<PathBuf>,
     },
     /// Check a built module before it may be loaded, and explain any failure.
     ///
@@ -52,6 +58,19 @@ fn find_target(name: &str) -> Result<targets::TargetDef, String> {
     })
 }
 
+/// The FreeBSD module: against `sysdir`, or the release's pinned src.txz.
+fn freebsd_module(def: &freebsd_image::ImageDef, sysdir: Option<&std::path::Path>) -> Result<PathBuf, String> {
+    let progress = |m: &str| eprintln!("  {m}");
+    match sysdir {
+        Some(tree) => freebsd_kmod::build(def, freebsd_kmod::KernelSource::Tree(tree), &progress),
+        None => {
+            let lock = freebsd_image::lock_or_resolve(def, &progress)
+                .map_err(|e| format!("cannot download src.txz for {}: {e}", def.release))?;
+            freebsd_kmod::build(def, freebsd_kmod::KernelSource::Release(&lock), &progress)
+        }
+    }
+}
+
 /// The kernel a Linux image boots (downloads and verifies its package once).
 fn linux_kernel(def: &debian::ImageDef) -> Result<initramfs::Kernel, String> {
     let lock = debian::load_lock(def)?;
@@ -60,7 +79,7 @@ fn linux_kernel(def: &debian::ImageDef) -> Result<initramfs::Kernel, String> {
 
 pub fn run(command: Command) -> anyhow::Result<u8> {
     match command {
-        Command::Build { target, fault } => {
+        Command::Build { target, fault, sysdir } => {
             let t = match find_target(&target) {
                 Ok(t) => t,
                 Err(e) => {
@@ -76,6 +95,8 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
                     let kernel = initramfs::kernel(def, &lock, &|m| eprintln!("  {m}"))?;
                     linux_kmod::build(def, &lock, &kernel, fault.as_deref(), &|m| eprintln!("  {m}"))
                 }),
+                Kind::FreebsdVm(_) if fault.is_some() => Err("--fault is for Linux modules".into()),
+                Kind::FreebsdVm(def) => freebsd_module(def, sysdir.as_deref()),
             };
             match built {
                 Ok(ko) => {
@@ -96,6 +117,7 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
                     return Ok(exit::BAD_INPUT);
                 }
             };
+            let mut freebsd_arch = None;
             let linux = match target.as_deref().map(find_target) {
                 None => None,
                 Some(Err(e)) => {
@@ -117,10 +139,24 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
                         eprintln!("error: the host target takes no modules");
                         return Ok(exit::BAD_INPUT);
                     }
+                    Kind::FreebsdVm(def) => {
+                        freebsd_arch = Some(if def.arch == "aarch64" { "arm64".to_string() } else { def.arch.clone() });
+                        None
+                    }
                 },
             };
             match verify(&data, linux.as_ref()) {
-                Ok(v) => {
+                Ok(mut v) => {
+                    if let Some(arch) = &freebsd_arch {
+                        let fits = v.kind == addrsel_runner::kmod::ModuleKind::Freebsd && v.arch == *arch;
+                        v.checks.push(addrsel_runner::kmod::Check {
+                            ok: fits,
+                            what: format!(
+                                "a FreeBSD {arch} module, as the target is (this is {:?} {})",
+                                v.kind, v.arch
+                            ),
+                        });
+                    }
                     if json {
                         println!("{}", serde_json::to_string_pretty(&v)?);
                     } else {

@@ -49,6 +49,19 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             return Ok(exit::DISAGREE);
         }
     }
+    // The FreeBSD agent cannot be linked here (no FreeBSD libc), but it can be type-checked:
+    // Debian's rustc with its standard library sources builds std for the FreeBSD targets.
+    for triple in ["x86_64-unknown-freebsd", "aarch64-unknown-freebsd"] {
+        let mut cmd = Command::new("/usr/bin/cargo");
+        cmd.args(["check", "--quiet", "-Zbuild-std=std,panic_abort", "--package", "addrsel-agent", "--target", triple])
+            .args(["--target-dir", "target/freebsd-check"])
+            .env("RUSTC", "/usr/bin/rustc")
+            .env("RUSTC_BOOTSTRAP", "1")
+            .current_dir(&root);
+        if !step(&format!("FreeBSD agent type-check ({triple}, build-std)"), &mut cmd)? {
+            return Ok(exit::DISAGREE);
+        }
+    }
     if !args.no_targets {
         let exe = std::env::current_exe()?;
         let targets = "host,linux-bookworm-amd64,linux-bookworm-arm64,linux-trixie-amd64,linux-trixie-arm64";

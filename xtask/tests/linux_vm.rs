@@ -62,12 +62,10 @@ fn crashing_agent() {
 #[test]
 fn hanging_guest_hits_the_deadline() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let start = std::time::Instant::now();
     let out = matrix(&[("ADDRSEL_GUEST_FAULT", "hang")], &["--deadline", "25"]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("the guest did not finish within 25 s and was killed"), "{t}");
-    assert!(start.elapsed().as_secs() < 120);
     no_qemu_left();
 }
 

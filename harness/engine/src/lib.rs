@@ -95,6 +95,17 @@ pub struct Prediction {
     pub notes: Vec<String>,
 }
 
+impl ProbePrediction {
+    /// The points this decision rests on that no run on a real kernel has confirmed yet.
+    pub fn unverified(&self) -> &[String] {
+        match &self.trace {
+            Trace::Connect(t) => &t.unverified,
+            Trace::Resolve(t) => &t.unverified,
+            Trace::Unsupported => &[],
+        }
+    }
+}
+
 /// Predicts every probe of a scenario for one profile.
 pub fn predict(s: &Scenario, profile: &Profile) -> Prediction {
     let mut notes = Vec::new();

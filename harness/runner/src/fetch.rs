@@ -78,6 +78,11 @@ pub fn get(url: &str) -> Result<Vec<u8>, FetchError> {
         .map_err(|e| FetchError::Unreachable(format!("cannot download {url}: {e}")))
 }
 
+/// Checks that a URL answers (HEAD), without downloading it.
+pub fn head(url: &str) -> Result<(), FetchError> {
+    ureq::head(url).call().map(|_| ()).map_err(|e| FetchError::Unreachable(format!("cannot download {url}: {e}")))
+}
+
 /// Removes `*.partial.<pid>` files of processes that no longer exist (interrupted runs).
 pub fn clean_stale_partials(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {

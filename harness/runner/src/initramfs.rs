@@ -249,7 +249,8 @@ const ETC: &[(&str, &str)] = &[
     ("etc/hostname", "addrsel\n"),
 ];
 
-const BUSYBOX_APPLETS: &[&str] = &["sh", "getty", "login", "poweroff", "cat", "ls", "mount", "echo", "sleep"];
+const BUSYBOX_APPLETS: &[&str] =
+    &["sh", "getty", "login", "poweroff", "cat", "ls", "mount", "echo", "sleep", "mkdir", "tar"];
 
 fn is_kernel_image(def: &ImageDef, name: &str) -> bool {
     name.starts_with("linux-image-") && name != def.kernel
@@ -315,7 +316,7 @@ pub fn prepare(def: &ImageDef, lock: &Lock, agent: &Path, progress: &dyn Fn(&str
     let agent_bytes = std::fs::read(agent).map_err(|e| format!("{}: {e}", agent.display()))?;
     let key = fetch::sha256_hex(
         format!(
-            "v1 {} {} {} {}",
+            "v2 {} {} {} {}",
             fetch::sha256_hex(toml::to_string(lock).unwrap_or_default().as_bytes()),
             fetch::sha256_hex(&agent_bytes),
             def.modules.join(","),

@@ -7,6 +7,9 @@ pub mod cpio;
 pub mod deb;
 pub mod debian;
 pub mod fetch;
+pub mod freebsd_image;
+pub mod freebsd_kmod;
+pub mod freebsd_vm;
 pub mod host;
 pub mod initramfs;
 pub mod kmod;
@@ -57,6 +60,36 @@ pub fn run_dir() -> PathBuf {
     dir.canonicalize().unwrap_or(dir)
 }
 
+/// The engine's unverified points for `os` over the corpus, and how many of the probes they
+/// decide were observed as predicted in `cells` (this run's cells).
+fn unverified_points(os: addrsel_model::Os, scenarios: &[Loaded], cells: &[matrix::Cell]) -> Vec<report::Unverified> {
+    let profile = compare::profile_for(os, None);
+    let mut points: Vec<report::Unverified> = Vec::new();
+    for l in scenarios {
+        let prediction = addrsel_engine::predict(&l.scenario, &profile);
+        for p in &prediction.probes {
+            let confirmed = cells.iter().filter(|c| c.scenario == l.scenario.name).any(|c| {
+                c.results.iter().any(|r| {
+                    r.observed.probe == p.result.probe
+                        && matches!(r.status, compare::Status::Agree | compare::Status::Deviation)
+                })
+            });
+            for point in p.unverified() {
+                let entry = match points.iter_mut().position(|u| &u.point == point) {
+                    Some(i) => &mut points[i],
+                    None => {
+                        points.push(report::Unverified { point: point.clone(), probes: 0, confirmed: 0 });
+                        points.last_mut().expect("pushed")
+                    }
+                };
+                entry.probes += 1;
+                entry.confirmed += usize::from(confirmed);
+            }
+        }
+    }
+    points
+}
+
 /// Runs every target (in parallel, up to the number of cores) and compares.
 pub fn run_matrix(opts: &Options, progress: &target::Progress) -> MatrixResult {
     let dir = run_dir();
@@ -96,6 +129,11 @@ pub fn run_matrix(opts: &Options, progress: &target::Progress) -> MatrixResult {
             boot_ms: run.boot.map(report::duration_ms),
             total_ms: report::duration_ms(run.total),
             scenario_ms: run.scenarios.iter().map(|s| s.millis).collect(),
+            unverified: unverified_points(
+                def.os,
+                &opts.scenarios,
+                &cells.iter().filter(|c| c.target == run.name).cloned().collect::<Vec<_>>(),
+            ),
         });
     }
     MatrixResult {

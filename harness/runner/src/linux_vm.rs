@@ -194,14 +194,16 @@ pub fn run(
 }
 
 /// The console-login variant: boots the guest to a root login prompt on its serial console,
-/// logs in, runs the agent over the console (framed output), and powers off. This is how
-/// FreeBSD guests are driven; here it runs against a real Linux guest.
+/// logs in, runs `command` (which prints framed agent output), and powers off. `payload`: a
+/// disk attached as the first virtio disk (/dev/vda; the image must load virtio_pci and
+/// virtio_blk). This is how FreeBSD guests are driven; here it runs against a real Linux guest.
 pub fn console_session(
     def: &ImageDef,
     scenarios: &[Loaded],
     dir: &Path,
     command: &str,
     deadline: Duration,
+    payload: Option<&Path>,
 ) -> Result<Vec<addrsel_model::protocol::AgentMessage>, String> {
     let log = |m: &str| eprintln!("  [{} console] {m}", def.name);
     let (binary, guest) = prepare(def, &log)?;
@@ -213,7 +215,10 @@ pub fn console_session(
     };
     let initrd = dir.join(format!("{}-console.initrd", def.name));
     write_initrd(&guest, &initrd, &initramfs::run_archive(&serde_json::to_vec(&input).expect("serialisable"), None))?;
-    let s = spec(def, &guest, &initrd, None, accel, "addrsel.mode=console-login");
+    let mut s = spec(def, &guest, &initrd, None, accel, "addrsel.mode=console-login");
+    if let Some(p) = payload {
+        s.disks.push((p.to_path_buf(), "raw".into(), false));
+    }
     let result = Vm::start(&binary, &s, &dir.join(format!("{}-console.log", def.name)), true).and_then(|mut vm| {
         let end = std::time::Instant::now() + deadline;
         let messages = crate::console_driver::run_command(&mut vm, &crate::console_driver::BUSYBOX, command, end)

@@ -21,6 +21,18 @@ pub struct TargetSummary {
     pub boot_ms: Option<u64>,
     pub total_ms: u64,
     pub scenario_ms: Vec<u64>,
+    /// What the engine's profile for this target's OS predicts without confirmation yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unverified: Vec<Unverified>,
+}
+
+/// One unverified point of the engine: on how many probes it decides, and on how many of
+/// them this run observed what the engine predicts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unverified {
+    pub point: String,
+    pub probes: usize,
+    pub confirmed: usize,
 }
 
 pub struct MatrixResult {
@@ -147,6 +159,9 @@ pub fn terminal(m: &MatrixResult) -> String {
         match (&t.not_run, &t.error) {
             (Some(why), _) => {
                 let _ = writeln!(out, "{}: not run: {why}", t.name);
+                for u in &t.unverified {
+                    let _ = writeln!(out, "  still UNVERIFIED ({} probes): {}", u.probes, u.point);
+                }
             }
             (None, err) => {
                 let facts = t.facts.as_ref().map_or(String::new(), |f| {
@@ -169,6 +184,14 @@ pub fn terminal(m: &MatrixResult) -> String {
                 );
                 if let Some(e) = err {
                     let _ = writeln!(out, "  stopped early: {e}");
+                }
+                for u in &t.unverified {
+                    let verdict = if u.confirmed == u.probes {
+                        "confirmed by this run".to_string()
+                    } else {
+                        format!("UNVERIFIED, {} of {} probes confirmed", u.confirmed, u.probes)
+                    };
+                    let _ = writeln!(out, "  engine point {verdict}: {}", u.point);
                 }
                 if let Some(k) = t.facts.as_ref().and_then(|f| f.kmod.as_ref()) {
                     let _ = writeln!(out, "  kernel module{}: {}", if k.ready { "" } else { " NOT READY" }, k.detail);
@@ -281,6 +304,7 @@ impl MatrixResult {
                     boot_ms: None,
                     total_ms: c.millis.unwrap_or(0),
                     scenario_ms: c.millis.into_iter().collect(),
+                    unverified: vec![],
                 }),
             }
         }
@@ -430,6 +454,9 @@ pub fn markdown(m: &MatrixResult) -> String {
     for t in &m.targets {
         if let Some(why) = &t.not_run {
             let _ = writeln!(out, "- `{}` not run: {}", t.name, why.replace('\n', " "));
+            for u in &t.unverified {
+                let _ = writeln!(out, "  - still unverified ({} probes): {}", u.probes, u.point);
+            }
         } else {
             let _ = writeln!(out, "- `{}`: {} scenarios in {}", t.name, t.scenario_ms.len(), secs(t.total_ms));
         }

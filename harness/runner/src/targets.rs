@@ -14,6 +14,8 @@ pub enum Kind {
     Host,
     /// A Debian guest under QEMU.
     LinuxVm(Box<crate::debian::ImageDef>),
+    /// A FreeBSD BASIC-CI guest under QEMU.
+    FreebsdVm(Box<crate::freebsd_image::ImageDef>),
 }
 
 #[derive(Clone, Debug)]
@@ -46,6 +48,14 @@ pub fn all() -> Vec<TargetDef> {
             });
         }
     }
+    for def in crate::freebsd_image::all() {
+        out.push(TargetDef {
+            name: def.name.clone(),
+            os: Os::Freebsd,
+            description: def.description.clone(),
+            kind: Kind::FreebsdVm(Box::new(def)),
+        });
+    }
     out
 }
 
@@ -77,6 +87,24 @@ pub fn availability(t: &TargetDef) -> Result<String, String> {
                 format!("kernel {kernel}, will download and verify {} MB", missing.div_ceil(1 << 20))
             })
         }
+        Kind::FreebsdVm(def) => {
+            // What a run needs first: the pinned image, and the site to fetch it from.
+            let lock = match crate::freebsd_image::load_lock(def)? {
+                Some(l) => l,
+                None => {
+                    let url = crate::freebsd_image::effective_url(&format!("{}/CHECKSUM.SHA256", def.image_dir));
+                    crate::fetch::get(&url).map_err(|e| e.to_string())?;
+                    return Ok(format!("{} reachable; the first run pins its checksums", def.image_dir));
+                }
+            };
+            let cached = crate::fetch::cache_dir().join("freebsd").join(format!("{}.raw", &lock.disk.sha256[..16]));
+            if cached.exists() {
+                Ok(format!("{} cached", lock.disk.name))
+            } else {
+                crate::fetch::head(&crate::freebsd_image::effective_url(&lock.disk.url)).map_err(|e| e.to_string())?;
+                Ok(format!("will download and verify {}", lock.disk.name))
+            }
+        }
     }
 }
 
@@ -97,5 +125,6 @@ pub fn run(
     match &t.kind {
         Kind::Host => crate::host::run(scenarios, dir, deadline, progress),
         Kind::LinuxVm(def) => crate::linux_vm::run(def.as_ref(), scenarios, dir, deadline, kmod, progress),
+        Kind::FreebsdVm(def) => crate::freebsd_vm::run(def.as_ref(), scenarios, dir, deadline, kmod, progress),
     }
 }

@@ -78,15 +78,21 @@ pub fn install(packages: &[&str], why: &str) -> Result<(), String> {
 }
 
 /// What the test suite needs beyond Rust, as (what is checked, Debian package): QEMU for
-/// both guest architectures, clang/ld.lld and GNU ld for arm64 (FreeBSD-style module objects
-/// for `kmod verify`), and libclang (bindgen, `cargo xtask codegen --check`).
+/// both guest architectures and qemu-io (overlays), clang/ld.lld and GNU ld for arm64
+/// (FreeBSD-style module objects for `kmod verify`), libclang (bindgen, `cargo xtask codegen
+/// --check`), and Debian's Rust with its standard library sources (type-checking the FreeBSD
+/// agent with build-std). Absolute paths are files; other names are programs on PATH.
 pub const TEST_PREREQUISITES: &[(&str, &str)] = &[
     ("qemu-system-x86_64", "qemu-system-x86"),
     ("qemu-system-aarch64", "qemu-system-arm"),
+    ("qemu-io", "qemu-utils"),
     ("clang", "clang"),
     ("ld.lld", "lld"),
     ("aarch64-linux-gnu-ld", "binutils-aarch64-linux-gnu"),
     ("libclang", "libclang-dev"),
+    ("/usr/bin/rustc", "rustc-web"),
+    ("/usr/bin/cargo", "cargo-web"),
+    ("/usr/lib/rustlib/src/rust/library/Cargo.lock", "rust-web-src"),
 ];
 
 fn libclang_present() -> bool {
@@ -230,4 +236,93 @@ pub fn agent_for(arch: &str) -> Result<PathBuf, String> {
     let debian_cargo = if Path::new("/usr/bin/cargo").exists() { PathBuf::from("/usr/bin/cargo") } else { cargo };
     cargo_build(&debian_cargo, Some(Path::new("/usr/bin/rustc")), Some(triple), &dir, &[linker])?;
     Ok(dir.join(triple).join("release/addrsel-agent"))
+}
+
+/// A cargo invocation, as data (so it can be shown and tested without running it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CargoBuild {
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// The binary it produces.
+    pub output: PathBuf,
+}
+
+/// How the agent is built for a FreeBSD release: linked by clang with ld.lld against the
+/// release's own libraries (`sysroot`, from base.txz). x86_64-unknown-freebsd has a rustup
+/// standard library; aarch64-unknown-freebsd is tier 3 and needs nightly with build-std.
+pub fn freebsd_agent_build(def: &crate::freebsd_image::ImageDef, sysroot: &Path, target_dir: &Path) -> CargoBuild {
+    let amd64 = def.arch == "amd64";
+    let triple = if amd64 { "x86_64-unknown-freebsd" } else { "aarch64-unknown-freebsd" };
+    let mut args: Vec<String> = if amd64 { vec![] } else { ["run", "nightly", "cargo"].map(String::from).into() };
+    args.extend(
+        ["build", "--release", "--quiet", "--package", "addrsel-agent", "--target", triple, "--target-dir"]
+            .map(String::from),
+    );
+    args.push(target_dir.display().to_string());
+    if !amd64 {
+        args.push("-Zbuild-std=std,panic_abort".into());
+    }
+    let var = triple.to_uppercase().replace('-', "_");
+    let rustflags = format!(
+        "-C link-arg=--target={} -C link-arg=--sysroot={} -C link-arg=-fuse-ld=lld",
+        crate::freebsd_kmod::clang_target(def),
+        sysroot.display()
+    );
+    CargoBuild {
+        program: if amd64 { "cargo".into() } else { "rustup".into() },
+        args,
+        env: vec![
+            (format!("CARGO_TARGET_{var}_LINKER"), "clang".into()),
+            (format!("CARGO_TARGET_{var}_RUSTFLAGS"), rustflags),
+        ],
+        output: target_dir.join(triple).join("release/addrsel-agent"),
+    }
+}
+
+/// What is missing to build the FreeBSD agent, and how to get it.
+pub fn freebsd_agent_missing(def: &crate::freebsd_image::ImageDef) -> Option<String> {
+    let sysroot_of = |cmd: &mut Command| {
+        cmd.output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+    };
+    if def.arch == "amd64" {
+        let triple = "x86_64-unknown-freebsd";
+        let has = sysroot_of(Command::new("rustc").args(["--print", "sysroot"]))
+            .is_some_and(|s| s.join("lib/rustlib").join(triple).join("lib").exists());
+        (!has).then(|| format!("no Rust standard library for {triple}: run `rustup target add {triple}`"))
+    } else {
+        let has = sysroot_of(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))
+            .is_some_and(|s| s.join("lib/rustlib/src/rust/library").exists());
+        (!has).then(|| {
+            "aarch64-unknown-freebsd is a tier-3 Rust target with no prebuilt standard library: run `rustup toolchain install nightly --component rust-src` (addrsel then builds it with -Zbuild-std)".into()
+        })
+    }
+}
+
+/// The agent built for a FreeBSD release (see [`freebsd_agent_build`]).
+pub fn freebsd_agent(def: &crate::freebsd_image::ImageDef, sysroot: &Path) -> Result<PathBuf, String> {
+    if let Some(why) = freebsd_agent_missing(def) {
+        return Err(why);
+    }
+    for (tool, pkg) in [("clang", "clang"), ("ld.lld", "lld")] {
+        if crate::qemu::find_binary(tool).is_err() {
+            install(&[pkg], &format!("{tool} links the FreeBSD agent"))?;
+        }
+    }
+    let _g = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    let b = freebsd_agent_build(def, sysroot, &repo().join("target/freebsd").join(&def.name));
+    let out = Command::new(&b.program)
+        .args(&b.args)
+        .envs(b.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(repo())
+        .stdout(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", b.program))?;
+    if !out.status.success() {
+        return Err(format!("building the FreeBSD agent failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(b.output)
 }

@@ -1,0 +1,63 @@
+//! FreeBSD targets where FreeBSD cannot be reached: not run, with the URL and the reason,
+//! and a distinct exit status when asked for explicitly; the module build says it cannot
+//! download src.txz. The site is pointed at a closed port on loopback so this holds on any
+//! machine (here download.freebsd.org does not even resolve).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const CLOSED: &str = "http://127.0.0.1:9";
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .env("ADDRSEL_FREEBSD_MIRROR", CLOSED)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn explicit_freebsd_target_is_not_run_with_the_reason() {
+    let out = xtask(&["matrix", "--targets", "freebsd-14.5-amd64", "--no-snapshots"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{t}");
+    let want = format!(
+        "freebsd-14.5-amd64: not run: cannot download {CLOSED}/releases/CI-IMAGES/14.5-RELEASE/amd64/Latest/CHECKSUM.SHA256: "
+    );
+    assert!(t.contains(&want), "{t}");
+    assert!(
+        t.lines().filter(|l| l.trim_end().ends_with("not run")).count() >= 25,
+        "every scenario is listed as not run: {t}"
+    );
+    // The engine's unverified points for FreeBSD stay marked as such.
+    assert!(t.contains("still UNVERIFIED (") && t.contains("EHOSTUNREACH"), "{t}");
+    // Nothing was pinned from a failed download.
+    assert!(!Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/freebsd/14.5-amd64.lock").exists());
+}
+
+#[test]
+fn target_list_says_why_freebsd_cannot_run() {
+    let out = xtask(&["matrix", "--list-targets"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    for name in ["freebsd-14.5-amd64", "freebsd-14.5-arm64", "freebsd-15.1-amd64", "freebsd-15.1-arm64"] {
+        let line = t.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} missing: {t}"));
+        assert!(line.contains("cannot run here: cannot download http://127.0.0.1:9/"), "{line}");
+    }
+}
+
+#[test]
+fn freebsd_module_build_cannot_download_src_txz() {
+    let out = xtask(&["kmod", "build", "--target", "freebsd-15.1-arm64"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{t}");
+    assert!(t.contains("error: freebsd-15.1-arm64: cannot download src.txz for 15.1-RELEASE: cannot download"), "{t}");
+    // A source tree that is not one is refused before anything is compiled.
+    let out = xtask(&["kmod", "build", "--target", "freebsd-15.1-arm64", "--sysdir", "/tmp"]);
+    assert!(text(&out).contains("/tmp is not a FreeBSD kernel source tree"), "{}", text(&out));
+}
