@@ -74,3 +74,34 @@ fn checked_in_bindings_match_the_header_and_stale_ones_are_caught() {
     assert!(t.contains("is stale") && t.contains("first difference at line"), "{t}");
     let _ = std::fs::remove_file(&stale);
 }
+
+#[test]
+fn two_builds_at_once_from_an_empty_cache_both_succeed() {
+    // Both download, unpack and assemble the same build root at the same time: every shared
+    // directory appears in one rename, and the later one keeps the earlier one's copy.
+    let cache = std::env::temp_dir().join(format!("addrsel-kmod-race-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+            .env("ADDRSEL_CACHE", &cache)
+            .args(["kmod", "build", "--target", "linux-bookworm-amd64"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(), start());
+    for out in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(Path::new(String::from_utf8_lossy(&out.stdout).trim()).exists());
+    }
+    let leftovers: Vec<String> = ["build-root", "unpacked", "debian", "kmod"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(cache.join(d)).into_iter().flatten().flatten())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".partial."))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let _ = std::fs::remove_dir_all(&cache);
+}

@@ -22,14 +22,13 @@ fn ar_members(data: &[u8]) -> Result<Vec<(String, &[u8])>, String> {
     Ok(out)
 }
 
-/// Unpacks the package's files into `dir/<sha256>/` (kept across runs) and returns it.
+/// Unpacks the package's files into `dir/<sha256>/` (kept across runs) and returns it. The
+/// directory appears in one rename, so it exists only complete, also with concurrent runs.
 pub fn unpack(deb: &Path, sha256: &str, dir: &Path) -> Result<PathBuf, String> {
     let target = dir.join(sha256);
-    let done = dir.join(format!("{sha256}.done"));
-    if done.exists() {
+    if target.exists() {
         return Ok(target);
     }
-    let _ = std::fs::remove_dir_all(&target);
     let data = std::fs::read(deb).map_err(|e| format!("{}: {e}", deb.display()))?;
     let members = ar_members(&data).map_err(|e| format!("{}: {e}", deb.display()))?;
     let (name, bytes) = members
@@ -43,37 +42,43 @@ pub fn unpack(deb: &Path, sha256: &str, dir: &Path) -> Result<PathBuf, String> {
         other => return Err(format!("{}: unsupported member {other}", deb.display())),
     };
     let partial = dir.join(format!("{sha256}.partial.{}", std::process::id()));
-    std::fs::create_dir_all(&partial).map_err(|e| e.to_string())?;
-    let mut archive = tar::Archive::new(reader);
-    for entry in archive.entries().map_err(|e| e.to_string())? {
-        let mut entry = entry.map_err(|e| format!("{}: {e}", deb.display()))?;
-        let path = entry.path().map_err(|e| e.to_string())?.into_owned();
-        // Only plain relative paths: nothing may land outside the unpack directory.
-        if path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
-            continue;
-        }
-        let out = partial.join(&path);
-        match entry.header().entry_type() {
-            tar::EntryType::Directory => {
-                std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    let unpacked = (|| -> Result<(), String> {
+        std::fs::create_dir_all(&partial).map_err(|e| e.to_string())?;
+        let mut archive = tar::Archive::new(reader);
+        for entry in archive.entries().map_err(|e| e.to_string())? {
+            let mut entry = entry.map_err(|e| format!("{}: {e}", deb.display()))?;
+            let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+            // Only plain relative paths: nothing may land outside the unpack directory.
+            if path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+                continue;
             }
-            tar::EntryType::Regular | tar::EntryType::Symlink | tar::EntryType::Link => {
-                if let Some(parent) = out.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            let out = partial.join(&path);
+            match entry.header().entry_type() {
+                tar::EntryType::Directory => {
+                    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
                 }
-                if entry.header().entry_type() == tar::EntryType::Link {
-                    // Hard links point at another member of the archive.
-                    let to = entry.link_name().map_err(|e| e.to_string())?.ok_or("hard link without target")?;
-                    let _ = std::fs::copy(partial.join(to), &out);
-                } else {
-                    entry.unpack(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+                tar::EntryType::Regular | tar::EntryType::Symlink | tar::EntryType::Link => {
+                    if let Some(parent) = out.parent() {
+                        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                    }
+                    if entry.header().entry_type() == tar::EntryType::Link {
+                        // Hard links point at another member of the archive.
+                        let to = entry.link_name().map_err(|e| e.to_string())?.ok_or("hard link without target")?;
+                        let _ = std::fs::copy(partial.join(to), &out);
+                    } else {
+                        entry.unpack(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+                    }
                 }
+                _ => {}
             }
-            _ => {}
         }
+        Ok(())
+    })();
+    if let Err(e) = unpacked {
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(e);
     }
-    std::fs::rename(&partial, &target).map_err(|e| e.to_string())?;
-    std::fs::write(&done, b"").map_err(|e| e.to_string())?;
+    crate::fetch::publish_dir(&partial, &target)?;
     Ok(target)
 }
 

@@ -83,7 +83,20 @@ pub fn head(url: &str) -> Result<(), FetchError> {
     ureq::head(url).call().map(|_| ()).map_err(|e| FetchError::Unreachable(format!("cannot download {url}: {e}")))
 }
 
-/// Removes `*.partial.<pid>` files of processes that no longer exist (interrupted runs).
+/// Moves a finished `partial` directory to `dir` in one step, so `dir` only ever exists
+/// complete. When another process got there first, its copy is kept and this one removed.
+pub fn publish_dir(partial: &Path, dir: &Path) -> Result<(), String> {
+    match std::fs::rename(partial, dir) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(partial);
+            if dir.exists() { Ok(()) } else { Err(format!("{}: {e}", dir.display())) }
+        }
+    }
+}
+
+/// Removes `*.partial.<pid>` files and directories of processes that no longer exist
+/// (interrupted runs).
 pub fn clean_stale_partials(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -93,7 +106,7 @@ pub fn clean_stale_partials(dir: &Path) {
         if let Some((_, pid)) = name.rsplit_once(".partial.") {
             let alive = pid.parse::<u32>().is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
             if !alive {
-                let _ = std::fs::remove_file(e.path());
+                let _ = std::fs::remove_file(e.path()).or_else(|_| std::fs::remove_dir_all(e.path()));
             }
         }
     }

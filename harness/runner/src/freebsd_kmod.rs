@@ -101,6 +101,7 @@ fn unpack_txz(p: &Pinned, prefixes: &[&str], skip: &[&str], progress: &dyn Fn(&s
     }
     let txz = freebsd_image::fetch_pinned(p, progress).map_err(|e| e.to_string())?;
     progress(&format!("unpacking {}", p.name));
+    fetch::clean_stale_partials(dir.parent().expect("in the cache"));
     let partial = dir.with_extension(format!("partial.{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&partial);
     let unpacked = (|| {
@@ -118,8 +119,7 @@ fn unpack_txz(p: &Pinned, prefixes: &[&str], skip: &[&str], progress: &dyn Fn(&s
             entry.unpack_in(&partial).map_err(|e| format!("{}: {rel}: {e}", p.name))?;
         }
         std::fs::write(partial.join(".complete"), b"").map_err(|e| e.to_string())?;
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&partial, &dir).map_err(|e| e.to_string())
+        fetch::publish_dir(&partial, &dir)
     })();
     if unpacked.is_err() {
         let _ = std::fs::remove_dir_all(&partial);

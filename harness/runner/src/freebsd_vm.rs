@@ -84,20 +84,6 @@ pub fn spec(def: &ImageDef, overlay: &Path, payload: &Path, accel: Accel) -> Spe
 /// How big the overlay is: the root file system grows into it on first boot.
 const OVERLAY_BYTES: u64 = 8 << 30;
 
-/// Acceleration: KVM for a native guest when proven to work, else TCG.
-fn accel_for(def: &ImageDef, dir: &Path) -> (Accel, String) {
-    let native = matches!((def.arch.as_str(), std::env::consts::ARCH), ("amd64", "x86_64") | ("aarch64", "aarch64"));
-    match std::env::var("ADDRSEL_ACCEL").ok().as_deref() {
-        Some("tcg") => (Accel::Tcg, "forced".into()),
-        Some("kvm") if native => (Accel::Kvm, "forced".into()),
-        _ if !native => (Accel::Tcg, "other architecture".into()),
-        _ => match crate::qemu::kvm_works(dir) {
-            Ok(()) => (Accel::Kvm, "KVM probe guest ran".into()),
-            Err(why) => (Accel::Tcg, why),
-        },
-    }
-}
-
 /// Everything a boot needs, in the order that fails fastest where FreeBSD is unreachable.
 struct Prepared {
     qemu: PathBuf,
@@ -166,7 +152,13 @@ pub fn run(
         cleanup();
         return run.not_run(e);
     }
-    let (accel, why) = accel_for(def, dir);
+    let (accel, why) = match crate::qemu::accel_for(&def.arch, dir) {
+        Ok(a) => a,
+        Err(e) => {
+            cleanup();
+            return run.not_run(e);
+        }
+    };
     run.log.push(format!("acceleration {} ({why})", accel.word()));
     log(&format!("booting {} ({})", def.release, accel.word()));
     let s = spec(def, &overlay, &payload_path, accel);

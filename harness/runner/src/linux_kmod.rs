@@ -134,35 +134,39 @@ fn assemble_root(def: &ImageDef, packages: &[LockedPackage], progress: &dyn Fn(&
     let key = fetch::sha256_hex(packages.iter().map(|p| p.sha256.as_str()).collect::<Vec<_>>().join(",").as_bytes());
     let dir = fetch::cache_dir().join("build-root");
     let root = dir.join(format!("{}-{}", def.name, &key[..16]));
+    fetch::clean_stale_partials(&dir);
     if root.join(".complete").exists() {
         return Ok(root);
     }
     let debs = crate::debian::fetch_packages(packages, progress).map_err(|e| e.to_string())?;
     progress(&format!("assembling the module build root ({} packages)", debs.len()));
     let partial = dir.join(format!("{}-{}.partial.{}", def.name, &key[..16], std::process::id()));
-    let _ = std::fs::remove_dir_all(&partial);
     let io = |e: std::io::Error| format!("{}: {e}", partial.display());
-    for d in ["usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "dev", "tmp", "build"] {
-        std::fs::create_dir_all(partial.join(d)).map_err(io)?;
-    }
-    for (link, target) in [("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")] {
-        std::os::unix::fs::symlink(target, partial.join(link)).map_err(io)?;
-    }
-    let unpack = fetch::cache_dir().join("unpacked");
-    for (p, deb) in &debs {
-        let tree = crate::deb::unpack(deb, &p.sha256, &unpack)?;
-        link_tree(&tree, &partial).map_err(|e| format!("{} into the build root: {e}", p.name))?;
-    }
-    // What maintainer scripts would have set up: /bin/sh and the awk alternative.
-    for (link, target) in [("usr/bin/sh", "dash"), ("usr/bin/awk", "mawk")] {
-        if std::fs::symlink_metadata(partial.join(link)).is_err() {
+    let assembled = (|| -> Result<(), String> {
+        for d in ["usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "dev", "tmp", "build"] {
+            std::fs::create_dir_all(partial.join(d)).map_err(io)?;
+        }
+        for (link, target) in [("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")] {
             std::os::unix::fs::symlink(target, partial.join(link)).map_err(io)?;
         }
+        let unpack = fetch::cache_dir().join("unpacked");
+        for (p, deb) in &debs {
+            let tree = crate::deb::unpack(deb, &p.sha256, &unpack)?;
+            link_tree(&tree, &partial).map_err(|e| format!("{} into the build root: {e}", p.name))?;
+        }
+        // What maintainer scripts would have set up: /bin/sh and the awk alternative.
+        for (link, target) in [("usr/bin/sh", "dash"), ("usr/bin/awk", "mawk")] {
+            if std::fs::symlink_metadata(partial.join(link)).is_err() {
+                std::os::unix::fs::symlink(target, partial.join(link)).map_err(io)?;
+            }
+        }
+        std::fs::write(partial.join(".complete"), b"").map_err(io)?;
+        fetch::publish_dir(&partial, &root)
+    })();
+    if assembled.is_err() {
+        let _ = std::fs::remove_dir_all(&partial);
     }
-    std::fs::write(partial.join(".complete"), b"").map_err(io)?;
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::rename(&partial, &root).map_err(|e| format!("{}: {e}", root.display()))?;
-    Ok(root)
+    assembled.map(|()| root)
 }
 
 /// binfmt_misc registration for arm64 ELF executables (the magic and mask QEMU documents),
@@ -175,6 +179,34 @@ fn binfmt_aarch64(interpreter: &Path) -> Vec<u8> {
     r.extend_from_slice(interpreter.as_os_str().as_bytes());
     r.extend_from_slice(b":F");
     r
+}
+
+/// write(2) of a whole buffer, with no allocation (it runs between fork and exec in a
+/// process that may have other threads).
+fn write_file(path: &std::ffi::CStr, data: &[u8]) -> std::io::Result<()> {
+    // SAFETY: a NUL-terminated path; the buffer is valid for its length.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let n = libc::write(fd, data.as_ptr().cast(), data.len());
+        let result = if n == data.len() as isize { Ok(()) } else { Err(std::io::Error::last_os_error()) };
+        libc::close(fd);
+        result
+    }
+}
+
+/// Whether this kernel gives each user namespace its own binfmt_misc (Linux 6.7 and later).
+fn private_binfmt_misc() -> Result<(), String> {
+    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    match (parts.next(), parts.next()) {
+        (Some(major), Some(minor)) if (major, minor) >= (6, 7) => Ok(()),
+        _ => Err(format!(
+            "this image's build root runs under user-mode emulation, which needs a binfmt_misc private to a user namespace (Linux 6.7 or later); this kernel is {release}"
+        )),
+    }
 }
 
 /// A command run inside `root`: a private mount namespace with the host's /dev bound in,
@@ -199,21 +231,17 @@ fn in_root(root: &Path, program: &str, args: &[String], cwd: &str, emulator: Opt
             let err = |e: nix::errno::Errno| std::io::Error::from_raw_os_error(e as i32);
             if userns {
                 unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUSER).map_err(err)?;
-                std::fs::write("/proc/self/setgroups", "deny")?;
-                std::fs::write("/proc/self/uid_map", &maps.0)?;
-                std::fs::write("/proc/self/gid_map", &maps.1)?;
+                write_file(c"/proc/self/setgroups", b"deny")?;
+                write_file(c"/proc/self/uid_map", maps.0.as_bytes())?;
+                write_file(c"/proc/self/gid_map", maps.1.as_bytes())?;
             } else {
                 unshare(CloneFlags::CLONE_NEWNS).map_err(err)?;
             }
             mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(err)?;
             if let Some(registration) = &binfmt {
-                let misc = "/proc/sys/fs/binfmt_misc";
-                mount(Some("binfmt_misc"), misc, Some("binfmt_misc"), MsFlags::empty(), None::<&str>).map_err(|e| {
-                    std::io::Error::other(format!(
-                        "mounting a private binfmt_misc failed ({e}): emulating the build root needs Linux 6.7 or later"
-                    ))
-                })?;
-                std::fs::write(format!("{misc}/register"), registration)?;
+                let misc = c"/proc/sys/fs/binfmt_misc";
+                mount(Some(c"binfmt_misc"), misc, Some(c"binfmt_misc"), MsFlags::empty(), None::<&str>).map_err(err)?;
+                write_file(c"/proc/sys/fs/binfmt_misc/register", registration)?;
             }
             mount(Some("/dev"), dev_c.as_c_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
                 .map_err(err)?;
@@ -281,6 +309,7 @@ pub fn build(
             if root_arch != "arm64" {
                 return Err(format!("cannot emulate a {root_arch} build root (only arm64)"));
             }
+            private_binfmt_misc()?;
             Some(dir.join("usr/bin/qemu-aarch64-static"))
         }
         (false, None) => return Err(format!("the build root is {root_arch}, but the lock has no emulator for it")),

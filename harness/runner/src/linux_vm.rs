@@ -13,23 +13,9 @@ use crate::initramfs::{self, Guest};
 use crate::qemu::{self, Accel, Ended, Spec, Vm};
 use crate::target::{Progress, ScenarioRun, TargetRun};
 
-/// Which acceleration to use: `ADDRSEL_ACCEL=kvm|tcg` forces one; otherwise KVM when it
-/// is proven to work for a guest of the host's architecture, else TCG.
+/// Which acceleration to use (see [`qemu::accel_for`]).
 pub fn accel_for(def: &ImageDef, dir: &Path) -> Result<(Accel, String), String> {
-    let native = matches!((def.arch.as_str(), std::env::consts::ARCH), ("amd64", "x86_64") | ("arm64", "aarch64"));
-    match std::env::var("ADDRSEL_ACCEL").ok().as_deref() {
-        Some("kvm") if native => Ok((Accel::Kvm, "forced".into())),
-        Some("kvm") => {
-            Err(format!("KVM was asked for, but a {} guest cannot use KVM on {}", def.arch, std::env::consts::ARCH))
-        }
-        Some("tcg") => Ok((Accel::Tcg, "forced".into())),
-        Some(other) => Err(format!("ADDRSEL_ACCEL={other}: expected kvm or tcg")),
-        None if !native => Ok((Accel::Tcg, "other architecture".into())),
-        None => match qemu::kvm_works(dir) {
-            Ok(()) => Ok((Accel::Kvm, "KVM probe guest ran".into())),
-            Err(why) => Ok((Accel::Tcg, why)),
-        },
-    }
+    qemu::accel_for(&def.arch, dir)
 }
 
 /// The kernel command line for a boot.

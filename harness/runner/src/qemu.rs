@@ -104,6 +104,26 @@ pub fn args(s: &Spec) -> Vec<String> {
     a
 }
 
+/// Which acceleration a guest of `arch` (amd64, arm64 or aarch64) gets: `ADDRSEL_ACCEL=kvm|tcg`
+/// forces one; otherwise KVM when the guest is native and a probe guest proves KVM works, else
+/// TCG. The reason comes with it.
+pub fn accel_for(arch: &str, dir: &Path) -> Result<(Accel, String), String> {
+    let native = matches!((arch, std::env::consts::ARCH), ("amd64", "x86_64") | ("arm64" | "aarch64", "aarch64"));
+    match std::env::var("ADDRSEL_ACCEL").ok().as_deref() {
+        Some("kvm") if native => Ok((Accel::Kvm, "forced".into())),
+        Some("kvm") => {
+            Err(format!("KVM was asked for, but a {arch} guest cannot use KVM on {}", std::env::consts::ARCH))
+        }
+        Some("tcg") => Ok((Accel::Tcg, "forced".into())),
+        Some(other) => Err(format!("ADDRSEL_ACCEL={other}: expected kvm or tcg")),
+        None if !native => Ok((Accel::Tcg, "other architecture".into())),
+        None => match kvm_works(dir) {
+            Ok(()) => Ok((Accel::Kvm, "KVM probe guest ran".into())),
+            Err(why) => Ok((Accel::Tcg, why)),
+        },
+    }
+}
+
 /// Where a QEMU binary is, or the command that installs it.
 pub fn find_binary(name: &str) -> Result<PathBuf, String> {
     for dir in std::env::var("PATH").unwrap_or_default().split(':') {
