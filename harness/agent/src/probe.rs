@@ -31,7 +31,13 @@ pub fn run(p: &Probe, ask_kmod: bool) -> Outcome {
                 Ok(ifindex) => crate::kmod::kernel_answer(*dst, ifindex, &p.prefer),
                 Err(e) => KernelAnswer { source: None, error: Some(errno_name(e)) },
             });
-            Outcome::Connect { dst: text, source, error, kernel }
+            Outcome::Connect {
+                dst: text,
+                source,
+                error,
+                kernel_source: kernel.as_ref().and_then(|k| k.source),
+                kernel_error: kernel.and_then(|k| k.error),
+            }
         }
         ProbeKind::Resolve { name } => {
             let (order, error) = resolve(name);

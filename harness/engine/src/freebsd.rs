@@ -607,7 +607,13 @@ pub fn probe(f: &Freebsd, kind: &ProbeKind, prefer: &[SourcePreference]) -> (add
                 Err(e) => (None, Some(e.to_string())),
             };
             (
-                Outcome::Connect { dst: kind.dst_text().unwrap_or_default(), source, error, kernel: None },
+                Outcome::Connect {
+                    dst: kind.dst_text().unwrap_or_default(),
+                    source,
+                    error,
+                    kernel_source: None,
+                    kernel_error: None,
+                },
                 Trace::Connect(sel.trace),
             )
         }

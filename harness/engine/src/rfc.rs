@@ -411,7 +411,13 @@ pub fn probe(r: &Rfc, kind: &ProbeKind, prefer: &[SourcePreference]) -> (addrsel
                 Err(e) => (None, Some(e.to_string())),
             };
             (
-                Outcome::Connect { dst: kind.dst_text().unwrap_or_default(), source, error, kernel: None },
+                Outcome::Connect {
+                    dst: kind.dst_text().unwrap_or_default(),
+                    source,
+                    error,
+                    kernel_source: None,
+                    kernel_error: None,
+                },
                 Trace::Connect(sel.trace),
             )
         }

@@ -30,9 +30,12 @@ pub enum Outcome {
         source: Option<IpAddr>,
         /// errno name when no source could be chosen (`ENETUNREACH`, `EHOSTUNREACH`, ...).
         error: Option<String>,
-        /// The test kernel module's answer for the same question, when it was asked.
+        /// The test kernel module's answer to the same question, when it was asked: the
+        /// source it would pick, or the errno name.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        kernel: Option<KernelAnswer>,
+        kernel_source: Option<IpAddr>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kernel_error: Option<String>,
     },
     Resolve {
         name: String,
@@ -45,7 +48,7 @@ pub enum Outcome {
     Unsupported { reason: String },
 }
 
-/// What the kernel module said: the source, or the errno name.
+/// What the kernel module said: the source, or the errno name (or why it was not asked).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KernelAnswer {
     pub source: Option<IpAddr>,
@@ -65,12 +68,28 @@ impl Outcome {
         }
     }
 
+    /// The kernel module's answer, when it was asked.
+    pub fn kernel_answer(&self) -> Option<KernelAnswer> {
+        match self {
+            Outcome::Connect { kernel_source, kernel_error, .. }
+                if kernel_source.is_some() || kernel_error.is_some() =>
+            {
+                Some(KernelAnswer { source: *kernel_source, error: kernel_error.clone() })
+            }
+            _ => None,
+        }
+    }
+
     /// The decision itself, without the module's answer: what predictions are compared on.
     pub fn decision(&self) -> Outcome {
         match self {
-            Outcome::Connect { dst, source, error, .. } => {
-                Outcome::Connect { dst: dst.clone(), source: *source, error: error.clone(), kernel: None }
-            }
+            Outcome::Connect { dst, source, error, .. } => Outcome::Connect {
+                dst: dst.clone(),
+                source: *source,
+                error: error.clone(),
+                kernel_source: None,
+                kernel_error: None,
+            },
             other => other.clone(),
         }
     }
@@ -79,6 +98,28 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn module_answers_sit_next_to_the_socket_answer() {
+        let o = Outcome::Connect {
+            dst: "fe80::1".into(),
+            source: None,
+            error: Some("EINVAL".into()),
+            kernel_source: Some("fe80::10".parse().unwrap()),
+            kernel_error: None,
+        };
+        let json = serde_json::to_string(&o).unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"connect","dst":"fe80::1","source":null,"error":"EINVAL","kernel_source":"fe80::10"}"#
+        );
+        let back: Outcome = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.kernel_answer(), Some(KernelAnswer { source: Some("fe80::10".parse().unwrap()), error: None }));
+        assert_eq!(back.decision().kernel_answer(), None);
+        let not_asked: Outcome =
+            serde_json::from_str(r#"{"kind":"connect","dst":"::1","source":"::1","error":null}"#).unwrap();
+        assert_eq!(not_asked.kernel_answer(), None);
+    }
 
     #[test]
     fn json_shape_matches_explain() {
@@ -92,7 +133,8 @@ mod tests {
                         dst: "2a01:4f8:c2c:8101::1".into(),
                         source: Some("fd00:11:22::aa".parse().unwrap()),
                         error: None,
-                        kernel: None,
+                        kernel_source: None,
+                        kernel_error: None,
                     },
                 },
                 ProbeResult {

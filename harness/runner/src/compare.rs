@@ -136,7 +136,7 @@ pub fn compare(
                 status = Status::Disagree;
             }
         }
-        if let Outcome::Connect { source, error, kernel: Some(k), .. } = &obs.outcome
+        if let (Outcome::Connect { source, error, .. }, Some(k)) = (&obs.outcome, obs.outcome.kernel_answer())
             && (&k.source, &k.error) != (source, error)
         {
             notes.push(format!(

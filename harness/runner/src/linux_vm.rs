@@ -96,16 +96,14 @@ pub fn run(
         Ok(x) => x,
         Err(e) => return run.not_run(e),
     };
-    let module = match kmod.then(|| test_module(def, &guest, &log)) {
-        None => None,
-        Some(Ok(m)) => Some(m),
+    let (module, kmod_error) = match kmod.then(|| test_module(def, &guest, &log)) {
+        None => (None, None),
+        Some(Ok(m)) => (Some(m), None),
         Some(Err(e)) => {
             log(&format!("test module: {e}"));
-            run.log.push(format!("test module not built: {e}"));
-            None
+            (None, Some(format!("test module not built: {e}")))
         }
     };
-    let kmod_error = run.log.last().filter(|_| kmod && module.is_none()).cloned();
     let (accel, why) = match accel_for(def, dir) {
         Ok(a) => a,
         Err(e) => return run.not_run(e),

@@ -43,9 +43,9 @@ pub fn render(results: &[ProbeResult]) -> String {
     let mut out = String::new();
     for r in results {
         let line = match &r.outcome {
-            Outcome::Connect { dst, source, error, kernel } => {
+            Outcome::Connect { dst, source, error, .. } => {
                 let got = source.map_or_else(|| error.clone().unwrap_or_else(|| "no answer".into()), |a| a.to_string());
-                let module = kernel.as_ref().map_or(String::new(), |k| {
+                let module = r.outcome.kernel_answer().map_or(String::new(), |k| {
                     format!(
                         " (kernel module: {})",
                         k.source.map_or_else(|| k.error.clone().unwrap_or_default(), |a| a.to_string())
