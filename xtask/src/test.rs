@@ -63,11 +63,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
     }
     if !args.no_targets {
-        let exe = std::env::current_exe()?;
+        // Through cargo: `cargo test` may have rebuilt this very binary in the meantime.
         let targets = "host,linux-bookworm-amd64,linux-bookworm-arm64,linux-trixie-amd64,linux-trixie-arm64";
         if !step(
             "matrix on the host and the Linux VMs",
-            Command::new(exe).args(["matrix", "--targets", targets]).current_dir(&root),
+            Command::new(&c)
+                .args(["run", "--quiet", "--package", "xtask", "--", "matrix", "--targets", targets])
+                .current_dir(&root),
         )? {
             return Ok(exit::DISAGREE);
         }
