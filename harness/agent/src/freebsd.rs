@@ -100,6 +100,10 @@ pub fn run_plan(plan: &Plan, target: &str, kmod: bool) -> (Report, Option<String
             .collect();
         return (report, None);
     }
+    static READY: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    if let Err(why) = READY.get_or_init(check) {
+        return (report, Some(format!("scenarios cannot run here: {why}")));
+    }
     let n = next_instance();
     let pid = std::process::id();
     let mut inst = Instance { vars: HashMap::new() };
@@ -148,6 +152,16 @@ pub fn check() -> Result<String, String> {
     let vimage = run_cmd(&["sysctl".into(), "-n".into(), "kern.features.vimage".into()], None).unwrap_or_default();
     if vimage.trim() != "1" {
         return Err("this kernel has no VIMAGE (VNET jails)".into());
+    }
+    // Jails see a read-only nullfs view of `/`, which does not show other file systems
+    // mounted below it: the agent must live on the root file system to run inside them.
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dev = |p: &std::path::Path| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::dev(&m));
+    if dev(&exe).map_err(|e| e.to_string())? != dev(std::path::Path::new("/")).map_err(|e| e.to_string())? {
+        return Err(format!(
+            "{} is not on the root file system, so jails cannot run it; copy it to /var",
+            exe.display()
+        ));
     }
     Ok("root with VIMAGE".into())
 }
