@@ -115,6 +115,7 @@ fn kernel_module_answers_next_to_the_socket_and_differences_are_reported() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("kernel module: loaded; /proc/net/addrsel answers"), "{t}");
+    assert!(t.contains("vmlinux decompressed on the host, PVH entry"), "{t}");
     // A link-local destination without a zone: the kernel's route lookup and source
     // selection find an answer, the socket layer refuses the connect (no scope id).
     assert!(

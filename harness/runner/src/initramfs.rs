@@ -17,6 +17,11 @@ use crate::fetch;
 #[derive(Clone, Debug)]
 pub struct Kernel {
     pub vmlinuz: PathBuf,
+    /// What QEMU boots: for an x86 bzImage its payload decompressed on the host (see
+    /// [`crate::bzimage`]), otherwise `vmlinuz` itself.
+    pub boot_image: PathBuf,
+    /// How `boot_image` came to be, for the run's log.
+    pub boot_note: String,
     pub release: String,
     /// Its build configuration (`/boot/config-*`).
     pub config: String,
@@ -284,7 +289,14 @@ pub fn kernel(def: &ImageDef, lock: &Lock, progress: &dyn Fn(&str)) -> Result<Ke
     let any = veth.first().ok_or("the kernel has no veth module")?;
     let vermagic = crate::linux_kmod::kernel_vermagic(&read_module(&modules_dir.join(any))?)
         .ok_or_else(|| format!("{any} has no vermagic"))?;
-    Ok(Kernel { vmlinuz, release, config, mip6, vermagic, modules_dir })
+    let (boot_image, boot_note) = match def.arch.as_str() {
+        "amd64" => match crate::bzimage::vmlinux(&vmlinuz) {
+            Ok(elf) => (elf, "vmlinux decompressed on the host, PVH entry".to_string()),
+            Err(e) => (vmlinuz.clone(), format!("bzImage (not decompressed on the host: {e})")),
+        },
+        _ => (vmlinuz.clone(), "the package's kernel image".to_string()),
+    };
+    Ok(Kernel { vmlinuz, boot_image, boot_note, release, config, mip6, vermagic, modules_dir })
 }
 
 /// Builds (or takes from the cache) the image's kernel and base initramfs.

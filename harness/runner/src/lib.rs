@@ -1,5 +1,6 @@
 //! Runs scenarios on targets and compares what they did with the engine.
 
+pub mod bzimage;
 pub mod compare;
 pub mod console_driver;
 pub mod corpus;

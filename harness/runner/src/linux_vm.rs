@@ -39,7 +39,7 @@ pub fn spec(def: &ImageDef, guest: &Guest, initrd: &Path, results: Option<&Path>
         cpu: def.qemu.cpu.clone(),
         memory_mb: def.qemu.memory_mb,
         accel,
-        kernel: Some(guest.kernel.vmlinuz.clone()),
+        kernel: Some(guest.kernel.boot_image.clone()),
         initrd: Some(initrd.to_path_buf()),
         append: Some(match (results, def.qemu.results) {
             (Some(_), crate::qemu::Channel::Serial) => cmdline(def, &format!("{extra} addrsel.results=ttyS1")),
@@ -123,7 +123,7 @@ pub fn run(
     }
     let _ = std::fs::write(&results, b"");
     let s = spec(def, &guest, &initrd, Some(&results), accel, "");
-    log(&format!("booting ({}, kernel {})", accel.word(), guest.kernel.release));
+    log(&format!("booting ({}, kernel {}: {})", accel.word(), guest.kernel.release, guest.kernel.boot_note));
     let mut vm = match Vm::start(&binary, &s, &console_log, false) {
         Ok(v) => v,
         Err(e) => {
