@@ -34,16 +34,19 @@ pub struct Args {
     json: Option<PathBuf>,
 }
 
-fn read_policy(path: &PathBuf, format: Option<PolicyFormat>) -> Option<PolicyFile> {
+fn read_text(path: &PathBuf) -> Option<(String, String)> {
     let shown = addrsel_runner::corpus::display_path(path);
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    match std::fs::read_to_string(path) {
+        Ok(t) => Some((shown, t)),
         Err(e) => {
             eprintln!("error: {shown}: {e}");
-            return None;
+            None
         }
-    };
-    match policy_file::load(&shown, &text, format) {
+    }
+}
+
+fn read_policy((shown, text): &(String, String), format: Option<PolicyFormat>) -> Option<PolicyFile> {
+    match policy_file::load(shown, text, format) {
         Ok(p) => Some(p),
         Err(errors) => {
             eprintln!("{errors}");
@@ -79,8 +82,17 @@ fn observe(
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let format = args.format.as_deref().and_then(PolicyFormat::from_word);
-    let (Some(old), Some(new)) = (read_policy(&args.old, format), read_policy(&args.new, format)) else {
+    let (Some(old_text), Some(new_text)) = (read_text(&args.old), read_text(&args.new)) else {
+        return Ok(exit::BAD_INPUT);
+    };
+    // A file that does not tell its format (empty, comments only) takes the other's.
+    let given = args.format.as_deref().and_then(PolicyFormat::from_word);
+    let (old_guess, new_guess) =
+        (policy_file::guess(&old_text.0, &old_text.1), policy_file::guess(&new_text.0, &new_text.1));
+    let (Some(old), Some(new)) = (
+        read_policy(&old_text, given.or(old_guess).or(new_guess)),
+        read_policy(&new_text, given.or(new_guess).or(old_guess)),
+    ) else {
         return Ok(exit::BAD_INPUT);
     };
     if old.format() != new.format() {
@@ -139,29 +151,36 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         };
         for (key, b) in &obs_b {
             let a = &obs_a[key];
-            let observed = b.outcome.decision() != a.outcome.decision();
-            let predicted =
-                all.iter().any(|c| c.scenario == key.0 && c.probe == key.1 && c.target == format!("engine:{engine}"));
-            if observed {
+            let observed =
+                (b.outcome.decision() != a.outcome.decision()).then(|| (b.outcome.summary(), a.outcome.summary()));
+            let predicted = all
+                .iter()
+                .find(|c| c.scenario == key.0 && c.probe == key.1 && c.target == format!("engine:{engine}"))
+                .map(|c| (c.before.clone(), c.after.clone()));
+            if observed != predicted {
+                mismatch = true;
+                let say = |c: &Option<(String, String)>| match c {
+                    Some((before, after)) => format!("{before}  ->  {after}"),
+                    None => "no change".to_string(),
+                };
+                println!(
+                    "MISMATCH {}/{}: the engine predicts {}; {name} shows {}",
+                    key.0,
+                    key.1,
+                    say(&predicted),
+                    say(&observed)
+                );
+            }
+            if let Some((before, after)) = observed {
                 all.push(Change {
                     scenario: key.0.clone(),
                     probe: key.1.clone(),
                     target: name.clone(),
-                    before: b.outcome.summary(),
-                    after: a.outcome.summary(),
+                    before,
+                    after,
                     rule_before: None,
                     rule_after: None,
                 });
-            }
-            if observed != predicted {
-                mismatch = true;
-                println!(
-                    "MISMATCH {}/{}: the engine {} a change, {name} {} one",
-                    key.0,
-                    key.1,
-                    if predicted { "predicts" } else { "does not predict" },
-                    if observed { "shows" } else { "does not show" }
-                );
             }
         }
     }

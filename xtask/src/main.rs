@@ -63,7 +63,27 @@ pub mod exit {
     pub const NOT_RUN: u8 = 3;
 }
 
+/// `cargo xtask explain FILE | head`: a closed stdout ends the command quietly, as it would
+/// a C tool killed by SIGPIPE. (SIGPIPE itself stays ignored: a write to an agent that died
+/// must be an error the run handles, not the end of the process before it cleans up.)
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Matrix(a) => matrix::run(a),

@@ -23,7 +23,8 @@ pub struct Args {
     /// Compare with the engine only; leave snapshots alone (for ad-hoc scenarios).
     #[arg(long)]
     no_snapshots: bool,
-    /// List every known target, whether it can run here and why not, then exit.
+    /// List the targets (every known one, or those --targets/--shard choose), whether each
+    /// can run here and why not, then exit.
     #[arg(long)]
     list_targets: bool,
     /// VM acceleration: kvm or tcg (default: KVM when a probe guest proves it works, else TCG).
@@ -102,20 +103,13 @@ pub fn finish(result: &report::MatrixResult, out: &Outputs, requested_not_run: b
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let known = targets::all();
-    if args.list_targets {
-        for t in &known {
-            match targets::availability(t) {
-                Ok(how) => println!("{:<24} can run ({how}): {}", t.name, t.description),
-                Err(why) => println!("{:<24} cannot run here: {why}", t.name),
-            }
-        }
-        return Ok(exit::OK);
-    }
     if let Some(a) = &args.accel {
         // SAFETY: set before any thread starts.
         unsafe { std::env::set_var("ADDRSEL_ACCEL", a) };
     }
-    let explicit = !args.targets.is_empty() || args.shard.is_some();
+    // A shard of the default list is still the default list: its not-run targets (FreeBSD
+    // here) do not make the exit status 3.
+    let explicit = !args.targets.is_empty();
     let chosen: Vec<targets::TargetDef> = if explicit {
         let mut v = Vec::new();
         for name in &args.targets {
@@ -138,6 +132,15 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         Some(sh) => shard(&chosen, sh),
         None => chosen,
     };
+    if args.list_targets {
+        for t in &chosen {
+            match targets::availability(t) {
+                Ok(how) => println!("{:<24} can run ({how}): {}", t.name, t.description),
+                Err(why) => println!("{:<24} cannot run here: {why}", t.name),
+            }
+        }
+        return Ok(exit::OK);
+    }
     if chosen.is_empty() {
         eprintln!("this shard has no targets");
         let empty = report::MatrixResult::from_cells(vec![]);
@@ -170,7 +173,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let progress = |target: &str, scenario: &str, done: usize, total: usize, elapsed: Duration| {
         eprintln!("  [{target}] {done}/{total} {scenario} ({:.1} s)", elapsed.as_secs_f64());
     };
-    let result = run_matrix(&opts, &progress);
+    let mut result = run_matrix(&opts, &progress);
+    for c in &mut result.cells {
+        c.requested = explicit;
+    }
     let requested_not_run = explicit && result.targets.iter().any(|t| t.not_run.is_some());
     finish(&result, &args.outputs, requested_not_run)
 }

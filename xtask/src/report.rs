@@ -51,6 +51,7 @@ pub fn run(cmd: Command) -> anyhow::Result<u8> {
         }
     }
     let result = MatrixResult::from_cells(cells);
-    let not_run = result.targets.iter().any(|t| t.not_run.is_some());
-    finish(&result, &args.outputs, not_run)
+    // As in the runs themselves: only a target named with --targets must have run.
+    let requested_not_run = result.cells.iter().any(|c| c.requested && c.not_run.is_some());
+    finish(&result, &args.outputs, requested_not_run)
 }

@@ -141,8 +141,8 @@ fn failing_cells_in_every_format() {
     assert!(t.contains("the expectation on scenario line"), "{t}");
     assert!(t.contains("- to-peer-v4: connect 203.0.113.2 -> 10.0.0.51"), "{t}");
     assert!(t.contains("+ to-peer-v4: connect 203.0.113.2 -> 10.0.0.50"), "{t}");
-    // Both explanations, side by side, for the disagreement.
-    assert!(t.contains("explain to-peer-v4 (linux | rfc6724):"), "{t}");
+    // Both explanations, side by side, for the disagreement and for the changed snapshot line.
+    assert_eq!(t.matches("explain to-peer-v4 (linux | rfc6724):").count(), 2, "{t}");
     let json: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();
     let status =
         |name: &str| json.as_array().unwrap().iter().find(|c| c["scenario"] == name).unwrap()["status"].clone();
@@ -154,6 +154,11 @@ fn failing_cells_in_every_format() {
     assert!(md.contains("**DISAGREE**") && md.contains("### Failures"));
     // In CI nothing is written for review.
     assert!(!snaps.join("host/stale-snapshot.snap.new").exists());
+    // The explanations travel in the JSON: a merged report shows them too.
+    let merged = xtask(&["report", "merge"]).arg(dir.join("m.json")).output().unwrap();
+    let m = text(&merged);
+    assert_eq!(merged.status.code(), Some(1), "{m}");
+    assert_eq!(m.matches("explain to-peer-v4 (linux | rfc6724):").count(), 2, "{m}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -196,6 +201,63 @@ fn merging_shard_results() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+fn target_names(args: &[&str]) -> Vec<String> {
+    let out = xtask(&["matrix", "--list-targets"]).args(args).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().next()).map(String::from).collect()
+}
+
+#[test]
+fn shards_of_the_default_target_list() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scratch("shards");
+    let all = target_names(&[]);
+    assert!(all.len() >= 9 && all[0] == "host", "{all:?}");
+    // Four shards cover every target exactly once.
+    let mut union: Vec<String> = (1..=4).flat_map(|i| target_names(&["--shard", &format!("{i}/4")])).collect();
+    union.sort();
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(union, sorted);
+    // Without --targets a shard runs its slice of the default list: the first is the host.
+    let n = all.len().to_string();
+    let out = xtask(&["matrix", "--shard", &format!("1/{n}"), "--no-snapshots", "--scenarios"])
+        .arg(repo().join("harness/scenarios/loopback-preference.toml"))
+        .arg("--json")
+        .arg(dir.join("host.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let cells: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("host.json")).unwrap()).unwrap();
+    assert_eq!(cells.as_array().unwrap().len(), 1);
+    assert_eq!((cells[0]["target"].as_str(), cells[0]["status"].as_str()), (Some("host"), Some("agree")));
+    // A FreeBSD target that cannot run here: not an error in a shard of the default list,
+    // exit status 3 once merged when it was asked for by name.
+    let freebsd = all.iter().position(|t| t.starts_with("freebsd-")).unwrap() + 1;
+    let run = |args: &[&str], json: &str| {
+        let out = xtask(&["matrix", "--no-snapshots", "--scenarios"])
+            .arg(repo().join("harness/scenarios/loopback-preference.toml"))
+            .args(args)
+            .arg("--json")
+            .arg(dir.join(json))
+            .output()
+            .unwrap();
+        out.status.code()
+    };
+    assert_eq!(run(&["--shard", &format!("{freebsd}/{n}")], "shard.json"), Some(0));
+    assert_eq!(run(&["--targets", &all[freebsd - 1]], "named.json"), Some(3));
+    let merge = |files: &[&str]| {
+        let mut c = xtask(&["report", "merge"]);
+        for f in files {
+            c.arg(dir.join(f));
+        }
+        c.output().unwrap().status.code()
+    };
+    assert_eq!(merge(&["host.json", "shard.json"]), Some(0));
+    assert_eq!(merge(&["host.json", "named.json"]), Some(3));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 fn changes(out: &Output) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -213,7 +275,7 @@ fn diff_of_the_seed_gai_conf_change_matches_the_host() {
     let out = xtask(&["diff"])
         .arg(dir.join("old.conf"))
         .arg(dir.join("new.conf"))
-        .args(["--format", "gai.conf", "--scenarios", "harness/scenarios", "--targets", "host"])
+        .args(["--scenarios", "harness/scenarios", "--targets", "host"])
         .output()
         .unwrap();
     let t = text(&out);

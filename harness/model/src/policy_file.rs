@@ -81,14 +81,30 @@ fn looks_like_gai_conf(text: &str) -> bool {
     })
 }
 
-/// Reads a policy file. The format is `format` when given, otherwise guessed from the text.
+/// A policy file's format from its content, or else from its name (a stock `/etc/gai.conf`
+/// is all comments); `None` when neither tells.
+pub fn guess(path: &str, text: &str) -> Option<PolicyFormat> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    if path.ends_with(".toml") || text.trim_start().starts_with("table") {
+        Some(PolicyFormat::Table)
+    } else if looks_like_gai_conf(text) {
+        Some(PolicyFormat::GaiConf)
+    } else if ip6addrctl::parse_conf(text).is_ok_and(|t| !t.rows.is_empty()) {
+        Some(PolicyFormat::Ip6addrctl)
+    } else if name.contains("gai") {
+        Some(PolicyFormat::GaiConf)
+    } else if name.contains("ip6addrctl") {
+        Some(PolicyFormat::Ip6addrctl)
+    } else {
+        None
+    }
+}
+
+/// Reads a policy file. The format is `format` when given, otherwise guessed ([`guess`]).
 pub fn load(path: &str, text: &str, format: Option<PolicyFormat>) -> Result<PolicyFile, Errors> {
     let map = SourceMap { path, text };
-    let format = match format {
+    let format = match format.or_else(|| guess(path, text)) {
         Some(f) => f,
-        None if path.ends_with(".toml") || text.trim_start().starts_with("table") => PolicyFormat::Table,
-        None if looks_like_gai_conf(text) => PolicyFormat::GaiConf,
-        None if ip6addrctl::parse_conf(text).is_ok() && !text.trim().is_empty() => PolicyFormat::Ip6addrctl,
         None => {
             return Err(Errors(vec![map.at(
                 0,
@@ -150,6 +166,11 @@ mod tests {
         let t = load("p.toml", "table = [[\"::1/128\", 50, 0], [\"::/0\", 40, 1]]\n", None).unwrap();
         assert_eq!(t.format(), PolicyFormat::Table);
         assert!(load("a", "hello\n", None).is_err());
+        // Comments only (a stock /etc/gai.conf) or empty: the name tells, or nothing does.
+        let stock = "# Configuration for getaddrinfo(3).\n#label ::1/128       0\n";
+        assert_eq!(guess("/etc/gai.conf", stock), Some(PolicyFormat::GaiConf));
+        assert_eq!(guess("old-ip6addrctl.conf", ""), Some(PolicyFormat::Ip6addrctl));
+        assert_eq!(guess("old.conf", stock), None);
     }
 
     #[test]

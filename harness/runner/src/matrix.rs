@@ -24,9 +24,47 @@ pub struct Cell {
     pub not_run: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub millis: Option<u64>,
-    /// The engine's explanations for the OS and for RFC 6724 (kept for failing cells only).
-    #[serde(skip)]
-    pub traces: Option<(Prediction, Prediction)>,
+    /// The target was named with `--targets`: not running it is an error (exit status 3).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requested: bool,
+    /// The engine's explanations of the probes that failed (DISAGREE) or whose snapshot
+    /// line changed, kept in the JSON so a merged report shows them too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub explain: Vec<Explained>,
+}
+
+/// One probe explained rule by rule, by the OS's profile and by RFC 6724.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Explained {
+    pub probe: String,
+    pub profile: String,
+    pub engine: String,
+    pub rfc6724: String,
+}
+
+fn probe_trace(p: &Prediction, probe: &str) -> String {
+    use addrsel_engine::trace::{Trace, render_sort, render_source};
+    match p.probes.iter().find(|x| x.result.probe == probe).map(|x| &x.trace) {
+        Some(Trace::Connect(t)) => render_source(t, 0),
+        Some(Trace::Resolve(t)) => render_sort(t, 0),
+        _ => String::new(),
+    }
+}
+
+/// Probe ids whose lines differ between two snapshot texts (lines are `probe-id: ...`).
+fn changed_probes(old: &str, new: &str) -> Vec<String> {
+    let lines = |t: &str| -> Vec<String> { t.lines().map(String::from).collect() };
+    let (old, new) = (lines(old), lines(new));
+    let mut ids: Vec<String> = Vec::new();
+    for l in old.iter().filter(|l| !new.contains(l)).chain(new.iter().filter(|l| !old.contains(l))) {
+        if let Some((id, _)) = l.split_once(": ")
+            && !id.contains(' ')
+            && !ids.iter().any(|x| x == id)
+        {
+            ids.push(id.to_string());
+        }
+    }
+    ids
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -76,7 +114,8 @@ pub fn cells_for(target: &TargetRun, os: Os, scenarios: &[Loaded], snapshots: cr
             setup_error: None,
             not_run: None,
             millis: None,
-            traces: None,
+            requested: false,
+            explain: vec![],
         };
         if let Some(reason) = &target.not_run {
             cells.push(Cell { not_run: Some(reason.clone()), ..base });
@@ -121,14 +160,32 @@ pub fn cells_for(target: &TargetRun, os: Os, scenarios: &[Loaded], snapshots: cr
             }
             snap = Some(state);
         }
-        let traces = status.is_failure().then_some((engine, rfc));
+        let mut explained: Vec<String> = match &snap {
+            Some(SnapshotState::Changed { old, new }) => changed_probes(old, new),
+            _ => vec![],
+        };
+        for r in results.iter().filter(|r| r.status == Status::Disagree) {
+            if !explained.contains(&r.observed.probe) {
+                explained.push(r.observed.probe.clone());
+            }
+        }
+        let explain = explained
+            .into_iter()
+            .filter(|p| results.iter().any(|r| &r.observed.probe == p))
+            .map(|p| Explained {
+                engine: probe_trace(&engine, &p),
+                rfc6724: probe_trace(&rfc, &p),
+                profile: engine.profile.name().to_string(),
+                probe: p,
+            })
+            .collect();
         cells.push(Cell {
             status,
             results,
             snapshot: snap,
             setup_error: run.setup_error.clone(),
             millis: Some(run.millis),
-            traces,
+            explain,
             ..base
         });
     }

@@ -238,25 +238,12 @@ pub fn terminal(m: &MatrixResult) -> String {
                 let _ = writeln!(out, "  {n}");
             }
         }
-        if let (Some((engine, rfc)), true) = (&c.traces, c.status == CellStatus::Disagree) {
-            for r in c.results.iter().filter(|r| r.status.is_failure()) {
-                let left = probe_trace(engine, &r.observed.probe);
-                let right = probe_trace(rfc, &r.observed.probe);
-                let _ = writeln!(out, "explain {} ({} | rfc6724):", r.observed.probe, engine.profile.name());
-                out.push_str(&side_by_side(&left, &right, 78));
-            }
+        for e in &c.explain {
+            let _ = writeln!(out, "explain {} ({} | rfc6724):", e.probe, e.profile);
+            out.push_str(&side_by_side(&e.engine, &e.rfc6724, 78));
         }
     }
     out
-}
-
-fn probe_trace(p: &addrsel_engine::Prediction, probe: &str) -> String {
-    use addrsel_engine::trace::{Trace, render_sort, render_source};
-    match p.probes.iter().find(|x| x.result.probe == probe).map(|x| &x.trace) {
-        Some(Trace::Connect(t)) => render_source(t, 0),
-        Some(Trace::Resolve(t)) => render_sort(t, 0),
-        _ => String::new(),
-    }
 }
 
 /// Two texts in columns, wrapping long lines.
