@@ -16,6 +16,7 @@ use crate::net::{self, Held, RouteEntry, RouteKind, errno, scope6};
 use crate::sort::freebsd_qsort;
 use crate::trace::*;
 
+pub const UNVERIFIED_MULTICAST: &str = "FreeBSD's source for a multicast destination beyond link scope, with no multicast interface set on the socket, is modelled as a unicast route lookup; not yet confirmed on a FreeBSD kernel";
 pub const UNVERIFIED_V4_VIA_V6: &str = "FreeBSD's EHOSTUNREACH for an IPv4 route with an IPv6 next hop and no IPv4 address on the egress interface is modelled from in_pcbladdr and netlink's finalize_nhop; not yet confirmed on a FreeBSD kernel";
 
 pub struct Freebsd<'s> {
@@ -174,10 +175,18 @@ impl<'s> Freebsd<'s> {
     }
 
     pub fn connect(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> Selected {
-        match dst {
+        let mut selected = match dst {
             IpAddr::V4(d) => self.in_pcbladdr(d),
             IpAddr::V6(d) => self.in6_selectsrc(d, zone, prefer),
+        };
+        let wide_multicast = match dst {
+            IpAddr::V4(d) => d.is_multicast(),
+            IpAddr::V6(d) => d.is_multicast() && scope6(&d) > 2,
+        };
+        if wide_multicast {
+            selected.trace.unverified.push(UNVERIFIED_MULTICAST.into());
         }
+        selected
     }
 
     fn in_pcbladdr(&self, dst: Ipv4Addr) -> Selected {

@@ -184,6 +184,19 @@ impl<'s> Linux<'s> {
                 });
             }
         }
+        // `multicast ff00::/8 dev X table local`: every interface but lo gets one when it
+        // comes up (addrconf_add_mroute), so the first one up carries multicast that names no
+        // interface.
+        for (di, _) in devs.iter().enumerate().filter(|(di, _)| !s.interfaces[*di].is_loopback()) {
+            routes6.push(RouteEntry {
+                to: "ff00::/8".parse().expect("prefix"),
+                via: None,
+                dev: di,
+                prefsrc: None,
+                metric: 256,
+                kind: RouteKind::Local,
+            });
+        }
         let locals4 = routes4.len();
         let locals6 = routes6.len();
         for (di, d) in devs.iter().enumerate() {
@@ -334,13 +347,27 @@ impl<'s> Linux<'s> {
 
     fn connect6(&self, dst: Ipv6Addr, zone: Option<&str>, prefer: &[SourcePreference]) -> Selected {
         let mut trace = SourceTrace::default();
-        let oif = zone.and_then(|z| self.devs.iter().position(|d| d.name == z));
         let dst = if dst.is_unspecified() { Ipv6Addr::LOCALHOST } else { dst };
-        if scope6(&dst) <= 2 && !dst.is_loopback() && oif.is_none() {
+        // __ipv6_addr_needs_scope_id: connect() reads sin6_scope_id for these only.
+        let needs_zone = dst.is_unicast_link_local() || (dst.is_multicast() && matches!(scope6(&dst), 1 | 2));
+        if zone.is_some() && !needs_zone {
+            trace.steps.push(format!("{dst} is not link-scoped: connect() ignores the %zone"));
+        }
+        let oif = zone.filter(|_| needs_zone).and_then(|z| self.devs.iter().position(|d| d.name == z));
+        if needs_zone && oif.is_none() {
             trace.steps.push(format!("{dst} is link-scoped and has no %zone: connect() refuses it"));
             return Selected { result: Err(errno::EINVAL), trace };
         }
-        let route = net::lookup(&self.routes6, IpAddr::V6(dst), oif).cloned();
+        // The local table is consulted before main (rule 0).
+        let local: Vec<RouteEntry> = self.routes6.iter().filter(|r| r.kind == RouteKind::Local).cloned().collect();
+        let route = net::lookup(&local, IpAddr::V6(dst), oif)
+            .or_else(|| net::lookup(&self.routes6, IpAddr::V6(dst), oif))
+            .cloned();
+        if dst.is_multicast() && !needs_zone && route.as_ref().is_some_and(|r| r.kind == RouteKind::Local) {
+            trace.unverified.push(
+                "Linux: the interface whose ff00::/8 route carries a multicast group beyond link scope is the first one up on 6.12 and 6.18; 6.1 was seen to pick another when a default route existed (not modelled)".into(),
+            );
+        }
         let dst_dev = match &route {
             Some(r) => {
                 trace.steps.push(format!("route lookup: {}", r.describe(self.s)));

@@ -844,13 +844,6 @@ impl Validator<'_> {
                         self.error(&c.span(), format!("`{text}` is not an address (ADDRESS or IPv6ADDRESS%INTERFACE)"));
                         continue;
                     };
-                    if dst.is_multicast() && zone.is_none() {
-                        self.error(
-                            &c.span(),
-                            format!("multicast destination {dst} needs %INTERFACE (which interface sends it)"),
-                        );
-                        continue;
-                    }
                     if let Some(z) = &zone {
                         if dst.is_ipv4() {
                             self.error(&c.span(), "a %zone applies to IPv6 destinations only");
