@@ -445,9 +445,9 @@ pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
                 "#\n# Run as root inside a throwaway network and mount namespace, for example:\n#   unshare --net --mount --propagation private sh repro.sh\n# Everything it creates disappears when that shell exits; nothing outside it changes.\nset -eu\n",
             );
             out.push_str("# The far ends of the veth pairs live in a second namespace, held by a sleeping process.\n");
-            out.push_str("unshare --net sleep infinity &\npeer=$!\ntrap 'kill $peer' EXIT\n");
-            out.push_str("until [ \"$(readlink /proc/$peer/ns/net)\" != \"$(readlink /proc/self/ns/net)\" ]; do sleep 0.05; done\n");
             out.push_str("files=$(mktemp -d)\n");
+            out.push_str("unshare --net sleep infinity &\npeer=$!\ntrap 'kill $peer; rm -rf \"$files\"' EXIT\n");
+            out.push_str("until [ \"$(readlink /proc/$peer/ns/net)\" != \"$(readlink /proc/self/ns/net)\" ]; do sleep 0.05; done\n");
         }
         PlanOs::Freebsd => {
             out.push_str(

@@ -57,8 +57,33 @@ pub fn run_dir() -> PathBuf {
     let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/addrsel/runs");
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let dir = base.join(format!("{stamp}-{}", std::process::id()));
+    remove_stale_boot_files(&base);
     let _ = std::fs::create_dir_all(&dir);
     dir.canonicalize().unwrap_or(dir)
+}
+
+/// Files of boots that were killed (SIGKILL) before they could remove them: initrds, disk
+/// overlays and payloads in the run directories of processes that no longer exist. Console
+/// logs and results stay, for reading.
+fn remove_stale_boot_files(base: &std::path::Path) {
+    let Ok(runs) = std::fs::read_dir(base) else {
+        return;
+    };
+    for run in runs.flatten() {
+        let name = run.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.rsplit_once('-').and_then(|(_, p)| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        for f in std::fs::read_dir(run.path()).into_iter().flatten().flatten() {
+            let n = f.file_name().to_string_lossy().into_owned();
+            if n.ends_with(".initrd") || n.ends_with(".overlay.qcow2") || n.ends_with(".payload.tar") {
+                let _ = std::fs::remove_file(f.path());
+            }
+        }
+    }
 }
 
 /// The engine's unverified points for `os` over the corpus, and how many of the probes they
@@ -141,5 +166,31 @@ pub fn run_matrix(opts: &Options, progress: &target::Progress) -> MatrixResult {
         scenarios: opts.scenarios.iter().map(|l| l.scenario.name.clone()).collect(),
         targets: summaries,
         cells,
+    }
+}
+
+#[cfg(test)]
+mod stale_boot_files {
+    #[test]
+    fn killed_runs_lose_their_boot_files_and_keep_their_logs() {
+        let base = std::env::temp_dir().join(format!("addrsel-runs-{}", std::process::id()));
+        let dead = base.join("1700000000-4294967295");
+        let alive = base.join(format!("1700000000-{}", std::process::id()));
+        for d in [&dead, &alive] {
+            std::fs::create_dir_all(d).unwrap();
+            for f in ["t.initrd", "t.overlay.qcow2", "t.payload.tar", "t.console.log", "t.results"] {
+                std::fs::write(d.join(f), b"x").unwrap();
+            }
+        }
+        super::remove_stale_boot_files(&base);
+        let left = |d: &std::path::Path| {
+            let mut v: Vec<String> =
+                std::fs::read_dir(d).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(left(&dead), ["t.console.log", "t.results"]);
+        assert_eq!(left(&alive).len(), 5, "a live run keeps its files");
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

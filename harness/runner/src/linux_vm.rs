@@ -159,11 +159,16 @@ pub fn run(
         booted.text().lines().filter(|l| l.starts_with("addrsel-init:")).map(String::from).collect();
     let reason = match ended {
         Ended::Exited { .. } if done => None,
-        Ended::Exited { status } => Some(format!(
-            "the guest powered off before the agent finished ({}; QEMU status {status:?}); console log {}",
-            agent_lines.last().cloned().unwrap_or_else(|| "no message from the agent".into()),
-            console_log.display()
-        )),
+        Ended::Exited { status } => {
+            let console = booted.text();
+            let lines: Vec<&str> = console.lines().collect();
+            Some(format!(
+                "the guest powered off before the agent finished ({}; QEMU status {status:?}); last console lines:\n{}\nfull log: {}",
+                agent_lines.last().cloned().unwrap_or_else(|| "no message from the agent".into()),
+                lines[lines.len().saturating_sub(10)..].join("\n"),
+                console_log.display()
+            ))
+        }
         Ended::Panic { marker, last_lines } => Some(format!(
             "guest kernel panic (`{marker}`); last console lines:\n{last_lines}\nfull log: {}",
             console_log.display()
