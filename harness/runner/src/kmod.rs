@@ -157,6 +157,22 @@ pub fn verify(data: &[u8], linux: Option<&LinuxTarget>) -> Result<Verdict, Strin
     let is_freebsd = osabi == elf::ELFOSABI_FREEBSD || sections.iter().any(|s| s == "set_modmetadata_set");
     let mut checks = Vec::new();
     let mut check = |ok: bool, what: String| checks.push(Check { ok, what });
+    // What the loader accepts: Linux and FreeBSD amd64 load relocatable objects (`ld -r`),
+    // FreeBSD arm64 loads shared objects (`ld -shared`).
+    let wanted = if is_linux || arch != "arm64" { elf::ET_REL } else { elf::ET_DYN };
+    check(
+        e_type == wanted,
+        format!(
+            "ELF type: {format}{}",
+            if e_type == wanted {
+                String::new()
+            } else if wanted == elf::ET_DYN {
+                "; FreeBSD arm64 modules are shared objects (ld.lld -shared), kldload refuses anything else".into()
+            } else {
+                "; the kernel loads only relocatable module files (ld -r)".into()
+            }
+        ),
+    );
     let kind = if is_linux {
         ModuleKind::Linux
     } else if is_freebsd {
@@ -171,7 +187,7 @@ pub fn verify(data: &[u8], linux: Option<&LinuxTarget>) -> Result<Verdict, Strin
             // amd64 modules are linked with `-m elf_x86_64_fbsd`, which stamps OS/ABI FreeBSD
             // (GNU ld -r does not). arm64's `-m aarch64elf` leaves System V with either
             // linker and the kernel does not look, so there the linker is told by .comment.
-            if e_type == elf::ET_REL {
+            if e_type == elf::ET_REL && arch == "amd64" {
                 check(
                     osabi == elf::ELFOSABI_FREEBSD,
                     if osabi == elf::ELFOSABI_FREEBSD {

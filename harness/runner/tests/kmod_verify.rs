@@ -58,6 +58,14 @@ fn arm64_shared_objects_linked_by_lld_pass_and_by_gnu_ld_fail_naming_the_symbols
     ]);
     let good = verdict(&d.join("lld.ko"));
     assert_eq!((good.kind, good.arch.as_str(), good.format.as_str()), (ModuleKind::Freebsd, "arm64", "shared object"));
+    // The compiler's object and the relocatable intermediate are not loadable arm64 modules,
+    // and the reason says so (not a wrong linker).
+    for unlinked in ["m.o", "m.kld"] {
+        let v = verdict(&d.join(unlinked));
+        let why = failing(&v);
+        assert!(!v.ok() && why.contains("FreeBSD arm64 modules are shared objects"), "{}", v.render());
+        assert!(!why.contains("OS/ABI"), "{why}");
+    }
     assert!(good.ok(), "{}", good.render());
 
     run(&[
