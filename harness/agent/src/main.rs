@@ -59,6 +59,9 @@ fn emit_framed(out: &mut impl Write, m: &AgentMessage) {
         let _ = writeln!(out, "{}", addrsel_model::protocol::FRAME_END);
     }
     let _ = out.flush();
+    // The kernel writes its console messages (an epair being created for the next scenario)
+    // straight to the serial port, past the tty's output queue: let the frame leave first.
+    let _ = nix::sys::termios::tcdrain(std::io::stdout());
 }
 
 /// Fault injection for the harness's own tests: `ADDRSEL_AGENT_FAULT=KIND:SCENARIO` with KIND

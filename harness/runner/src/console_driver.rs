@@ -104,7 +104,11 @@ pub fn run_command(
     vm.send(command).map_err(|e| DriveError::Closed { waiting_for: e, last_lines: vm.console.last_lines(25) })?;
     // The end marker must be output, not the echo of the typed line (which does not hold it).
     let (end, _) = expect(vm, start, &[&format!("\n{FRAME_END}")], deadline, "the agent's results")?;
-    let (messages, _, _) = unframe(vm.console.text().get(start..end).unwrap_or(""));
+    let (messages, _, damaged) = unframe(vm.console.text().get(start..end).unwrap_or(""));
+    if damaged > 0 {
+        // A scenario whose frame was cut by console output shows as missing; say why.
+        eprintln!("  console: {damaged} framed message(s) damaged by interleaved console output and dropped");
+    }
     let _ = vm.send(login.poweroff);
     Ok(messages)
 }

@@ -35,6 +35,8 @@ pub fn run_script(with_module: bool) -> String {
     if with_module {
         s.push_str(&format!("kldload ./{MODULE_FILE} 2>kmod-error || true\n"));
     }
+    // Link-state changes are logged to the console asynchronously; they would cut into frames.
+    s.push_str("sysctl net.link.log_link_state_change=0 >/dev/null 2>&1 || true\n");
     s.push_str("./addrsel-agent run --framed < input.json\n");
     s
 }
