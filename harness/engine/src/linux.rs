@@ -365,7 +365,7 @@ impl<'s> Linux<'s> {
             .cloned();
         if dst.is_multicast() && !needs_zone && route.as_ref().is_some_and(|r| r.kind == RouteKind::Local) {
             trace.unverified.push(
-                "Linux: the interface whose ff00::/8 route carries a multicast group beyond link scope is the first one up on 6.12 and 6.18; 6.1 was seen to pick another when a default route existed (not modelled)".into(),
+                "Linux: the interface whose ff00::/8 route carries a multicast group beyond link scope is the first one up on 6.12 and 6.18; 6.1 was seen to pick another, not the same from boot to boot (not modelled)".into(),
             );
         }
         let dst_dev = match &route {
