@@ -35,6 +35,28 @@ struct HostState {
     links: BTreeSet<String>,
     mounts: BTreeSet<String>,
     temp: BTreeSet<String>,
+    /// The host's own addresses, routes, address labels and resolver files: never changed.
+    network: Vec<String>,
+}
+
+/// A command's output without the lifetimes that count down by themselves.
+fn command_output(argv: &[&str]) -> String {
+    let out = std::process::Command::new(argv[0]).args(&argv[1..]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        let mut kept = Vec::new();
+        let mut words = line.split_whitespace();
+        while let Some(w) = words.next() {
+            if matches!(w, "valid_lft" | "preferred_lft" | "expires") {
+                words.next();
+            } else {
+                kept.push(w);
+            }
+        }
+        lines.push(kept.join(" "));
+    }
+    lines.join("\n")
 }
 
 fn host_state() -> HostState {
@@ -52,7 +74,19 @@ fn host_state() -> HostState {
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
         .filter(|n| n.starts_with("addrsel") && !n.starts_with("addrsel-test-"))
         .collect();
-    HostState { links, mounts, temp }
+    let mut network: Vec<String> = [
+        &["ip", "-o", "addr", "show"][..],
+        &["ip", "-4", "route", "show", "table", "all"],
+        &["ip", "-6", "route", "show", "table", "all"],
+        &["ip", "addrlabel", "list"],
+    ]
+    .iter()
+    .map(|argv| command_output(argv))
+    .collect();
+    for f in ["/etc/gai.conf", "/etc/hosts"] {
+        network.push(std::fs::read_to_string(f).unwrap_or_else(|e| format!("{f}: {e}")));
+    }
+    HostState { links, mounts, temp, network }
 }
 
 fn agent_pids() -> Vec<u32> {

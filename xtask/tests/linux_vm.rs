@@ -70,6 +70,16 @@ fn hanging_guest_hits_the_deadline() {
 }
 
 #[test]
+fn guest_stuck_before_the_agent_is_stopped_at_the_boot_deadline() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let out = matrix(&[("ADDRSEL_GUEST_FAULT", "hang-before-agent")], &["--deadline", "20", "--no-kmod"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("the guest did not start the agent within 20 s and was killed"), "{t}");
+    no_qemu_left();
+}
+
+#[test]
 fn corrupted_cached_package_is_fetched_again() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let lock =

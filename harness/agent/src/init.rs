@@ -154,6 +154,12 @@ pub fn run() -> ! {
         std::env::set_var("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
         std::env::set_var("HOME", "/root");
     }
+    if cmdline_value("addrsel.fault").as_deref() == Some("hang-before-agent") {
+        // Fault injection: a guest stuck before its agent says anything.
+        loop {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+    }
     load_modules();
     if cmdline_value("addrsel.mode").as_deref() == Some("console-login") {
         console_login();

@@ -27,6 +27,7 @@ const HOSTS: &[(&str, &[&str], Option<&str>, bool)] = &[
 pub const DESTINATIONS: &[(&str, &str)] = &[
     ("loopback6", "::1"),
     ("loopback4", "127.0.0.1"),
+    ("link-local6", "fe80::53"),
     ("ula-site", "fd00:11:22::53"),
     ("ula-other", "fd99:1:2::53"),
     ("gua", "2a01:4f8:c2c:8101::1"),
@@ -71,7 +72,10 @@ fn scenario(&(name, addrs, gw4, v6_default): &(&str, &[&str], Option<&str>, bool
         }
     }
     for (class, d) in DESTINATIONS {
-        let _ = writeln!(probes, "[[probes]]\nid = \"source-{class}\"\nconnect = \"{d}\"");
+        // A link-local destination means nothing without its interface (getaddrinfo's
+        // answers for it carry none, which the order probes show).
+        let zone = if d.starts_with("fe80:") { "%eth0" } else { "" };
+        let _ = writeln!(probes, "[[probes]]\nid = \"source-{class}\"\nconnect = \"{d}{zone}\"");
     }
     t.push_str(&probes);
     parse_scenario(&format!("sweep-{name}"), &t).unwrap_or_else(|e| panic!("built-in sweep is valid: {e}")).scenario

@@ -13,6 +13,9 @@ use crate::initramfs::{self, Guest};
 use crate::qemu::{self, Accel, Ended, Spec, Vm};
 use crate::target::{Progress, ScenarioRun, TargetRun};
 
+/// How long a guest may take to start the agent (`addrsel-init:` on its console).
+const BOOT_DEADLINE: Duration = Duration::from_secs(120);
+
 /// Which acceleration to use (see [`qemu::accel_for`]).
 pub fn accel_for(def: &ImageDef, dir: &Path) -> Result<(Accel, String), String> {
     qemu::accel_for(&def.arch, dir)
@@ -132,7 +135,12 @@ pub fn run(
         }
     };
     let booted = vm.console.clone();
-    let ended = vm.wait(deadline);
+    // A guest that never reaches the agent (stuck early in boot) is stopped long before the
+    // run's deadline; guests here reach it in 2-8 s.
+    let boot_within = deadline.min(BOOT_DEADLINE);
+    let reached = booted.wait_until(vm.started + boot_within, |t| t.contains("addrsel-init:").then_some(()));
+    let no_start = matches!(reached, qemu::Waited::TimedOut) && qemu::panic_marker(&booted.text()).is_none();
+    let ended = if no_start { vm.wait(Duration::ZERO) } else { vm.wait(deadline) };
     let _ = std::fs::remove_file(&initrd);
     run.total = vm.started.elapsed();
     run.boot = booted.seen_after("addrsel-init: running scenarios", vm.started);
@@ -171,6 +179,11 @@ pub fn run(
         }
         Ended::Panic { marker, last_lines } => Some(format!(
             "guest kernel panic (`{marker}`); last console lines:\n{last_lines}\nfull log: {}",
+            console_log.display()
+        )),
+        Ended::Deadline { last_lines, .. } if no_start => Some(format!(
+            "the guest did not start the agent within {} s and was killed; last console lines:\n{last_lines}\nfull log: {}",
+            boot_within.as_secs(),
             console_log.display()
         )),
         Ended::Deadline { seconds, last_lines } => Some(format!(
