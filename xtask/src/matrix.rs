@@ -35,7 +35,8 @@ pub struct Args {
     /// probe, its answer reported next to the socket's).
     #[arg(long)]
     no_kmod: bool,
-    /// Deadline per target, in seconds.
+    /// Deadline per target, in seconds. A VM guest must also start its agent within 120 s
+    /// (or this deadline, if shorter); one stuck in boot is stopped then.
     #[arg(long, default_value_t = 600)]
     deadline: u64,
     /// Run only shard I of N (1-based) of the target list, for CI job matrices; merge the
