@@ -154,6 +154,21 @@ fn probe_kernel() -> Vec<u8> {
 /// How long a working KVM may take to run the probe guest (TCG needs about 0.1 s).
 const KVM_PROBE_DEADLINE: Duration = Duration::from_millis(1500);
 
+/// The probe guest's command line: the tiny multiboot kernel that exits QEMU with status 99
+/// (through isa-debug-exit) once it runs.
+fn probe_args(accel: &str, kernel: &Path) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = vec!["-machine".into(), format!("q35,accel={accel}").into()];
+    if accel == "kvm" {
+        a.extend(["-cpu".into(), "host".into()]);
+    }
+    for x in ["-m", "64", "-nodefaults", "-display", "none", "-monitor", "none", "-serial", "none", "-kernel"] {
+        a.push(x.into());
+    }
+    a.push(kernel.into());
+    a.extend(["-device".into(), "isa-debug-exit,iobase=0xf4,iosize=0x04".into()]);
+    a
+}
+
 /// Whether KVM really runs guests here: `/dev/kvm` opening is not enough (on some machines
 /// guests hang or the CPU model is refused), so a probe guest with the CPU model real boots
 /// use must run to its exit within a short deadline. Computed once per process.
@@ -173,27 +188,7 @@ fn probe_kvm(dir: &Path) -> Result<(), String> {
     let kernel = dir.join("kvm-probe.mb");
     std::fs::write(&kernel, probe_kernel()).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(qemu);
-    cmd.args([
-        "-machine",
-        "q35,accel=kvm",
-        "-cpu",
-        "host",
-        "-m",
-        "64",
-        "-nodefaults",
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        "-serial",
-        "none",
-        "-kernel",
-    ])
-    .arg(&kernel)
-    .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
+    cmd.args(probe_args("kvm", &kernel)).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     die_with_parent(&mut cmd);
     let child = cmd.spawn().map_err(|e| e.to_string())?;
     let mut guard = KillOnDrop(child);
@@ -443,25 +438,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let k = dir.join("probe.mb");
         std::fs::write(&k, probe_kernel()).unwrap();
-        let status = Command::new(qemu)
-            .args([
-                "-machine",
-                "q35,accel=tcg",
-                "-m",
-                "64",
-                "-nodefaults",
-                "-display",
-                "none",
-                "-monitor",
-                "none",
-                "-serial",
-                "none",
-                "-kernel",
-            ])
-            .arg(&k)
-            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-            .status()
-            .unwrap();
+        let status = Command::new(qemu).args(probe_args("tcg", &k)).status().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(status.code(), Some(99));
     }
