@@ -251,6 +251,7 @@ struct RawProbe {
     resolve: Option<Spanned<String>>,
     #[serde(default)]
     prefer: Vec<Spanned<String>>,
+    kernel_module_varies: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -259,10 +260,11 @@ struct RawExpect {
     probe: Spanned<String>,
     os: Spanned<String>,
     target: Option<Spanned<String>>,
+    glibc: Option<Spanned<String>>,
     source: Option<Spanned<String>>,
     error: Option<Spanned<String>>,
     order: Option<Spanned<Vec<Spanned<String>>>>,
-    evidence: Option<String>,
+    evidence: Option<Spanned<String>>,
 }
 
 /// A TOML table read as a list of entries in document order.
@@ -380,9 +382,7 @@ impl Validator<'_> {
             let ri = ri.get_ref();
             let name = ri.name.get_ref();
             let span = ri.name.span();
-            if name != LOOPBACK
-                && let Err(why) = check_ifname(name)
-            {
+            if let Err(why) = check_ifname(name).or_else(|e| if name == LOOPBACK { Ok(()) } else { Err(e) }) {
                 self.error(&span, why);
                 continue;
             }
@@ -643,9 +643,8 @@ impl Validator<'_> {
             if raw.linux.is_none() {
                 self.table_fits_linux(&t, &table_span);
             }
-            if raw.freebsd.as_ref().is_none_or(|f| f.get_ref().ip6addrctl_conf.is_none())
-                && let Some(r) = t.rows.iter().find(|r| r.label == -1)
-            {
+            let freebsd_uses_table = raw.freebsd.as_ref().is_none_or(|f| f.get_ref().ip6addrctl_conf.is_none());
+            if let Some(r) = t.rows.iter().find(|r| r.label == -1).filter(|_| freebsd_uses_table) {
                 self.error(
                     &table_span,
                     format!("label -1 for {} is refused by FreeBSD's kernel (it means \"not applicable\")", r.prefix),
@@ -674,8 +673,8 @@ impl Validator<'_> {
                     }
                 };
                 let dev = r.dev.as_ref().map(|d| d.get_ref().clone());
-                if let (Some(d), Some(span)) = (&dev, r.dev.as_ref().map(|d| d.span()))
-                    && s.interface(d).is_none()
+                if let Some((d, span)) =
+                    dev.as_ref().zip(r.dev.as_ref().map(|d| d.span())).filter(|(d, _)| s.interface(d).is_none())
                 {
                     self.error(&span, format!("`{d}` is not a declared interface"));
                     continue;
@@ -746,24 +745,40 @@ impl Validator<'_> {
         }
     }
 
+    /// Warnings for gai.conf lines, saying which glibc versions they hold for: 2.41 changed
+    /// how numbers are read, so a line can be ignored by one and applied by the other.
     fn check_gai_conf(&mut self, text: &Spanned<String>) {
         let new = GaiConf::parse(text.get_ref(), GlibcParser::From2_41);
         let old = GaiConf::parse(text.get_ref(), GlibcParser::Before2_41);
-        for issue in &new.ignored {
-            let (line, _) = self.map.value_line(text.span(), issue.line);
-            self.warn_at_line(line, format!("gai_conf line {}: {}", issue.line, issue.message));
+        let mut issues: Vec<(usize, String)> = Vec::new();
+        for n in &new.nul_lines {
+            issues.push((
+                *n,
+                "a NUL byte ends this line for glibc: the text before it applies, the rest is ignored".into(),
+            ));
         }
-        let new_lines: HashSet<usize> = new.ignored.iter().map(|i| i.line).collect();
-        for issue in old.ignored.iter().filter(|i| !new_lines.contains(&i.line)) {
-            let (line, _) = self.map.value_line(text.span(), issue.line);
-            self.warn_at_line(
-                line,
-                format!("gai_conf line {}: glibc before 2.41 differs here: {}", issue.line, issue.message),
-            );
+        for issue in &new.ignored {
+            let also_old = old.ignored.iter().any(|o| o.line == issue.line);
+            let versions = if also_old {
+                "glibc ignores this line".to_string()
+            } else {
+                "glibc 2.41 and later ignore this line; earlier versions read it (an empty number as 0)".to_string()
+            };
+            issues.push((issue.line, format!("{}; {versions}", issue.message)));
+        }
+        for issue in old.ignored.iter().filter(|o| !new.ignored.iter().any(|n| n.line == o.line)) {
+            issues.push((
+                issue.line,
+                format!("{}; glibc before 2.41 ignores this line, 2.41 and later read it", issue.message),
+            ));
         }
         if let Some(crash) = &old.crash {
-            let (line, _) = self.map.value_line(text.span(), crash.line);
-            self.warn_at_line(line, format!("gai_conf line {}: {}", crash.line, crash.message));
+            issues.push((crash.line, format!("{} (glibc before 2.41; 2.41 and later read it)", crash.message)));
+        }
+        issues.sort();
+        for (n, message) in issues {
+            let (line, _) = self.map.value_line(text.span(), n);
+            self.warn_at_line(line, format!("gai_conf line {n}: {message}"));
         }
     }
 
@@ -888,7 +903,19 @@ impl Validator<'_> {
                 self.error(&span, "`prefer` cannot ask for both temporary and public, or both home and care-of");
                 continue;
             }
-            out.push(Probe { id: id.clone(), kind, prefer });
+            let kernel_module_varies = match &p.kernel_module_varies {
+                Some(why) if why.get_ref().trim().is_empty() => {
+                    self.error(&why.span(), "`kernel_module_varies` needs the reason (what varies, on which kernels)");
+                    continue;
+                }
+                Some(_) if !matches!(kind, ProbeKind::Connect { .. }) => {
+                    self.error(&span, "`kernel_module_varies` applies to connect probes (the module answers those)");
+                    continue;
+                }
+                Some(why) => Some(why.get_ref().trim().to_string()),
+                None => None,
+            };
+            out.push(Probe { id: id.clone(), kind, prefer, kernel_module_varies });
         }
         out
     }
@@ -904,12 +931,34 @@ impl Validator<'_> {
             self.error(&e.os.span(), format!("os `{}` is not linux, freebsd or rfc6724", e.os.get_ref()));
             return None;
         };
-        if let Some(t) = &e.target
-            && !t.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c))
+        if let Some(t) =
+            e.target.as_ref().filter(|t| !t.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c)))
         {
             self.error(&t.span(), format!("`{}` is not a target name", t.get_ref()));
             return None;
         }
+        let glibc = match &e.glibc {
+            Some(g) if os != Os::Linux => {
+                self.error(&g.span(), "`glibc` applies to Linux expectations only");
+                return None;
+            }
+            Some(g) => {
+                let v = g.get_ref();
+                let ok = v.split_once('.').is_some_and(|(a, b)| {
+                    !a.is_empty()
+                        && !b.is_empty()
+                        && a.len() <= 3
+                        && b.len() <= 3
+                        && (a.to_owned() + b).chars().all(|c| c.is_ascii_digit())
+                });
+                if !ok {
+                    self.error(&g.span(), format!("`{v}` is not a glibc version like 2.36"));
+                    return None;
+                }
+                Some(v.clone())
+            }
+            None => None,
+        };
         let outcome = match (&e.source, &e.error, &e.order, &probe.kind) {
             (Some(src), None, None, ProbeKind::Connect { .. }) => match src.get_ref().parse() {
                 Ok(a) => Expected::Source(a),
@@ -963,13 +1012,28 @@ impl Validator<'_> {
                 return None;
             }
         };
+        let evidence = match &e.evidence {
+            Some(ev) if !ev.get_ref().trim().is_empty() => ev.get_ref().trim().to_string(),
+            Some(ev) => {
+                self.error(&ev.span(), "`evidence` is empty: say where this outcome was measured or reported");
+                return None;
+            }
+            None => {
+                self.error(
+                    &span,
+                    "an expectation needs `evidence`: where this outcome was measured or reported (a file in the repository, a public report, or \"source reading\")",
+                );
+                return None;
+            }
+        };
         let (line, _) = self.map.line_col(span.start);
         Some(Expect {
             probe: probe.id.clone(),
             os,
             target: e.target.as_ref().map(|t| t.get_ref().clone()),
+            glibc,
             outcome,
-            evidence: e.evidence.clone(),
+            evidence,
             line,
         })
     }

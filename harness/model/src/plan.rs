@@ -300,8 +300,8 @@ pub fn freebsd(s: &Scenario) -> Plan {
         if r.metric.is_some() {
             notes.push(format!("route {}: FreeBSD routes have no metric; it is ignored", r.to));
         }
-        if let (Some(via), Some(dev)) = (r.via, &r.dev)
-            && !matches!(via, IpAddr::V6(v6) if v6.is_unicast_link_local())
+        if let (Some(via), Some(dev)) =
+            (r.via.filter(|v| !matches!(v, IpAddr::V6(v6) if v6.is_unicast_link_local())), &r.dev)
         {
             notes.push(format!(
                 "route {} dev {dev}: FreeBSD picks the interface from the gateway {via}; dev is not enforced",
@@ -408,36 +408,79 @@ fn shell_arg(arg: &str) -> String {
     }
 }
 
-fn heredoc(content: &str) -> String {
-    let mut body = content.to_string();
-    if !body.is_empty() && !body.ends_with('\n') {
-        body.push('\n');
+/// A `printf` command that writes exactly `content`, byte for byte. The text is one
+/// single-quoted format string (newlines stay, for reading) in which `'`, `\`, `%` and every
+/// other byte outside printable ASCII is escaped, so no content can end the quoting or run as
+/// a command; a NUL byte, which no shell word can hold, is written too.
+pub fn printf_exact(content: &str) -> String {
+    let mut fmt = String::with_capacity(content.len() + 16);
+    for (i, &b) in content.as_bytes().iter().enumerate() {
+        match b {
+            // A format starting with `-` would be read as an option.
+            b'-' if i == 0 => fmt.push_str("\\055"),
+            b'%' => fmt.push_str("%%"),
+            b'\\' | b'\'' => fmt.push_str(&format!("\\{b:03o}")),
+            0x20..=0x7e | b'\n' | b'\t' => fmt.push(b as char),
+            _ => fmt.push_str(&format!("\\{b:03o}")),
+        }
     }
-    format!("<<'ADDRSEL_EOF'\n{body}ADDRSEL_EOF\n")
+    format!("printf '{fmt}'")
+}
+
+/// A shell comment line: control characters (a CR or newline in scenario text) become
+/// spaces, so the comment cannot end early.
+fn comment(text: &str) -> String {
+    let clean: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    format!("# {clean}\n")
+}
+
+/// The python line that sets a probe's source preferences on its socket, as the agent does:
+/// Linux `IPV6_ADDR_PREFERENCES` (72), FreeBSD `IPV6_PREFER_TEMPADDR` (63).
+fn prefer_setsockopt(os: PlanOs, prefer: &[SourcePreference]) -> String {
+    if prefer.is_empty() {
+        return String::new();
+    }
+    match os {
+        PlanOs::Linux => {
+            let bits = prefer.iter().fold(0u32, |acc, p| {
+                acc | match p {
+                    SourcePreference::Temporary => 0x1,
+                    SourcePreference::Public => 0x2,
+                    SourcePreference::CareOf => 0x4,
+                    SourcePreference::Home => 0x400,
+                }
+            });
+            format!("\ns.setsockopt(socket.IPPROTO_IPV6,72,{bits:#x})")
+        }
+        PlanOs::Freebsd => {
+            match (prefer.contains(&SourcePreference::Temporary), prefer.contains(&SourcePreference::Public)) {
+                (true, _) => "\ns.setsockopt(socket.IPPROTO_IPV6,63,1)".into(),
+                (_, true) => "\ns.setsockopt(socket.IPPROTO_IPV6,63,0)".into(),
+                _ => String::new(),
+            }
+        }
+    }
 }
 
 /// The plan as a shell script a person can run to reproduce the scenario by hand.
 pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
     let mut out = String::from("#!/bin/sh\n");
-    let _ = writeln!(
-        out,
-        "# addrsel repro: scenario `{}` on {}",
+    out.push_str(&comment(&format!(
+        "addrsel repro: scenario `{}` on {}",
         s.name,
         match plan.os {
             PlanOs::Linux => "Linux",
             PlanOs::Freebsd => "FreeBSD",
         }
-    );
-    if !s.description.is_empty() {
-        for line in s.description.lines() {
-            let _ = writeln!(out, "# {line}");
-        }
+    )));
+    for line in s.description.lines() {
+        out.push_str(&comment(line));
     }
     for u in &plan.unsupported {
-        let _ = writeln!(out, "# NOT EXPRESSIBLE HERE: {u}");
+        out.push_str(&comment(&format!("NOT EXPRESSIBLE HERE: {u}")));
     }
     for n in &plan.notes {
-        let _ = writeln!(out, "# note: {n}");
+        out.push_str(&comment(&format!("note: {n}")));
     }
     match plan.os {
         PlanOs::Linux => {
@@ -471,7 +514,7 @@ pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
                 };
                 match stdin {
                     Some(text) => {
-                        let _ = write!(out, "{line} {}", heredoc(text));
+                        let _ = writeln!(out, "{} | {line}", printf_exact(text));
                     }
                     None => {
                         let _ = writeln!(out, "{line}");
@@ -494,11 +537,11 @@ pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
             Step::PrivateFile { target, content } => {
                 let name = format!("\"$files/{file_index}\"");
                 file_index += 1;
-                let _ = write!(out, "cat > {name} {}", heredoc(content));
+                let _ = writeln!(out, "{} > {name}", printf_exact(content));
                 let _ = writeln!(out, "mount --bind {name} {}", shell_quote(target));
             }
             Step::WriteFile { path, content } => {
-                let _ = write!(out, "cat > {} {}", shell_arg(path), heredoc(content));
+                let _ = writeln!(out, "{} > {}", printf_exact(content), shell_arg(path));
             }
         }
     }
@@ -511,19 +554,13 @@ pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
                     Some(z) => format!("{dst}%{z}"),
                     None => dst.to_string(),
                 };
-                let prefer = if p.prefer.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " (the agent also sets source preferences: {})",
-                        p.prefer.iter().map(|x| x.word()).collect::<Vec<_>>().join(", ")
-                    )
-                };
                 let family = if dst.is_ipv4() { "AF_INET" } else { "AF_INET6" };
-                let _ = writeln!(out, "echo '== {}: source for {target}{prefer}'", p.id);
+                let prefer = prefer_setsockopt(plan.os, &p.prefer);
+                let _ = writeln!(out, "echo '== {}: source for {target}'", p.id);
+                // The errno's name, as the agent reports it.
                 let _ = writeln!(
                     out,
-                    "if command -v python3 >/dev/null; then {jexec}python3 -c 'import socket,sys\ns=socket.socket(socket.{family},socket.SOCK_DGRAM)\ntry:\n s.connect((sys.argv[1],9)); print(s.getsockname()[0])\nexcept OSError as e: print(e)' {}; else",
+                    "if command -v python3 >/dev/null; then {jexec}python3 -c 'import errno,socket,sys\ns=socket.socket(socket.{family},socket.SOCK_DGRAM){prefer}\na,_,z=sys.argv[1].partition(\"%\")\ntry:\n s.connect((a,9,0,socket.if_nametoindex(z)) if z else (a,9)); print(s.getsockname()[0])\nexcept OSError as e: print(errno.errorcode.get(e.errno, e))' {}; else",
                     shell_quote(&target)
                 );
                 match plan.os {

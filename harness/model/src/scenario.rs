@@ -210,6 +210,11 @@ pub struct Probe {
     /// IPv6 source preferences set on the probe socket (`IPV6_ADDR_PREFERENCES` on Linux,
     /// `IPV6_PREFER_TEMPADDR` on FreeBSD).
     pub prefer: Vec<SourcePreference>,
+    /// The test kernel module's answer to this connect probe is known to vary between boots
+    /// (the reason): it is kept in the JSON but left out of snapshots and of the
+    /// module-versus-socket check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_module_varies: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -294,9 +299,13 @@ pub struct Expect {
     /// Only on this target (e.g. a release with different behaviour); `None` = every target
     /// of `os` and its engine profile.
     pub target: Option<String>,
+    /// Only on Linux targets with this glibc version (`2.36`); the engine predicts it with
+    /// that version's gai.conf parser.
+    pub glibc: Option<String>,
     pub outcome: Expected,
-    /// Where the expectation comes from (a measurement, a bug report).
-    pub evidence: Option<String>,
+    /// Where the expectation comes from: a measurement in the repository, a public report,
+    /// or "source reading" (required).
+    pub evidence: String,
     /// 1-based line of the `[[expect]]` entry, for messages.
     pub line: usize,
 }
@@ -307,6 +316,40 @@ pub enum Expected {
     Source(IpAddr),
     Error(String),
     Order(Vec<IpAddr>),
+}
+
+impl Expect {
+    /// Whether this expectation applies to a run of `os` on `target` whose C library is
+    /// `glibc` (`None`: unknown, or an engine prediction for the OS as a whole).
+    pub fn applies_to(&self, os: Os, target: Option<&str>, glibc: Option<&str>) -> bool {
+        self.os == os
+            && self.target.as_deref().is_none_or(|t| target == Some(t))
+            && self.glibc.as_deref().is_none_or(|g| glibc == Some(g))
+    }
+}
+
+impl Expected {
+    /// Whether an observed or predicted outcome meets this expectation.
+    pub fn holds_for(&self, outcome: &crate::results::Outcome) -> bool {
+        use crate::results::Outcome;
+        match (self, outcome) {
+            (Expected::Source(want), Outcome::Connect { source, .. }) => source.as_ref() == Some(want),
+            (Expected::Error(want), Outcome::Connect { error, .. } | Outcome::Resolve { error, .. }) => {
+                error.as_ref() == Some(want)
+            }
+            (Expected::Order(want), Outcome::Resolve { order, error: None, .. }) => order == want,
+            _ => false,
+        }
+    }
+
+    /// The expected outcome in words.
+    pub fn summary(&self) -> String {
+        match self {
+            Expected::Source(a) => a.to_string(),
+            Expected::Error(x) => x.clone(),
+            Expected::Order(o) => o.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
+        }
+    }
 }
 
 impl Scenario {

@@ -70,7 +70,10 @@ pub struct GaiConf {
     pub scopev4: Vec<ScopeEntry>,
     /// `reload yes` was given (the last `reload` line wins).
     pub reload: bool,
-    /// Lines glibc ignores without a word: unknown commands and invalid values.
+    /// Lines with a NUL byte: glibc reads them only up to it.
+    pub nul_lines: Vec<usize>,
+    /// Lines glibc ignores without a word: unknown commands and invalid values (the message
+    /// says why, not which versions: see [`GlibcParser`]).
     pub ignored: Vec<LineIssue>,
     /// A line that makes this glibc crash (SIGSEGV) in every getaddrinfo call that sorts.
     pub crash: Option<LineIssue>,
@@ -144,6 +147,15 @@ impl GaiConf {
     }
 
     fn parse_line(&mut self, line: usize, raw: &[u8], parser: GlibcParser) {
+        // getline reads past a NUL byte, but strchr and the tokenizer stop at it: the text
+        // before it is the whole line (glibc 2.31 to 2.42 alike).
+        let raw = match raw.iter().position(|&b| b == 0) {
+            Some(i) => {
+                self.nul_lines.push(line);
+                &raw[..i]
+            }
+            None => raw,
+        };
         // Everything from the first '#' is a comment; there is no escaping.
         let raw = match raw.iter().position(|&b| b == b'#') {
             Some(i) => &raw[..i],
@@ -153,9 +165,7 @@ impl GaiConf {
         let Some(cmd) = tokens.next() else { return };
         let val1 = tokens.next().unwrap_or(b"");
         let val2 = tokens.next().unwrap_or(b"");
-        let ignore = |conf: &mut Self, why: String| {
-            conf.ignored.push(LineIssue { line, message: format!("{why}; glibc ignores this line") })
-        };
+        let ignore = |conf: &mut Self, why: String| conf.ignored.push(LineIssue { line, message: why });
         let cmd_text = String::from_utf8_lossy(cmd);
         match cmd {
             b"label" | b"precedence" => match parse_prefix_value(val1, val2, parser) {
@@ -452,6 +462,25 @@ mod tests {
         let conf = GaiConf::parse("scopev4 10.0.0.0 5\n", NEW);
         assert!(conf.crash.is_none());
         assert_eq!(conf.scope_table()[0].bits, 32);
+    }
+
+    /// glibc reads a line only up to a NUL byte; the lines after it are read normally.
+    #[test]
+    fn a_nul_byte_ends_its_line() {
+        for parser in [GlibcParser::Before2_41, GlibcParser::From2_41] {
+            let c = GaiConf::parse("precedence ::ffff:0:0/96 100\0 junk\nlabel fd00::/8 1\n", parser);
+            assert_eq!(c.precedence.len(), 1);
+            assert_eq!(c.precedence[0].value, 100);
+            assert_eq!(c.labels.len(), 1, "the next line still applies");
+            assert_eq!(c.nul_lines, [1]);
+            assert!(c.ignored.is_empty(), "{:?}", c.ignored);
+            let c = GaiConf::parse("\0precedence ::ffff:0:0/96 100\n", parser);
+            assert!(c.precedence.is_empty() && c.ignored.is_empty());
+        }
+        // `val2` is cut off: 2.36 reads it as 0, 2.41 ignores the line.
+        let text = "precedence 2001:db8:2::/48\0 50\n";
+        assert_eq!(GaiConf::parse(text, GlibcParser::Before2_41).precedence[0].value, 0);
+        assert!(GaiConf::parse(text, GlibcParser::From2_41).precedence.is_empty());
     }
 
     #[test]

@@ -162,3 +162,75 @@ fn plans_round_trip_through_json() {
     let json = serde_json::to_string(&plan).unwrap();
     assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
 }
+
+/// Runs `printf_exact(text) > file` in a real shell and returns what the file holds.
+fn written_by_shell(shell: &str, text: &str, dir: &std::path::Path) -> Vec<u8> {
+    let file = dir.join("out");
+    let script = format!("{} > \"$1\"\n", printf_exact(text));
+    let status = std::process::Command::new(shell)
+        .args(["-c", &script, "sh"])
+        .arg(&file)
+        .current_dir(dir)
+        .status()
+        .expect("a shell");
+    assert!(status.success(), "{shell} failed on {script:?}");
+    std::fs::read(&file).unwrap()
+}
+
+fn scratch() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "addrsel-printf-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Every terminator a file's text could use to escape its quoting, run through real shells:
+/// the file holds exactly the text and nothing else ran.
+#[test]
+fn file_text_cannot_end_its_quoting() {
+    let nasty = [
+        "label fd00::/8 1\nADDRSEL_EOF\ntouch CANARY\n",
+        "EOF\ntouch CANARY\nEOF\n",
+        "'; touch CANARY; echo '",
+        "\"$(touch CANARY)\"",
+        "`touch CANARY`",
+        "$(touch CANARY)\\",
+        "%s%d%n\\n\\0\\101",
+        "a\0b\0\ntouch CANARY",
+        "cr\r\ntouch CANARY\r\n",
+        "\u{1b}[31mred\u{1b}[0m",
+        "",
+        "no newline at the end",
+        "-",
+        "-n option-like\n",
+        "ünïcödé ✓",
+    ];
+    for shell in ["/bin/sh", "/bin/bash"] {
+        for text in nasty {
+            let dir = scratch();
+            assert_eq!(written_by_shell(shell, text, &dir), text.as_bytes(), "{shell}: {text:?}");
+            assert!(!dir.join("CANARY").exists(), "{shell} ran a command from {text:?}");
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+    /// Arbitrary text, every byte value included.
+    #[test]
+    fn any_text_is_written_exactly(text in "(?s).{0,200}", bytes in proptest::collection::vec(0u8..128, 0..64)) {
+        let text = format!("{text}{}", String::from_utf8(bytes).unwrap());
+        let dir = scratch();
+        let got = written_by_shell("/bin/sh", &text, &dir);
+        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
+        std::fs::remove_dir_all(&dir).unwrap();
+        proptest::prop_assert_eq!(got, text.as_bytes().to_vec());
+        proptest::prop_assert_eq!(leftovers.len(), 1, "only the output file: {:?}", leftovers);
+    }
+}
