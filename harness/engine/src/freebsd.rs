@@ -17,6 +17,7 @@ use crate::sort::freebsd_qsort;
 use crate::trace::*;
 
 pub const UNVERIFIED_MULTICAST: &str = "FreeBSD's source for a multicast destination beyond link scope, with no multicast interface set on the socket, is modelled as a unicast route lookup; not yet confirmed on a FreeBSD kernel";
+pub const UNVERIFIED_SOURCE: &str = "FreeBSD's source selection (in6_selectsrc, in_pcbladdr) is modelled from FreeBSD 14/15 sources; no FreeBSD kernel has confirmed it yet";
 pub const UNVERIFIED_V4_VIA_V6: &str = "FreeBSD's EHOSTUNREACH for an IPv4 route with an IPv6 next hop and no IPv4 address on the egress interface is modelled from in_pcbladdr and netlink's finalize_nhop; not yet confirmed on a FreeBSD kernel";
 
 pub struct Freebsd<'s> {
@@ -186,6 +187,7 @@ impl<'s> Freebsd<'s> {
         if wide_multicast {
             selected.trace.unverified.push(UNVERIFIED_MULTICAST.into());
         }
+        selected.trace.unverified.push(UNVERIFIED_SOURCE.into());
         selected
     }
 

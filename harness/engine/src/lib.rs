@@ -160,34 +160,39 @@ pub fn explain(s: &Scenario, p: &Prediction) -> String {
     out
 }
 
-/// Checks every `[[expect]]` of the scenario against a prediction; returns the misses.
-pub fn check_expectations(s: &Scenario, p: &Prediction) -> Vec<String> {
-    use addrsel_model::Expected;
-    use addrsel_model::results::Outcome;
+/// Checks every `[[expect]]` of the scenario that applies to this prediction (its OS and,
+/// for Linux, its glibc parser's versions; with `target`, also that target's) against it;
+/// returns the misses.
+pub fn check_expectations(s: &Scenario, p: &Prediction, target: Option<&str>) -> Vec<String> {
     let mut misses = Vec::new();
-    for e in s.expect.iter().filter(|e| e.os == p.profile.os() && e.target.is_none()) {
+    for e in &s.expect {
+        if e.os != p.profile.os() || e.target.as_deref().is_some_and(|t| target != Some(t)) {
+            continue;
+        }
+        // A glibc-specific expectation applies to a prediction made with that version's parser.
+        if let Some(v) = e.glibc.as_deref() {
+            let mut parts = v.split('.').filter_map(|x| x.parse::<u32>().ok());
+            let parser = addrsel_policy::gai_conf::GlibcParser::for_version(
+                parts.next().unwrap_or(0),
+                parts.next().unwrap_or(0),
+            );
+            if !matches!(&p.profile, Profile::Linux(lp) if lp.glibc == parser) {
+                continue;
+            }
+        }
         let Some(got) = p.probes.iter().find(|x| x.result.probe == e.probe) else {
             continue;
         };
-        let ok = match (&e.outcome, &got.result.outcome) {
-            (Expected::Source(want), Outcome::Connect { source, .. }) => source.as_ref() == Some(want),
-            (Expected::Error(want), Outcome::Connect { error, .. }) => error.as_ref() == Some(want),
-            (Expected::Error(want), Outcome::Resolve { error, .. }) => error.as_ref() == Some(want),
-            (Expected::Order(want), Outcome::Resolve { order, error: None, .. }) => order == want,
-            _ => false,
-        };
-        if !ok {
+        if !e.outcome.holds_for(&got.result.outcome) {
             misses.push(format!(
-                "line {}: expected {} for probe {} on {}, the engine says {}",
+                "line {}: expected {} for probe {} on {}{}, the engine says {} (evidence: {})",
                 e.line,
-                match &e.outcome {
-                    Expected::Source(a) => a.to_string(),
-                    Expected::Error(x) => x.clone(),
-                    Expected::Order(o) => o.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
-                },
+                e.outcome.summary(),
                 e.probe,
                 e.os,
-                got.result.outcome.summary()
+                e.target.as_ref().map_or(String::new(), |t| format!(" target {t}")),
+                got.result.outcome.summary(),
+                e.evidence
             ));
         }
     }

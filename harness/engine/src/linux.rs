@@ -33,6 +33,8 @@ impl Default for LinuxProfile {
     }
 }
 
+pub const UNVERIFIED_RULE_7: &str = "Linux source rule 7 (temporary addresses, use_tempaddr, IPV6_PREFER_SRC_TMP/PUBLIC) is modelled from ipv6_get_saddr_eval; no Linux target has run it yet (`ip addr add` cannot make a temporary address)";
+
 // IPv4 address scopes (`RT_SCOPE_*`).
 const SCOPE_UNIVERSE: u8 = 0;
 const SCOPE_LINK: u8 = 253;
@@ -452,6 +454,10 @@ impl<'s> Linux<'s> {
                     }
                 }
             }
+        }
+        let temporary_in_play = trace.candidates.iter().any(|c| c.attrs.contains("temporary"));
+        if temporary_in_play || prefs & (PREFER_SRC_TMP | PREFER_SRC_PUBLIC) != 0 {
+            trace.unverified.push(UNVERIFIED_RULE_7.into());
         }
         best.map(|(h, _)| h.v6().expect("v6"))
     }

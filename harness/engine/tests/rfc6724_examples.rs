@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use addrsel_engine::trace::Trace;
 use addrsel_engine::{Profile, predict};
 use addrsel_model::parse_scenario;
 use addrsel_model::results::Outcome;
@@ -62,6 +63,11 @@ fn section_10_1_source_selection() {
 }
 
 fn order(profile: &Profile, addresses: &str, dsts: &[&str], extra: &str) -> Vec<String> {
+    sorted(profile, addresses, dsts, extra).into_iter().map(|(d, _)| d).collect()
+}
+
+/// The sorted destinations, each with the source the sort used for it.
+fn sorted(profile: &Profile, addresses: &str, dsts: &[&str], extra: &str) -> Vec<(String, String)> {
     let list: Vec<String> = dsts.iter().map(|d| format!("\"{d}\"")).collect();
     let text = format!(
         r#"
@@ -86,8 +92,13 @@ resolve = "h.example"
     );
     let s = parse_scenario("t.toml", &text).unwrap_or_else(|e| panic!("{e}")).scenario;
     let p = predict(&s, profile);
+    let Trace::Resolve(trace) = &p.probes[0].trace else { panic!("{:?}", p.probes[0].trace) };
+    let source = |d: &IpAddr| {
+        let e = trace.entries.iter().find(|e| e.dst == *d).expect("every destination has an entry");
+        e.source.map_or("none".into(), |a| a.to_string())
+    };
     match &p.probes[0].result.outcome {
-        Outcome::Resolve { order, .. } => order.iter().map(IpAddr::to_string).collect(),
+        Outcome::Resolve { order, .. } => order.iter().map(|d| (d.to_string(), source(d))).collect(),
         other => panic!("{other:?}"),
     }
 }
@@ -107,6 +118,49 @@ pub const SECTION_10_2: [(&str, [&str; 2]); 9] = [
     (r#""2002:c633:6401::2/64", "fe80::2/64""#, ["2002:c633:6401::1", "2001:db8:1::1"]),
     (r#""2002:c633:6401::2/64", "2001:db8:1::2/64", "fe80::2/64""#, ["2001:db8:1::1", "2002:c633:6401::1"]),
 ];
+
+/// The sources section 10.2 gives in each example's result, in result order.
+const SECTION_10_2_SOURCES: [[&str; 2]; 9] = [
+    ["2001:db8:1::2", "169.254.13.78"],
+    ["198.51.100.117", "fe80::1"],
+    ["2001:db8:1::2", "10.1.2.4"],
+    ["fe80::2", "2001:db8:1::2"],
+    ["2001:db8:3::1", "fe80::2"],
+    ["2001:db8:1::2", "fe80::2"],
+    ["2001:db8:1::2", "2001:db8:3f44::2"],
+    ["2002:c633:6401::2", "2002:c633:6401::2"],
+    ["2001:db8:1::2", "2002:c633:6401::2"],
+];
+
+#[test]
+fn section_10_2_chosen_sources() {
+    for (i, ((srcs, want), sources)) in SECTION_10_2.iter().zip(SECTION_10_2_SOURCES).enumerate() {
+        let got = sorted(&Profile::Rfc6724, srcs, want, "");
+        let expected: Vec<(String, String)> =
+            want.iter().zip(sources).map(|(d, s)| (d.to_string(), s.to_string())).collect();
+        assert_eq!(got, expected, "example {}", i + 1);
+    }
+}
+
+/// Rule 6 (precedence) comes before rule 8 (smaller scope): a site-local destination
+/// (precedence 1, scope 5) goes after a global one (precedence 40, scope 14) although its
+/// scope is smaller. In the RFC profile and FreeBSD's, whose tables both give fec0::/10
+/// precedence 1 (glibc's table has no fec0::/10 row: there both are 40 and rule 8 decides).
+#[test]
+fn precedence_before_scope() {
+    let srcs = r#""2001:db8:1::2/64", "fec0::2/64""#;
+    for profile in [Profile::Rfc6724, Profile::Freebsd] {
+        for dsts in [["fec0::1", "2001:db8:1::1"], ["2001:db8:1::1", "fec0::1"]] {
+            let got = sorted(&profile, srcs, &dsts, "");
+            assert_eq!(
+                got,
+                [("2001:db8:1::1".to_string(), "2001:db8:1::2".to_string()), ("fec0::1".into(), "fec0::2".into())],
+                "{} from {dsts:?}",
+                profile.name()
+            );
+        }
+    }
+}
 
 #[test]
 fn section_10_2_destination_sorting_both_input_orders() {
