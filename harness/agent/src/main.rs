@@ -65,8 +65,9 @@ fn emit_framed(out: &mut impl Write, m: &AgentMessage) {
 }
 
 /// Fault injection for the harness's own tests: `ADDRSEL_AGENT_FAULT=KIND:SCENARIO` with KIND
-/// `abort-agent` (the agent aborts before the scenario) or `panic-in-scenario` (the scenario's
-/// process panics after its setup, with namespaces and interfaces in place).
+/// `abort-agent` (the agent aborts before the scenario), `panic-in-scenario` (the scenario's
+/// process panics after its setup, with namespaces and interfaces in place) or `wrong-source`
+/// (the scenario's first connect probe reports a source the kernel did not pick).
 pub fn fault(kind: &str) -> Option<&'static str> {
     static FAULT: std::sync::OnceLock<Option<(String, String)>> = std::sync::OnceLock::new();
     let f = FAULT.get_or_init(|| {
@@ -77,6 +78,18 @@ pub fn fault(kind: &str) -> Option<&'static str> {
     match f {
         Some((k, s)) if k == kind => Some(s.as_str()),
         _ => None,
+    }
+}
+
+/// The `wrong-source` fault: the first connect answer becomes a documentation address no
+/// scenario holds.
+fn report_wrong_source(report: &mut addrsel_model::results::Report) {
+    use addrsel_model::results::Outcome;
+    if let Some(Outcome::Connect { source, error, .. }) =
+        report.results.iter_mut().map(|r| &mut r.outcome).find(|o| matches!(o, Outcome::Connect { .. }))
+    {
+        *source = Some(std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 254)));
+        *error = None;
     }
 }
 
@@ -104,7 +117,10 @@ fn run(framed: bool) -> ExitCode {
             std::process::abort();
         }
         let start = Instant::now();
-        let (report, setup_error) = run_plan(plan, &input.target, input.kmod);
+        let (mut report, setup_error) = run_plan(plan, &input.target, input.kmod);
+        if fault("wrong-source") == Some(plan.scenario.as_str()) {
+            report_wrong_source(&mut report);
+        }
         let millis = start.elapsed().as_millis() as u64;
         emit(&mut out, &AgentMessage::Scenario { report, setup_error, millis });
     }
