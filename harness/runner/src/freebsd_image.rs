@@ -81,13 +81,18 @@ pub fn load_image(path: &Path) -> Result<ImageDef, String> {
     Ok(def)
 }
 
-/// Every image definition, sorted by name.
-pub fn all() -> Vec<ImageDef> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(images_dir())
-        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect())
-        .unwrap_or_default();
+/// Every image definition, sorted by name; one that does not load is an error naming the
+/// file and line, never a target that silently disappears.
+pub fn all() -> Result<Vec<ImageDef>, String> {
+    let dir = images_dir();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
     paths.sort();
-    paths.iter().filter_map(|p| load_image(p).ok()).collect()
+    paths.iter().map(|p| load_image(p)).collect()
 }
 
 pub fn lock_path(def: &ImageDef) -> PathBuf {
@@ -320,7 +325,7 @@ mod tests {
 
     #[test]
     fn image_definitions_in_the_repository_load() {
-        let defs = all();
+        let defs = all().unwrap();
         assert!(defs.len() >= 4, "{defs:?}");
         for d in &defs {
             assert!(d.image_dir.starts_with("https://download.freebsd.org/"), "{}", d.name);

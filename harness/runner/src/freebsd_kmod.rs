@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn cross_build_command_lines() {
         let mut out = String::new();
-        for d in freebsd_image::all().iter().filter(|d| d.release.starts_with("15.")) {
+        for d in freebsd_image::all().unwrap().iter().filter(|d| d.release.starts_with("15.")) {
             out.push_str(&format!("{} ({}):\n", d.name, clang_target(d)));
             for (link, target) in machine_links(d, Path::new("/SYS")) {
                 out.push_str(&format!("  ln -s {} {link}\n", target.display()));

@@ -207,7 +207,7 @@ mod tests {
     use super::*;
 
     fn def(arch: &str) -> ImageDef {
-        freebsd_image::all().into_iter().find(|d| d.arch == arch && d.release.starts_with("15.")).unwrap()
+        freebsd_image::all().unwrap().into_iter().find(|d| d.arch == arch && d.release.starts_with("15.")).unwrap()
     }
 
     #[test]

@@ -24,6 +24,29 @@ pub mod target;
 pub mod targets;
 pub mod toolchain;
 
+/// The repository's top directory (the workspace root).
+pub fn repo_root() -> PathBuf {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    p.canonicalize().unwrap_or(p)
+}
+
+/// What a measurement file (`cargo xtask measure`) says a probe gave: the lines printed
+/// after `== PROBE:`, with zones (`%eth0`) removed. `None` when the probe is not in it.
+pub fn measured_probe_output(measurement: &str, probe: &str) -> Option<Vec<String>> {
+    let output = measurement.split("\n## output\n").nth(1)?;
+    let output = output.split("\n## stderr\n").next()?;
+    let header = format!("== {probe}:");
+    let mut lines = output.lines().skip_while(|l| !l.starts_with(&header));
+    lines.next()?;
+    Some(
+        lines
+            .take_while(|l| !l.starts_with("== "))
+            .map(|l| l.split('%').next().unwrap_or(l).trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect(),
+    )
+}
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -146,7 +169,11 @@ pub fn run_matrix(opts: &Options, progress: &target::Progress) -> MatrixResult {
     let mut summaries = Vec::new();
     for (i, run) in &runs {
         let def = &opts.targets[*i];
-        cells.extend(matrix::cells_for(run, def.os, &opts.scenarios, opts.snapshots));
+        let rule = match def.kind {
+            targets::Kind::Host => snapshot::FactsRule::SameSeries,
+            _ => snapshot::FactsRule::Exact,
+        };
+        cells.extend(matrix::cells_for(run, def.os, rule, &opts.scenarios, opts.snapshots));
         summaries.push(TargetSummary {
             name: run.name.clone(),
             not_run: run.not_run.clone(),
@@ -192,5 +219,16 @@ mod stale_boot_files {
         assert_eq!(left(&dead), ["t.console.log", "t.results"]);
         assert_eq!(left(&alive).len(), 5, "a live run keeps its files");
         std::fs::remove_dir_all(&base).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod measured {
+    #[test]
+    fn probe_output_reads_one_probes_lines() {
+        let m = "x\n## script\n== a: no\n## output\n== a: source for x\nfe80::2%eth0\n== b: getaddrinfo order for h\n::1\n127.0.0.1\n";
+        assert_eq!(super::measured_probe_output(m, "a"), Some(vec!["fe80::2".to_string()]));
+        assert_eq!(super::measured_probe_output(m, "b"), Some(vec!["::1".to_string(), "127.0.0.1".to_string()]));
+        assert_eq!(super::measured_probe_output(m, "c"), None);
     }
 }

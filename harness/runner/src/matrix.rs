@@ -76,6 +76,7 @@ pub enum CellStatus {
     NotRun,
     SnapshotNew,
     SnapshotChanged,
+    Unchecked,
     Disagree,
     SetupFailed,
 }
@@ -89,6 +90,7 @@ impl CellStatus {
             CellStatus::NotRun => "not run",
             CellStatus::SnapshotNew => "SNAPSHOT NEW",
             CellStatus::SnapshotChanged => "SNAPSHOT CHANGED",
+            CellStatus::Unchecked => "EXPECTATION NOT CHECKED",
             CellStatus::Disagree => "DISAGREE",
             CellStatus::SetupFailed => "SETUP FAILED",
         }
@@ -101,7 +103,13 @@ impl CellStatus {
 
 /// Compares one target's run for every scenario; scenarios it did not reach become cells
 /// that say why.
-pub fn cells_for(target: &TargetRun, os: Os, scenarios: &[Loaded], snapshots: crate::Snapshots) -> Vec<Cell> {
+pub fn cells_for(
+    target: &TargetRun,
+    os: Os,
+    rule: snapshot::FactsRule,
+    scenarios: &[Loaded],
+    snapshots: crate::Snapshots,
+) -> Vec<Cell> {
     let mut cells = Vec::new();
     for l in scenarios {
         let s = &l.scenario;
@@ -134,6 +142,7 @@ pub fn cells_for(target: &TargetRun, os: Os, scenarios: &[Loaded], snapshots: cr
                 Status::Deviation => CellStatus::Deviation,
                 Status::Disagree => CellStatus::Disagree,
                 Status::Unsupported => CellStatus::Unsupported,
+                Status::Unchecked => CellStatus::Unchecked,
                 Status::SetupFailed => CellStatus::SetupFailed,
                 Status::NotRun => CellStatus::NotRun,
             })
@@ -145,11 +154,16 @@ pub fn cells_for(target: &TargetRun, os: Os, scenarios: &[Loaded], snapshots: cr
         } else if snapshots != crate::Snapshots::Skip {
             let state = snapshot::check(
                 &target.name,
-                &s.name,
+                s,
                 &run.report.results,
                 target.facts.as_ref(),
+                rule,
                 snapshots == crate::Snapshots::Accept,
-            );
+            )
+            .unwrap_or_else(|e| SnapshotState::Changed {
+                old: String::new(),
+                new: format!("the snapshot could not be read or written: {e:#}"),
+            });
             let snap_status = match &state {
                 SnapshotState::New { .. } => Some(CellStatus::SnapshotNew),
                 SnapshotState::Changed { .. } => Some(CellStatus::SnapshotChanged),

@@ -35,6 +35,8 @@ pub struct Unverified {
     pub confirmed: usize,
 }
 
+/// A whole matrix run: what `--json` writes and `report merge` reads.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MatrixResult {
     pub scenarios: Vec<String>,
     pub targets: Vec<TargetSummary>,
@@ -64,6 +66,17 @@ impl MatrixResult {
             }
         }
         out
+    }
+
+    /// For a target whose snapshots were recorded on another system (the host target on
+    /// another machine): what was recorded, what this is, and that only the engine counts.
+    pub fn other_system(&self, target: &str) -> Option<String> {
+        self.cells.iter().filter(|c| c.target == target).find_map(|c| match &c.snapshot {
+            Some(SnapshotState::OtherSystem { recorded, here }) => {
+                Some(format!("snapshots recorded on {recorded}; this host is {here}: engine comparison only"))
+            }
+            _ => None,
+        })
     }
 
     /// Connect probes the kernel module was asked about: (asked, those where its answer
@@ -187,6 +200,9 @@ pub fn terminal(m: &MatrixResult) -> String {
                 if let Some(e) = err {
                     let _ = writeln!(out, "  stopped early: {e}");
                 }
+                if let Some(note) = m.other_system(&t.name) {
+                    let _ = writeln!(out, "  {note}");
+                }
                 for u in &t.unverified {
                     let verdict = if u.confirmed == u.probes {
                         "confirmed by this run".to_string()
@@ -217,7 +233,7 @@ pub fn terminal(m: &MatrixResult) -> String {
         }
         match &c.snapshot {
             Some(SnapshotState::Changed { old, new }) => {
-                let _ = writeln!(out, "snapshot changed (harness/snapshots/{}/{}.snap):", c.target, c.scenario);
+                let _ = writeln!(out, "snapshot changed ({}):", snapshot::path(&c.target, &c.scenario).display());
                 out.push_str(&snapshot::diff(old, new));
             }
             Some(SnapshotState::New { text }) => {
@@ -272,38 +288,55 @@ pub fn side_by_side(left: &str, right: &str, width: usize) -> String {
 }
 
 impl MatrixResult {
-    /// Rebuilds a report from cells (a merge of sharded runs' JSON files).
-    pub fn from_cells(cells: Vec<Cell>) -> MatrixResult {
-        let mut scenarios: Vec<String> = Vec::new();
-        let mut targets: Vec<TargetSummary> = Vec::new();
-        for c in &cells {
-            if !scenarios.contains(&c.scenario) {
-                scenarios.push(c.scenario.clone());
-            }
-            match targets.iter_mut().find(|t| t.name == c.target) {
-                Some(t) => {
-                    t.total_ms += c.millis.unwrap_or(0);
-                    t.scenario_ms.extend(c.millis);
+    /// One report from the results of sharded runs. Every target must have a cell for every
+    /// scenario of the merged set (a shard that ran other scenarios, or lost some, is an
+    /// error), no cell may come twice, and what each target summary says (a target that
+    /// broke off, a module that was not ready) is kept.
+    pub fn merge(parts: Vec<MatrixResult>) -> Result<MatrixResult, Vec<String>> {
+        let mut out = MatrixResult { scenarios: vec![], targets: vec![], cells: vec![] };
+        let mut problems = Vec::new();
+        for part in parts {
+            for s in part.scenarios {
+                if !out.scenarios.contains(&s) {
+                    out.scenarios.push(s);
                 }
-                None => targets.push(TargetSummary {
-                    name: c.target.clone(),
-                    not_run: c.not_run.clone(),
-                    error: None,
-                    facts: None,
-                    boot_ms: None,
-                    total_ms: c.millis.unwrap_or(0),
-                    scenario_ms: c.millis.into_iter().collect(),
-                    unverified: vec![],
-                }),
+            }
+            for t in part.targets {
+                match out.targets.iter_mut().find(|x| x.name == t.name) {
+                    Some(x) => {
+                        x.total_ms += t.total_ms;
+                        x.scenario_ms.extend(t.scenario_ms);
+                        x.not_run = x.not_run.take().or(t.not_run);
+                        x.error = x.error.take().or(t.error);
+                        x.facts = x.facts.take().or(t.facts);
+                        x.boot_ms = x.boot_ms.or(t.boot_ms);
+                    }
+                    None => out.targets.push(t),
+                }
+            }
+            for c in part.cells {
+                if out.cells.iter().any(|x| x.scenario == c.scenario && x.target == c.target) {
+                    problems.push(format!("{} on {} is in two of the files", c.scenario, c.target));
+                } else {
+                    out.cells.push(c);
+                }
             }
         }
-        MatrixResult { scenarios, targets, cells }
+        for t in &out.targets {
+            for s in &out.scenarios {
+                if out.cell(s, &t.name).is_none() {
+                    problems.push(format!("no result for scenario {s} on target {}", t.name));
+                }
+            }
+        }
+        if problems.is_empty() { Ok(out) } else { Err(problems) }
     }
 }
 
-/// JSON: one object per scenario and target.
+/// JSON: the scenarios, every target's summary (facts, timing, problems) and one cell per
+/// scenario and target.
 pub fn json(m: &MatrixResult) -> String {
-    serde_json::to_string_pretty(&m.cells).expect("serialisable")
+    serde_json::to_string_pretty(m).expect("serialisable")
 }
 
 fn xml_escape(s: &str) -> String {
@@ -448,6 +481,9 @@ pub fn markdown(m: &MatrixResult) -> String {
             }
         } else {
             let _ = writeln!(out, "- `{}`: {} scenarios in {}", t.name, t.scenario_ms.len(), secs(t.total_ms));
+            if let Some(note) = m.other_system(&t.name) {
+                let _ = writeln!(out, "  - {note}");
+            }
         }
     }
     for (t, problem) in m.target_problems() {

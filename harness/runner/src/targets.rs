@@ -26,29 +26,33 @@ pub struct TargetDef {
     pub kind: Kind,
 }
 
-/// Every target addrsel knows, in report order.
-pub fn all() -> Vec<TargetDef> {
+/// Every target addrsel knows, in report order. An image definition that does not load is
+/// an error naming its file and line.
+pub fn all() -> anyhow::Result<Vec<TargetDef>> {
     let mut out = vec![TargetDef {
         name: "host".into(),
         os: Os::Linux,
         description: "this machine's Linux kernel and glibc, each scenario in fresh namespaces".into(),
         kind: Kind::Host,
     }];
-    let mut images: Vec<_> = std::fs::read_dir(crate::debian::images_dir())
-        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect())
-        .unwrap_or_default();
+    let dir = crate::debian::images_dir();
+    let mut images: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
     images.sort();
     for p in images {
-        if let Ok(def) = crate::debian::load_image(&p) {
-            out.push(TargetDef {
-                name: def.name.clone(),
-                os: Os::Linux,
-                description: def.description.clone(),
-                kind: Kind::LinuxVm(Box::new(def)),
-            });
-        }
+        let def = crate::debian::load_image(&p).map_err(anyhow::Error::msg)?;
+        out.push(TargetDef {
+            name: def.name.clone(),
+            os: Os::Linux,
+            description: def.description.clone(),
+            kind: Kind::LinuxVm(Box::new(def)),
+        });
     }
-    for def in crate::freebsd_image::all() {
+    for def in crate::freebsd_image::all().map_err(anyhow::Error::msg)? {
         out.push(TargetDef {
             name: def.name.clone(),
             os: Os::Freebsd,
@@ -56,7 +60,7 @@ pub fn all() -> Vec<TargetDef> {
             kind: Kind::FreebsdVm(Box::new(def)),
         });
     }
-    out
+    Ok(out)
 }
 
 /// Whether a target can run on this machine, and why not.

@@ -77,12 +77,19 @@ pub fn install(packages: &[&str], why: &str) -> Result<(), String> {
     }
 }
 
-/// What the test suite needs beyond Rust, as (what is checked, Debian package): QEMU for
+/// What the test suite needs beyond Rust, as (what is checked, Debian package): iproute2
+/// (the host target), GNU cpio (reads the initramfs the tests build), gpgv and the Debian
+/// keyring (signed package indexes), python3 (repro scripts and hand measurements), QEMU for
 /// both guest architectures and qemu-io (overlays), clang/ld.lld and GNU ld for arm64
 /// (FreeBSD-style module objects for `kmod verify`), libclang (bindgen, `cargo xtask codegen
 /// --check`), and Debian's Rust with its standard library sources (type-checking the FreeBSD
 /// agent with build-std). Absolute paths are files; other names are programs on PATH.
 pub const TEST_PREREQUISITES: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("cpio", "cpio"),
+    ("gpgv", "gpgv"),
+    ("/usr/share/keyrings/debian-archive-keyring.gpg", "debian-archive-keyring"),
+    ("/usr/bin/python3", "python3"),
     ("qemu-system-x86_64", "qemu-system-x86"),
     ("qemu-system-aarch64", "qemu-system-arm"),
     ("qemu-io", "qemu-utils"),
