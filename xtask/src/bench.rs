@@ -50,7 +50,7 @@ fn vms(rounds: usize) -> anyhow::Result<()> {
     println!("\nLinux VMs, one at a time, median of {rounds} boots (TCG unless KVM was proven to work):");
     println!("{:<24} {:>10} {:>16} {:>16}", "target", "boot (s)", "to results (s)", "per scenario (ms)");
     let mut defs = Vec::new();
-    for t in addrsel_runner::targets::all() {
+    for t in addrsel_runner::targets::all()? {
         if let addrsel_runner::targets::Kind::LinuxVm(def) = t.kind {
             defs.push(*def);
         }

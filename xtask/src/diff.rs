@@ -128,7 +128,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
     }
     let mut mismatch = false;
-    let known = targets::all();
+    let known = targets::all()?;
     for name in &args.targets {
         let Some(t) = known.iter().find(|t| &t.name == name) else {
             eprintln!("error: unknown target `{name}`");

@@ -38,7 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             } else {
                 println!("{}", explain(&l.scenario, &prediction));
             }
-            for m in addrsel_engine::check_expectations(&l.scenario, &prediction) {
+            for m in addrsel_engine::check_expectations(&l.scenario, &prediction, None) {
                 eprintln!("{}: {m}", addrsel_runner::corpus::display_path(&l.path));
                 misses += 1;
             }

@@ -82,7 +82,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
     }
     let mut status = exit::OK;
-    for def in freebsd_image::all().iter().filter(|d| args.names.is_empty() || args.names.contains(&d.name)) {
+    for def in freebsd_image::all()
+        .map_err(anyhow::Error::msg)?
+        .iter()
+        .filter(|d| args.names.is_empty() || args.names.contains(&d.name))
+    {
         if let Err(e) = freebsd(def, &args, &progress) {
             eprintln!("error: {}: {e}", def.name);
             status = exit::NOT_RUN;

@@ -49,7 +49,7 @@ pub enum Command {
 }
 
 fn find_target(name: &str) -> Result<targets::TargetDef, String> {
-    let all = targets::all();
+    let all = targets::all().map_err(|e| format!("{e:#}"))?;
     all.iter().find(|t| t.name == name).cloned().ok_or_else(|| {
         format!(
             "unknown target `{name}` (known: {})",

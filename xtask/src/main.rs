@@ -12,6 +12,8 @@ mod explain;
 mod image;
 mod kmod;
 mod matrix;
+mod measure;
+mod mutants;
 mod report;
 mod test;
 
@@ -45,8 +47,14 @@ enum Command {
     Diff(diff::Args),
     /// Print the commands that configure a scenario on an OS, as a shell script.
     Repro(explain::ReproArgs),
+    /// Measure by hand: run a scenario's repro script in a throwaway namespace on this kernel
+    /// and record the system, the script and its output (evidence for `[[expect]]`).
+    Measure(measure::Args),
     /// Generate the agent's Rust types for the kernel module ABI from its C header (bindgen).
     Codegen(codegen::Args),
+    /// Deliberate bugs in the engine, parsers and verdict, run against the tests that need
+    /// no VM: which ones the tests catch.
+    Mutants(mutants::Args),
     /// Run every check CI runs: formatting, lints, unit and integration tests, real targets.
     Test(test::Args),
 }
@@ -89,12 +97,14 @@ fn main() -> ExitCode {
         Command::Matrix(a) => matrix::run(a),
         Command::Explain(a) => explain::run(a),
         Command::Repro(a) => explain::repro(a),
+        Command::Measure(a) => measure::run(a),
         Command::Diff(a) => diff::run(a),
         Command::Report(c) => report::run(c),
         Command::Bench(a) => bench::run(a),
         Command::Image(a) => image::run(a),
         Command::Kmod(c) => kmod::run(c),
         Command::Test(a) => test::run(a),
+        Command::Mutants(a) => mutants::run(a),
         Command::Codegen(a) => codegen::run(a),
     };
     match result {

@@ -103,7 +103,7 @@ pub fn finish(result: &report::MatrixResult, out: &Outputs, requested_not_run: b
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let known = targets::all();
+    let known = targets::all()?;
     if let Some(a) = &args.accel {
         // SAFETY: set before any thread starts.
         unsafe { std::env::set_var("ADDRSEL_ACCEL", a) };
@@ -144,7 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     }
     if chosen.is_empty() {
         eprintln!("this shard has no targets");
-        let empty = report::MatrixResult::from_cells(vec![]);
+        let empty = report::MatrixResult { scenarios: vec![], targets: vec![], cells: vec![] };
         return finish(&empty, &args.outputs, false);
     }
     let paths =

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use addrsel_runner::matrix::Cell;
 use addrsel_runner::report::MatrixResult;
 
 use crate::exit;
@@ -25,7 +24,7 @@ pub struct MergeArgs {
 
 pub fn run(cmd: Command) -> anyhow::Result<u8> {
     let Command::Merge(args) = cmd;
-    let mut cells: Vec<Cell> = Vec::new();
+    let mut parts = Vec::new();
     for f in &args.files {
         let text = match std::fs::read_to_string(f) {
             Ok(t) => t,
@@ -34,23 +33,23 @@ pub fn run(cmd: Command) -> anyhow::Result<u8> {
                 return Ok(exit::BAD_INPUT);
             }
         };
-        match serde_json::from_str::<Vec<Cell>>(&text) {
-            Ok(mut c) => {
-                if let Some(dup) =
-                    c.iter().find(|x| cells.iter().any(|y| y.scenario == x.scenario && y.target == x.target))
-                {
-                    eprintln!("error: {}: {} on {} is also in an earlier file", f.display(), dup.scenario, dup.target);
-                    return Ok(exit::BAD_INPUT);
-                }
-                cells.append(&mut c);
-            }
+        match serde_json::from_str::<MatrixResult>(&text) {
+            Ok(part) => parts.push(part),
             Err(e) => {
                 eprintln!("error: {}:{}:{}: not a matrix --json file: {e}", f.display(), e.line(), e.column());
                 return Ok(exit::BAD_INPUT);
             }
         }
     }
-    let result = MatrixResult::from_cells(cells);
+    let result = match MatrixResult::merge(parts) {
+        Ok(r) => r,
+        Err(problems) => {
+            for p in problems {
+                eprintln!("error: {p}");
+            }
+            return Ok(exit::BAD_INPUT);
+        }
+    };
     // As in the runs themselves: only a target named with --targets must have run.
     let requested_not_run = result.cells.iter().any(|c| c.requested && c.not_run.is_some());
     finish(&result, &args.outputs, requested_not_run)

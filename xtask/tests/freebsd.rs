@@ -35,9 +35,30 @@ fn explicit_freebsd_target_is_not_run_with_the_reason() {
         "every scenario is listed as not run: {t}"
     );
     // The engine's unverified points for FreeBSD stay marked as such.
-    assert!(t.contains("still UNVERIFIED (") && t.contains("EHOSTUNREACH"), "{t}");
+    assert!(t.contains("still UNVERIFIED (") && t.contains("no FreeBSD kernel has confirmed it yet"), "{t}");
     // Nothing was pinned from a failed download.
     assert!(!Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/freebsd/14.5-amd64.lock").exists());
+}
+
+/// The seed's FreeBSD case: the prediction itself is EHOSTUNREACH (not only a word in an
+/// UNVERIFIED note), and the explanation marks it unconfirmed.
+#[test]
+fn v4_via_v6_is_predicted_as_ehostunreach_and_marked_unverified() {
+    let scenario = "harness/scenarios/v4-via-v6-route.toml";
+    let out = xtask(&["explain", scenario, "--profile", "freebsd", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let probe = report["results"].as_array().unwrap().iter().find(|r| r["probe"] == "to-peer-v4").unwrap();
+    assert_eq!(probe["error"], "EHOSTUNREACH", "{probe}");
+    assert_eq!(probe["source"], serde_json::Value::Null, "{probe}");
+    let out = xtask(&["explain", scenario, "--profile", "freebsd"]);
+    let t = text(&out);
+    let section = t.split("probe to-peer-v4:").nth(1).unwrap().split("\nprobe ").next().unwrap();
+    assert!(section.trim_start().starts_with("EHOSTUNREACH"), "{section}");
+    assert!(
+        section.contains("UNVERIFIED: FreeBSD's EHOSTUNREACH for an IPv4 route with an IPv6 next hop"),
+        "{section}"
+    );
 }
 
 #[test]

@@ -296,24 +296,24 @@ fn bad_scenarios_fail_before_anything_runs() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// Without root the agent uses an unprivileged user namespace; where those are disabled it
-/// must say so instead of pretending.
+/// Whether this kernel lets an unprivileged process make a user namespace, read from the
+/// kernel's own switches (not from the agent under test).
+fn unprivileged_userns_allowed() -> bool {
+    let read = |p: &str| std::fs::read_to_string(p).ok().map(|v| v.trim().to_string());
+    read("/proc/sys/user/max_user_namespaces").is_some_and(|v| v != "0")
+        && read("/proc/sys/kernel/unprivileged_userns_clone").is_none_or(|v| v != "0")
+        && read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").is_none_or(|v| v != "1")
+}
+
+/// Without root the agent uses an unprivileged user namespace; where the kernel disables
+/// those it must say so instead of pretending. Which of the two must happen is decided from
+/// the kernel's switches first.
 #[test]
 fn unprivileged_agent_runs_in_a_user_namespace_or_says_why_not() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let agent = root.join("target/debug/addrsel-agent");
-    let built = xtask().args(["matrix", "--list-targets"]).output().unwrap();
-    assert!(built.status.success());
-    assert!(agent.exists(), "listing targets builds the agent");
-    // Only meaningful when we can drop privileges.
+    let agent = addrsel_runner::host::build_agent().unwrap_or_else(|e| panic!("{e}"));
     let whoami = Command::new("id").arg("-u").output().unwrap();
-    if String::from_utf8_lossy(&whoami.stdout).trim() != "0" {
-        let out = Command::new(&agent).arg("check").output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.starts_with("ok: user namespace") || text.starts_with("cannot run scenarios here:"), "{text}");
-        return;
-    }
+    assert_eq!(String::from_utf8_lossy(&whoami.stdout).trim(), "0", "this test drops privileges, so it runs as root");
     let check = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&agent)
@@ -321,13 +321,15 @@ fn unprivileged_agent_runs_in_a_user_namespace_or_says_why_not() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&check.stdout);
-    if !check.status.success() {
+    if !unprivileged_userns_allowed() {
+        assert!(!check.status.success(), "{text}");
         assert!(
             text.starts_with("cannot run scenarios here: not root, and unprivileged user namespaces are unavailable"),
             "{text}"
         );
         return;
     }
+    assert!(check.status.success(), "this kernel allows unprivileged user namespaces: {text}");
     assert_eq!(text.trim(), "ok: user namespace");
     // A whole scenario as nobody: same observations as the root run's snapshot.
     let plan = xtask().args(["repro", "--json", "harness/scenarios/v4-via-v6-route.toml"]).output().unwrap();
@@ -345,4 +347,25 @@ fn unprivileged_agent_runs_in_a_user_namespace_or_says_why_not() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("\"setup_error\":null"), "{text}");
     assert!(text.contains("\"source\":\"10.0.0.50\""), "{text}");
+}
+
+/// The verdict on a real run: an agent that reports a source the kernel did not pick makes
+/// `matrix --targets host` fail with DISAGREE (and exit 1), snapshots aside.
+#[test]
+fn a_wrong_observation_is_a_disagreement() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let scenario = "harness/scenarios/v4-via-v6-route.toml";
+    let out = xtask()
+        .args(["matrix", "--targets", "host", "--no-snapshots", "--scenarios", scenario])
+        .env("ADDRSEL_AGENT_FAULT", "wrong-source:v4-via-v6-route")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("v4-via-v6-route") && stdout.contains("DISAGREE"), "{stdout}");
+    assert!(stdout.contains("observed 198.51.100.254"), "{stdout}");
+    // The same run without the fault agrees.
+    let out =
+        xtask().args(["matrix", "--targets", "host", "--no-snapshots", "--scenarios", scenario]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
 }

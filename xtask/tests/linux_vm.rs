@@ -133,7 +133,7 @@ fn kernel_module_answers_next_to_the_socket_and_differences_are_reported() {
         "{t}"
     );
     let cells: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let v4 = cells.as_array().unwrap().iter().find(|c| c["scenario"] == "v4-via-v6-route").unwrap();
+    let v4 = cells["cells"].as_array().unwrap().iter().find(|c| c["scenario"] == "v4-via-v6-route").unwrap();
     for r in v4["results"].as_array().unwrap().iter().filter(|r| r["kind"] == "connect") {
         assert_eq!(r["kernel_source"], r["source"], "module and socket agree over a v4-via-v6 route: {r}");
     }

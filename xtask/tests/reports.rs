@@ -78,7 +78,7 @@ fn every_format_from_a_passing_host_run() {
     let scenarios = std::fs::read_dir(repo().join("harness/scenarios")).unwrap().count();
 
     let json: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();
-    let cells = json.as_array().unwrap();
+    let cells = json["cells"].as_array().unwrap();
     assert_eq!(cells.len(), scenarios);
     for c in cells {
         assert_eq!(c["target"], "host");
@@ -144,8 +144,9 @@ fn failing_cells_in_every_format() {
     // Both explanations, side by side, for the disagreement and for the changed snapshot line.
     assert_eq!(t.matches("explain to-peer-v4 (linux | rfc6724):").count(), 2, "{t}");
     let json: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();
-    let status =
-        |name: &str| json.as_array().unwrap().iter().find(|c| c["scenario"] == name).unwrap()["status"].clone();
+    let status = |name: &str| {
+        json["cells"].as_array().unwrap().iter().find(|c| c["scenario"] == name).unwrap()["status"].clone()
+    };
     assert_eq!(status("wrong-expectation"), "disagree");
     assert_eq!(status("stale-snapshot"), "snapshot_changed");
     let xml = check_junit(&dir.join("m.xml"), 2, 2);
@@ -193,11 +194,25 @@ fn merging_shard_results() {
     // The same cell twice is refused; a failing cell makes the merged exit status 1.
     let dup = xtask(&["report", "merge"]).arg(dir.join("a.json")).arg(dir.join("a.json")).output().unwrap();
     assert_eq!(dup.status.code(), Some(2));
-    let mut cells: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("b.json")).unwrap()).unwrap();
-    cells[0]["status"] = "disagree".into();
-    std::fs::write(dir.join("c.json"), cells.to_string()).unwrap();
+    let mut report: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("b.json")).unwrap()).unwrap();
+    report["cells"][0]["status"] = "disagree".into();
+    std::fs::write(dir.join("c.json"), report.to_string()).unwrap();
     let bad = xtask(&["report", "merge"]).arg(dir.join("a.json")).arg(dir.join("c.json")).output().unwrap();
     assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    // A target that broke off in its shard still fails the merged report.
+    let mut report: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("b.json")).unwrap()).unwrap();
+    report["targets"][0]["error"] = "the agent stopped early".into();
+    std::fs::write(dir.join("d.json"), report.to_string()).unwrap();
+    let broke = xtask(&["report", "merge"]).arg(dir.join("a.json")).arg(dir.join("d.json")).output().unwrap();
+    assert_eq!(broke.status.code(), Some(1), "{}", text(&broke));
+    assert!(text(&broke).contains("stopped early: the agent stopped early"), "{}", text(&broke));
+    // A shard that lost a scenario's result: the merge says which one is missing.
+    let mut report: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("a.json")).unwrap()).unwrap();
+    report["cells"].as_array_mut().unwrap().remove(0);
+    std::fs::write(dir.join("e.json"), report.to_string()).unwrap();
+    let lost = xtask(&["report", "merge"]).arg(dir.join("e.json")).arg(dir.join("b.json")).output().unwrap();
+    assert_eq!(lost.status.code(), Some(2), "{}", text(&lost));
+    assert!(text(&lost).contains("no result for scenario loopback-preference on target host"), "{}", text(&lost));
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -228,7 +243,8 @@ fn shards_of_the_default_target_list() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let cells: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("host.json")).unwrap()).unwrap();
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("host.json")).unwrap()).unwrap();
+    let cells = &report["cells"];
     assert_eq!(cells.as_array().unwrap().len(), 1);
     assert_eq!((cells[0]["target"].as_str(), cells[0]["status"].as_str()), (Some("host"), Some("agree")));
     // A FreeBSD target that cannot run here: not an error in a shard of the default list,
