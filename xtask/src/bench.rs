@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: measured, never asserted. Medians of several rounds in one run.
 
+use addrsel_runner::targets::run::RunContext;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -23,23 +24,31 @@ pub struct Args {
 
 /// One VM target, alone (no other guest competing for the cores).
 fn vm_rounds(
-    def: &addrsel_runner::debian::ImageDef,
+    def: &addrsel_runner::linux::image::ImageDef,
     scenarios: &[addrsel_runner::corpus::Loaded],
     rounds: usize,
 ) -> Result<(f64, f64, f64), String> {
-    let dir = addrsel_runner::run_dir();
+    let dir = addrsel_runner::matrix::run_dir();
     let quiet = |_: &str, _: &str, _: usize, _: usize, _: Duration| {};
+    let ctx = |scenarios| RunContext {
+        scenarios,
+        dir: &dir,
+        deadline: Duration::from_secs(300),
+        kmod: false,
+        accel: None,
+        progress: &quiet,
+    };
     let mut boots = Vec::new();
     let mut totals = Vec::new();
     for _ in 0..rounds {
-        let run = addrsel_runner::linux_vm::run(def, &scenarios[..1], &dir, Duration::from_secs(300), false, &quiet);
+        let run = addrsel_runner::linux::vm::run(def, &ctx(&scenarios[..1]));
         if let Some(e) = run.not_run.or(run.error) {
             return Err(e);
         }
         boots.push(run.boot.unwrap_or_default().as_secs_f64());
         totals.push(run.total.as_secs_f64());
     }
-    let full = addrsel_runner::linux_vm::run(def, scenarios, &dir, Duration::from_secs(300), false, &quiet);
+    let full = addrsel_runner::linux::vm::run(def, &ctx(scenarios));
     let per: Vec<f64> = full.scenarios.iter().map(|s| s.millis as f64).collect();
     Ok((median(boots), median(totals), median(per)))
 }

@@ -10,7 +10,8 @@ use addrsel_engine::{Profile, predict};
 use addrsel_model::policy_file::{self, PolicyFile, PolicyFormat};
 use addrsel_model::results::ProbeResult;
 use addrsel_runner::corpus::Loaded;
-use addrsel_runner::{compare, targets};
+use addrsel_runner::matrix::compare;
+use addrsel_runner::targets;
 
 use crate::{exit, load_scenarios};
 
@@ -60,12 +61,20 @@ fn observe(
     set: &[Loaded],
     label: &str,
 ) -> Result<BTreeMap<(String, String), ProbeResult>, String> {
-    let dir = addrsel_runner::run_dir();
+    let dir = addrsel_runner::matrix::run_dir();
     let label = label.to_string();
     let progress = move |target: &str, scenario: &str, done: usize, total: usize, _: Duration| {
         eprintln!("  [{target} {label}] {done}/{total} {scenario}");
     };
-    let run = targets::run(t, set, &dir, Duration::from_secs(600), false, &progress);
+    let ctx = targets::run::RunContext {
+        scenarios: set,
+        dir: &dir,
+        deadline: Duration::from_secs(600),
+        kmod: false,
+        accel: None,
+        progress: &progress,
+    };
+    let run = targets::run(t, &ctx);
     if let Some(why) = run.not_run.or(run.error) {
         return Err(why);
     }

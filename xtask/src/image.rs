@@ -1,6 +1,8 @@
 //! `cargo xtask image`: the guest images, their pinned lock files and the download cache.
 
-use addrsel_runner::{debian, freebsd_image, freebsd_kmod};
+use addrsel_runner::freebsd::{image as freebsd_image, kmod as freebsd_kmod};
+use addrsel_runner::linux::image::{self as debian, Lock};
+use addrsel_runner::linux::packages;
 
 use crate::exit;
 
@@ -26,7 +28,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         match debian::load_image(&p) {
             Ok(d) => defs.push(d),
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {e:#}");
                 return Ok(exit::BAD_INPUT);
             }
         }
@@ -38,9 +40,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     for def in &defs {
         if args.update {
             eprintln!("{}: resolving from the signed indexes", def.name);
-            match debian::resolve_lock(def, &progress) {
+            let before = debian::load_lock(def).ok();
+            match packages::resolve_lock(def, &progress) {
                 Ok(lock) => {
-                    let path = debian::write_lock(def, &lock).map_err(anyhow::Error::msg)?;
+                    let path = debian::write_lock(def, &lock)?;
+                    if let Some(change) = before.as_ref().and_then(|b| what_changed(def, b, &lock)) {
+                        println!("{}: {change}", def.name);
+                    }
                     let kernel =
                         lock.package.iter().find(|p| p.name.starts_with("linux-image-") && p.name != def.kernel);
                     println!(
@@ -53,7 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                     );
                 }
                 Err(e) => {
-                    eprintln!("error: {}: {e}", def.name);
+                    eprintln!("error: {}: {e:#}", def.name);
                     return Ok(exit::NOT_RUN);
                 }
             }
@@ -62,7 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             Ok(lock) => {
                 let all: Vec<_> = lock.package.iter().chain(&lock.build_root).cloned().collect();
                 if args.fetch
-                    && let Err(e) = debian::fetch_packages(&all, &progress)
+                    && let Err(e) = packages::fetch_packages(&all, &progress)
                 {
                     eprintln!("error: {}: {e}", def.name);
                     return Ok(exit::NOT_RUN);
@@ -78,24 +84,20 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                     def.description
                 );
             }
-            Err(e) => println!("{:<24} no lock: {e}", def.name),
+            Err(e) => println!("{:<24} no lock: {e:#}", def.name),
         }
     }
     let mut status = exit::OK;
-    for def in freebsd_image::all()
-        .map_err(anyhow::Error::msg)?
-        .iter()
-        .filter(|d| args.names.is_empty() || args.names.contains(&d.name))
-    {
+    for def in freebsd_image::all()?.iter().filter(|d| args.names.is_empty() || args.names.contains(&d.name)) {
         if let Err(e) = freebsd(def, &args, &progress) {
-            eprintln!("error: {}: {e}", def.name);
+            eprintln!("error: {}: {e:#}", def.name);
             status = exit::NOT_RUN;
         }
     }
     Ok(status)
 }
 
-fn freebsd(def: &freebsd_image::ImageDef, args: &Args, progress: &dyn Fn(&str)) -> Result<(), String> {
+fn freebsd(def: &freebsd_image::ImageDef, args: &Args, progress: &dyn Fn(&str)) -> anyhow::Result<()> {
     if args.update {
         eprintln!("{}: pinning from {}", def.name, def.image_dir);
         let lock = freebsd_image::resolve_lock(def, progress)?;
@@ -117,4 +119,34 @@ fn freebsd(def: &freebsd_image::ImageDef, args: &Args, progress: &dyn Fn(&str)) 
         ),
     }
     Ok(())
+}
+
+/// What moved in a re-resolved lock: the kernel's and glibc's versions (what the snapshots
+/// of the target will show as changes to review).
+fn what_changed(def: &debian::ImageDef, before: &Lock, after: &Lock) -> Option<String> {
+    let version = |lock: &Lock, wanted: &dyn Fn(&str) -> bool| {
+        lock.package.iter().find(|p| wanted(&p.name)).map(|p| format!("{} {}", p.name, p.version))
+    };
+    let kernel = |n: &str| n.starts_with("linux-image-") && n != def.kernel;
+    let libc = |n: &str| n == "libc6";
+    let mut changes = Vec::new();
+    for (what, wanted) in [("kernel", &kernel as &dyn Fn(&str) -> bool), ("glibc", &libc)] {
+        let (b, a) = (version(before, wanted), version(after, wanted));
+        if b != a {
+            changes.push(format!(
+                "{what}: {} -> {}",
+                b.unwrap_or_else(|| "none".into()),
+                a.unwrap_or_else(|| "none".into())
+            ));
+        }
+    }
+    let moved = after.package.iter().filter(|p| !before.package.iter().any(|q| q.sha256 == p.sha256)).count();
+    if changes.is_empty() && moved == 0 {
+        return None;
+    }
+    Some(format!(
+        "{}{moved} of {} packages changed; review the snapshot changes the next matrix run shows",
+        if changes.is_empty() { String::new() } else { format!("{}; ", changes.join("; ")) },
+        after.package.len()
+    ))
 }

@@ -3,9 +3,13 @@
 
 use std::path::PathBuf;
 
-use addrsel_runner::kmod::{LinuxTarget, verify};
+use addrsel_runner::freebsd::{image as freebsd_image, kmod as freebsd_kmod};
+use addrsel_runner::linux::compiler::cc_version_text;
+use addrsel_runner::linux::kernel::Kernel;
+use addrsel_runner::linux::{image as debian, initramfs, kmod as linux_kmod};
+use addrsel_runner::module_elf::{LinuxTarget, verify};
 use addrsel_runner::targets::{self, Kind};
-use addrsel_runner::{debian, freebsd_image, freebsd_kmod, initramfs, linux_kmod};
+use anyhow::Context as _;
 
 use crate::exit;
 
@@ -59,20 +63,20 @@ fn find_target(name: &str) -> Result<targets::TargetDef, String> {
 }
 
 /// The FreeBSD module: against `sysdir`, or the release's pinned src.txz.
-fn freebsd_module(def: &freebsd_image::ImageDef, sysdir: Option<&std::path::Path>) -> Result<PathBuf, String> {
+fn freebsd_module(def: &freebsd_image::ImageDef, sysdir: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
     let progress = |m: &str| eprintln!("  {m}");
     match sysdir {
         Some(tree) => freebsd_kmod::build(def, freebsd_kmod::KernelSource::Tree(tree), &progress),
         None => {
             let lock = freebsd_image::lock_or_resolve(def, &progress)
-                .map_err(|e| format!("cannot download src.txz for {}: {e}", def.release))?;
+                .with_context(|| format!("cannot download src.txz for {}", def.release))?;
             freebsd_kmod::build(def, freebsd_kmod::KernelSource::Release(&lock), &progress)
         }
     }
 }
 
 /// The kernel a Linux image boots (downloads and verifies its package once).
-fn linux_kernel(def: &debian::ImageDef) -> Result<initramfs::Kernel, String> {
+fn linux_kernel(def: &debian::ImageDef) -> anyhow::Result<Kernel> {
     let lock = debian::load_lock(def)?;
     initramfs::kernel(def, &lock, &|m| eprintln!("  {m}"))
 }
@@ -88,14 +92,14 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
                 }
             };
             let built = match &t.kind {
-                Kind::Host => {
-                    Err("the host target runs this machine's kernel; addrsel does not load modules into it".into())
-                }
+                Kind::Host => Err(anyhow::anyhow!(
+                    "the host target runs this machine's kernel; addrsel does not load modules into it"
+                )),
                 Kind::LinuxVm(def) => debian::load_lock(def).and_then(|lock| {
                     let kernel = initramfs::kernel(def, &lock, &|m| eprintln!("  {m}"))?;
                     linux_kmod::build(def, &lock, &kernel, fault.as_deref(), &|m| eprintln!("  {m}"))
                 }),
-                Kind::FreebsdVm(_) if fault.is_some() => Err("--fault is for Linux modules".into()),
+                Kind::FreebsdVm(_) if fault.is_some() => Err(anyhow::anyhow!("--fault is for Linux modules")),
                 Kind::FreebsdVm(def) => freebsd_module(def, sysdir.as_deref()),
             };
             match built {
@@ -104,7 +108,7 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
                     Ok(exit::OK)
                 }
                 Err(e) => {
-                    eprintln!("error: {target}: {e}");
+                    eprintln!("error: {target}: {e:#}");
                     Ok(exit::NOT_RUN)
                 }
             }
@@ -127,11 +131,11 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
                 Some(Ok(t)) => match &t.kind {
                     Kind::LinuxVm(def) => match linux_kernel(def) {
                         Ok(k) => Some(LinuxTarget {
-                            cc_version_text: linux_kmod::cc_version_text(&k.config).unwrap_or_default(),
+                            cc_version_text: cc_version_text(&k.config).unwrap_or_default(),
                             vermagic: k.vermagic,
                         }),
                         Err(e) => {
-                            eprintln!("error: {}: {e}", t.name);
+                            eprintln!("error: {}: {e:#}", t.name);
                             return Ok(exit::NOT_RUN);
                         }
                     },
@@ -140,7 +144,7 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
                         return Ok(exit::BAD_INPUT);
                     }
                     Kind::FreebsdVm(def) => {
-                        freebsd_arch = Some(if def.arch == "aarch64" { "arm64".to_string() } else { def.arch.clone() });
+                        freebsd_arch = Some(def.arch.as_str().to_string());
                         None
                     }
                 },
@@ -148,8 +152,8 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
             match verify(&data, linux.as_ref()) {
                 Ok(mut v) => {
                     if let Some(arch) = &freebsd_arch {
-                        let fits = v.kind == addrsel_runner::kmod::ModuleKind::Freebsd && v.arch == *arch;
-                        v.checks.push(addrsel_runner::kmod::Check {
+                        let fits = v.kind == addrsel_runner::module_elf::ModuleKind::Freebsd && v.arch == *arch;
+                        v.checks.push(addrsel_runner::module_elf::Check {
                             ok: fits,
                             what: format!(
                                 "a FreeBSD {arch} module, as the target is (this is {:?} {})",

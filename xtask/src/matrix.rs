@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use addrsel_runner::{Options, report, run_matrix, targets};
+use addrsel_runner::matrix::{Options, report, run_matrix};
+use addrsel_runner::targets;
 
 use crate::{exit, load_scenarios};
 
@@ -104,10 +105,6 @@ pub fn finish(result: &report::MatrixResult, out: &Outputs, requested_not_run: b
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let known = targets::all()?;
-    if let Some(a) = &args.accel {
-        // SAFETY: set before any thread starts.
-        unsafe { std::env::set_var("ADDRSEL_ACCEL", a) };
-    }
     // A shard of the default list is still the default list: its not-run targets (FreeBSD
     // here) do not make the exit status 3.
     let explicit = !args.targets.is_empty();
@@ -162,14 +159,15 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         targets: chosen,
         scenarios,
         snapshots: if args.no_snapshots {
-            addrsel_runner::Snapshots::Skip
+            addrsel_runner::matrix::Snapshots::Skip
         } else if args.accept {
-            addrsel_runner::Snapshots::Accept
+            addrsel_runner::matrix::Snapshots::Accept
         } else {
-            addrsel_runner::Snapshots::Compare
+            addrsel_runner::matrix::Snapshots::Compare
         },
         deadline: Duration::from_secs(args.deadline),
         kmod: !args.no_kmod,
+        accel: args.accel.as_deref().and_then(addrsel_runner::vm::qemu::Accel::parse),
     };
     let progress = |target: &str, scenario: &str, done: usize, total: usize, elapsed: Duration| {
         eprintln!("  [{target}] {done}/{total} {scenario} ({:.1} s)", elapsed.as_secs_f64());

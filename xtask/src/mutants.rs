@@ -37,21 +37,21 @@ struct Mutation {
 const MUTATIONS: &[Mutation] = &[
     Mutation {
         name: "compare-always-agrees",
-        file: "harness/runner/src/compare.rs",
+        file: "harness/runner/src/matrix/compare.rs",
         find: "} else if obs.outcome.decision() == predicted.decision() {",
         replace: "} else if true {",
         means: "every observation agrees with the engine: the central verdict is gone",
     },
     Mutation {
         name: "compare-unsupported-satisfies-expectations",
-        file: "harness/runner/src/compare.rs",
+        file: "harness/runner/src/matrix/compare.rs",
         find: "status = status.worst(Status::Unchecked);",
         replace: "status = status.worst(Status::Unsupported);",
         means: "a target that cannot run a probe passes its recorded expectation",
     },
     Mutation {
         name: "compare-module-differences-ignored",
-        file: "harness/runner/src/compare.rs",
+        file: "harness/runner/src/matrix/compare.rs",
         find: "notes.push(format!(\"{difference}; no known reason explains it\"));\n                status = Status::Disagree;",
         replace: "notes.push(format!(\"{difference}; no known reason explains it\"));",
         means: "the kernel module contradicting the socket is only a note",
@@ -135,7 +135,7 @@ const MUTATIONS: &[Mutation] = &[
     },
     Mutation {
         name: "host-snapshots-compared-on-any-kernel",
-        file: "harness/runner/src/snapshot.rs",
+        file: "harness/runner/src/matrix/snapshot.rs",
         find: "FactsRule::SameSeries => kernel_series(&f.kernel),",
         replace: "FactsRule::SameSeries => String::new(),",
         means: "a newcomer's different kernel fails the host target's snapshots",
@@ -216,7 +216,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut stale = Vec::new();
     for m in &chosen {
         let path = copy.join(m.file);
-        let pristine = std::fs::read_to_string(root.join(m.file)).with_context(|| format!("cannot read {}", m.file))?;
+        // The copy is the code under test: the work tree may change while this runs.
+        let pristine = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
         if pristine.matches(m.find).count() != 1 {
             println!("{:<44} STALE: its code is not in {} exactly once; update the mutation", m.name, m.file);
             stale.push(m.name);

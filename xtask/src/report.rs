@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use addrsel_runner::report::MatrixResult;
+use addrsel_runner::matrix::report::MatrixResult;
 
 use crate::exit;
 use crate::matrix::{Outputs, finish};

@@ -86,7 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let root = addrsel_runner::repo_root();
     let c = cargo();
     eprintln!("==> tools the tests need");
-    match addrsel_runner::toolchain::test_prerequisites() {
+    match addrsel_runner::tools::test_prerequisites() {
         Ok(installed) if installed.is_empty() => eprintln!("    all present"),
         Ok(installed) => eprintln!("    installed {}", installed.join(", ")),
         Err(e) => {

@@ -311,7 +311,7 @@ fn unprivileged_userns_allowed() -> bool {
 #[test]
 fn unprivileged_agent_runs_in_a_user_namespace_or_says_why_not() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let agent = addrsel_runner::host::build_agent().unwrap_or_else(|e| panic!("{e}"));
+    let agent = addrsel_runner::agent_build::for_host().unwrap_or_else(|e| panic!("{e}"));
     let whoami = Command::new("id").arg("-u").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&whoami.stdout).trim(), "0", "this test drops privileges, so it runs as root");
     let check = Command::new("setpriv")

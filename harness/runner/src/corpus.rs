@@ -93,3 +93,31 @@ pub fn display_path(p: &Path) -> String {
         None => p.display().to_string(),
     }
 }
+
+/// What a measurement file (`cargo xtask measure`) says a probe gave: the lines printed
+/// after `== PROBE:`, with zones (`%eth0`) removed. `None` when the probe is not in it.
+pub fn measured_probe_output(measurement: &str, probe: &str) -> Option<Vec<String>> {
+    let output = measurement.split("\n## output\n").nth(1)?;
+    let output = output.split("\n## stderr\n").next()?;
+    let header = format!("== {probe}:");
+    let mut lines = output.lines().skip_while(|l| !l.starts_with(&header));
+    lines.next()?;
+    Some(
+        lines
+            .take_while(|l| !l.starts_with("== "))
+            .map(|l| l.split('%').next().unwrap_or(l).trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod measured {
+    #[test]
+    fn probe_output_reads_one_probes_lines() {
+        let m = "x\n## script\n== a: no\n## output\n== a: source for x\nfe80::2%eth0\n== b: getaddrinfo order for h\n::1\n127.0.0.1\n";
+        assert_eq!(super::measured_probe_output(m, "a"), Some(vec!["fe80::2".to_string()]));
+        assert_eq!(super::measured_probe_output(m, "b"), Some(vec!["::1".to_string(), "127.0.0.1".to_string()]));
+        assert_eq!(super::measured_probe_output(m, "c"), None);
+    }
+}

@@ -1,7 +1,7 @@
 //! The real amd64 guest kernels (bookworm: lz4, trixie: zstd) are decompressed on the host
 //! into ELF kernels with a PVH entry, whose size is the one the bzImage records.
 
-use addrsel_runner::{debian, initramfs};
+use addrsel_runner::linux::{image as debian, initramfs};
 
 #[test]
 fn amd64_guest_kernels_boot_uncompressed() {

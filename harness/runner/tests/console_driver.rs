@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use addrsel_model::protocol::AgentMessage;
 use addrsel_runner::corpus::{self, Loaded};
-use addrsel_runner::{debian, linux_vm};
+use addrsel_runner::linux::{image as debian, vm as linux_vm};
+use addrsel_runner::targets::run::RunContext;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -50,7 +51,7 @@ fn console_login_results_match_the_virtio_port() {
         Duration::from_secs(120),
         None,
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap_or_else(|e| panic!("{e:#}"));
     let console: Vec<_> = messages
         .iter()
         .filter_map(|m| match m {
@@ -61,7 +62,15 @@ fn console_login_results_match_the_virtio_port() {
     assert!(matches!(messages.last(), Some(AgentMessage::Done)), "{messages:?}");
     assert_eq!(console.len(), 2);
     let progress = |_: &str, _: &str, _: usize, _: usize, _: Duration| {};
-    let run = linux_vm::run(&def, &set, &dir, Duration::from_secs(120), false, &progress);
+    let ctx = RunContext {
+        scenarios: &set,
+        dir: &dir,
+        deadline: Duration::from_secs(120),
+        kmod: false,
+        accel: None,
+        progress: &progress,
+    };
+    let run = linux_vm::run(&def, &ctx);
     assert!(run.error.is_none() && run.not_run.is_none(), "{run:?}");
     let virtio: Vec<_> = run.scenarios.iter().map(|s| s.report.clone()).collect();
     assert_eq!(console, virtio);
@@ -82,6 +91,7 @@ fn console_driver_reports_a_kernel_panic() {
         None,
     )
     .unwrap_err();
+    let err = format!("{err:#}");
     assert!(err.starts_with("guest kernel panic"), "{err}");
     assert!(err.contains("sysrq"), "the last console lines are quoted: {err}");
     assert_eq!(qemu_processes(), 0);
@@ -101,6 +111,7 @@ fn console_driver_gives_up_on_a_hang() {
         None,
     )
     .unwrap_err();
+    let err = format!("{err:#}");
     assert!(err.starts_with("timed out waiting for the agent's results"), "{err}");
     assert_eq!(qemu_processes(), 0);
     std::fs::remove_dir_all(dir).unwrap();
@@ -113,13 +124,14 @@ fn console_driver_gives_up_on_a_hang() {
 #[test]
 fn payload_disk_flow_of_freebsd_guests() {
     use addrsel_model::protocol::AgentInput;
-    use addrsel_runner::freebsd_vm;
+    use addrsel_runner::freebsd::vm as freebsd_vm;
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let mut def = image();
     def.modules.extend(["virtio_pci".to_string(), "virtio_blk".to_string()]);
     let set = scenarios(&["v4-via-v6-route", "loopback-preference"]);
     let dir = scratch("payload");
-    let agent = std::fs::read(addrsel_runner::toolchain::agent_for("amd64").unwrap()).unwrap();
+    let agent =
+        std::fs::read(addrsel_runner::agent_build::for_linux(addrsel_runner::arch::Arch::Amd64).unwrap()).unwrap();
     let input = AgentInput {
         target: def.name.clone(),
         plans: set.iter().map(|l| addrsel_model::plan::linux(&l.scenario)).collect(),
@@ -135,7 +147,7 @@ fn payload_disk_flow_of_freebsd_guests() {
         Duration::from_secs(120),
         Some(&payload),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap_or_else(|e| panic!("{e:#}"));
     let reports: Vec<_> = messages
         .iter()
         .filter_map(|m| match m {

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use addrsel_engine::predict;
 use addrsel_model::Os;
-use addrsel_runner::compare::profile_for;
-use addrsel_runner::{corpus, snapshot};
+use addrsel_runner::corpus;
+use addrsel_runner::matrix::compare::profile_for;
+use addrsel_runner::matrix::snapshot;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
@@ -122,7 +123,7 @@ fn cited_measurements_show_what_the_expectations_say() {
         for e in &l.scenario.expect {
             for file in cited_files(&e.evidence).iter().filter(|f| f.starts_with("harness/measurements/")) {
                 let text = std::fs::read_to_string(repo().join(file)).unwrap();
-                let Some(lines) = addrsel_runner::measured_probe_output(&text, &e.probe) else {
+                let Some(lines) = addrsel_runner::corpus::measured_probe_output(&text, &e.probe) else {
                     problems.push(format!("{file}: no output for probe {}", e.probe));
                     continue;
                 };

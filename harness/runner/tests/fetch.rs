@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 
-use addrsel_runner::fetch::{FetchError, fetch_verified, sha256_hex};
+use addrsel_runner::cache::{FetchError, fetch_verified, sha256_hex};
 
 /// Serves `body` to every request; with `cut`, announces the full length but sends only
 /// that many bytes and closes (an interrupted download).
@@ -104,7 +104,7 @@ fn a_good_cached_copy_needs_no_network_and_stale_partials_go() {
     std::fs::write(dir.join("other.partial.999999999"), b"half").unwrap();
     let p = fetch_verified("http://127.0.0.1:9/unreachable", &sha256_hex(&body), &dir, "img", &|_| {}).unwrap();
     assert_eq!(std::fs::read(p).unwrap(), body);
-    addrsel_runner::fetch::clean_stale_partials(&dir);
+    addrsel_runner::cache::clean_stale_partials(&dir);
     assert_eq!(leftovers(&dir), ["img"]);
     std::fs::remove_dir_all(dir).unwrap();
 }

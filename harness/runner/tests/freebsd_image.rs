@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use addrsel_runner::fetch::sha256_hex;
-use addrsel_runner::freebsd_image::{self, ImageDef, QemuDef};
-use addrsel_runner::freebsd_kmod;
+use addrsel_runner::arch::Arch;
+use addrsel_runner::cache::sha256_hex;
+use addrsel_runner::freebsd::image::{self as freebsd_image, ImageDef, QemuDef};
+use addrsel_runner::freebsd::kmod as freebsd_kmod;
 
 #[derive(Default)]
 struct Site {
@@ -85,7 +86,7 @@ fn def(base: &str) -> ImageDef {
         name: "freebsd-99.0-amd64".into(),
         description: "a fake release served on loopback".into(),
         release: "99.0-RELEASE".into(),
-        arch: "amd64".into(),
+        arch: Arch::Amd64,
         image_dir: format!("{base}/CI-IMAGES/99.0-RELEASE/amd64/Latest"),
         image_prefix: "FreeBSD-99.0-RELEASE-amd64-BASIC-CI".into(),
         dist_dir: format!("{base}/releases/amd64/99.0-RELEASE"),
@@ -191,7 +192,7 @@ fn fake_release_on_loopback() {
     let (base, listener) = serve(site.clone());
     let _ = std::fs::remove_dir_all(&cache);
     let lock = freebsd_image::resolve_lock(&def(&base), &quiet).unwrap();
-    let err = freebsd_image::disk(&lock, &quiet).unwrap_err();
+    let err = format!("{:#}", freebsd_image::disk(&lock, &quiet).unwrap_err());
     assert!(err.contains("does not match the pinned"), "{err}");
     assert!(cache_files(&cache).is_empty(), "{:?}", cache_files(&cache));
 
@@ -201,7 +202,7 @@ fn fake_release_on_loopback() {
         *s = site_for(&disk_xz, &sha256_hex(&disk_xz), &base_txz, &src_txz);
         s.cut.insert("/CI-IMAGES/99.0-RELEASE/amd64/Latest/FreeBSD-99.0-RELEASE-amd64-BASIC-CI.raw.xz".into(), 1000);
     }
-    let err = freebsd_image::disk(&lock, &quiet).unwrap_err();
+    let err = format!("{:#}", freebsd_image::disk(&lock, &quiet).unwrap_err());
     assert!(err.contains("broke off") || err.contains("does not match"), "{err}");
     assert!(cache_files(&cache).is_empty(), "{:?}", cache_files(&cache));
 
@@ -209,7 +210,7 @@ fn fake_release_on_loopback() {
     drop(listener);
     std::thread::sleep(std::time::Duration::from_millis(50));
     let gone = def(&base);
-    let err = freebsd_image::resolve_lock(&gone, &quiet).unwrap_err();
+    let err = format!("{:#}", freebsd_image::resolve_lock(&gone, &quiet).unwrap_err());
     assert!(
         err.starts_with(&format!("cannot download {base}/CI-IMAGES/99.0-RELEASE/amd64/Latest/CHECKSUM.SHA256: ")),
         "{err}"

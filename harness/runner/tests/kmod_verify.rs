@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use addrsel_runner::kmod::{ModuleKind, Verdict, verify};
+use addrsel_runner::module_elf::{ModuleKind, Verdict, verify};
 
 const SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/freebsd_like_module.c");
 
@@ -120,8 +120,8 @@ fn amd64_relocatable_objects_linked_by_lld_pass_and_by_gnu_ld_fail() {
 
 #[test]
 fn files_that_are_not_modules_are_refused_with_a_reason() {
-    assert!(verify(b"not an ELF file", None).unwrap_err().contains("not a 64-bit ELF"));
+    assert!(format!("{:#}", verify(b"not an ELF file", None).unwrap_err()).contains("not a 64-bit ELF"));
     // A plain executable: ELF, but neither a Linux nor a FreeBSD module.
     let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-    assert!(verify(&exe, None).unwrap_err().contains("neither a Linux module"));
+    assert!(format!("{:#}", verify(&exe, None).unwrap_err()).contains("neither a Linux module"));
 }

@@ -9,28 +9,13 @@ use std::path::{Path, PathBuf};
 
 use object::read::elf::{Dyn, ElfFile64, ProgramHeader};
 
-use crate::cpio::{Entry, Writer};
-use crate::debian::{self, ImageDef, Lock};
-use crate::fetch;
+use anyhow::{Context as _, bail};
 
-/// The guest's kernel, unpacked from its package.
-#[derive(Clone, Debug)]
-pub struct Kernel {
-    pub vmlinuz: PathBuf,
-    /// What QEMU boots: for an x86 bzImage its payload decompressed on the host (see
-    /// [`crate::bzimage`]), otherwise `vmlinuz` itself.
-    pub boot_image: PathBuf,
-    /// How `boot_image` came to be, for the run's log.
-    pub boot_note: String,
-    pub release: String,
-    /// Its build configuration (`/boot/config-*`).
-    pub config: String,
-    /// `CONFIG_IPV6_MIP6=y`.
-    pub mip6: bool,
-    /// The vermagic its modules carry (what it accepts).
-    pub vermagic: String,
-    pub modules_dir: PathBuf,
-}
+use crate::arch::Arch;
+use crate::cache;
+use crate::linux::image::{ImageDef, Lock};
+use crate::linux::kernel::{Kernel, kernel_vermagic};
+use crate::vm::cpio::{Entry, Writer};
 
 /// A guest ready to boot.
 #[derive(Clone, Debug)]
@@ -135,23 +120,23 @@ fn normalize(p: &str) -> String {
 }
 
 /// PT_INTERP and DT_NEEDED of a 64-bit ELF file.
-pub fn elf_needs(data: &[u8]) -> Result<(Option<String>, Vec<String>), String> {
-    let elf = ElfFile64::<object::Endianness>::parse(data).map_err(|e| e.to_string())?;
+pub fn elf_needs(data: &[u8]) -> anyhow::Result<(Option<String>, Vec<String>)> {
+    let elf = ElfFile64::<object::Endianness>::parse(data)?;
     let endian = elf.endian();
     let mut interp = None;
     for ph in elf.elf_program_headers() {
         if ph.p_type(endian) == object::elf::PT_INTERP {
-            let bytes = ph.data(endian, data).map_err(|_| "bad PT_INTERP")?;
+            let bytes = ph.data(endian, data).map_err(|_| anyhow::anyhow!("bad PT_INTERP"))?;
             interp = Some(String::from_utf8_lossy(bytes.split(|&b| b == 0).next().unwrap_or(&[])).into_owned());
         }
     }
     let mut needed = Vec::new();
     let sections = elf.elf_section_table();
-    if let Some((dyns, link)) = sections.dynamic(endian, data).map_err(|e| e.to_string())? {
-        let strings = sections.strings(endian, data, link).map_err(|e| e.to_string())?;
+    if let Some((dyns, link)) = sections.dynamic(endian, data)? {
+        let strings = sections.strings(endian, data, link)?;
         for d in dyns {
             if d.d_tag(endian) == object::elf::DT_NEEDED {
-                let name = strings.get(d.d_val(endian) as u32).map_err(|_| "bad DT_NEEDED")?;
+                let name = strings.get(d.d_val(endian) as u32).map_err(|_| anyhow::anyhow!("bad DT_NEEDED"))?;
                 needed.push(String::from_utf8_lossy(name).into_owned());
             }
         }
@@ -159,19 +144,12 @@ pub fn elf_needs(data: &[u8]) -> Result<(Option<String>, Vec<String>), String> {
     Ok((interp, needed))
 }
 
-fn triplet(arch: &str) -> &'static str {
-    match arch {
-        "arm64" => "aarch64-linux-gnu",
-        _ => "x86_64-linux-gnu",
-    }
-}
-
 /// The `depends=` field of a module's `.modinfo` section.
-pub fn module_depends(ko: &[u8]) -> Result<Vec<String>, String> {
+pub fn module_depends(ko: &[u8]) -> anyhow::Result<Vec<String>> {
     use object::{Object, ObjectSection};
-    let file = object::File::parse(ko).map_err(|e| e.to_string())?;
-    let info = file.section_by_name(".modinfo").ok_or("no .modinfo section")?;
-    let data = info.data().map_err(|e| e.to_string())?;
+    let file = object::File::parse(ko)?;
+    let info = file.section_by_name(".modinfo").context("no .modinfo section")?;
+    let data = info.data()?;
     Ok(data
         .split(|&b| b == 0)
         .filter_map(|kv| std::str::from_utf8(kv).ok()?.strip_prefix("depends=").map(String::from))
@@ -182,7 +160,7 @@ pub fn module_depends(ko: &[u8]) -> Result<Vec<String>, String> {
 /// The modules to load, dependencies first, as paths under lib/modules/<release>. Debian's
 /// packages ship no modules.dep (depmod makes it at install time), so the dependencies come
 /// from each module's own `.modinfo`.
-fn module_order(modules_dir: &Path, wanted: &[String]) -> Result<Vec<String>, String> {
+fn module_order(modules_dir: &Path, wanted: &[String]) -> anyhow::Result<Vec<String>> {
     let key = |path: &str| -> String {
         let base = path.rsplit('/').next().unwrap_or(path);
         base.trim_end_matches(".xz").trim_end_matches(".zst").trim_end_matches(".ko").replace('-', "_")
@@ -192,7 +170,7 @@ fn module_order(modules_dir: &Path, wanted: &[String]) -> Result<Vec<String>, St
     let mut index: BTreeMap<String, String> = BTreeMap::new();
     let mut stack = vec![modules_dir.join("kernel")];
     while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?.flatten() {
+        for e in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?.flatten() {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
@@ -209,16 +187,16 @@ fn module_order(modules_dir: &Path, wanted: &[String]) -> Result<Vec<String>, St
         dir: &Path,
         order: &mut Vec<String>,
         depth: usize,
-    ) -> Result<(), String> {
+    ) -> anyhow::Result<()> {
         if builtin.contains(name) || depth > 32 {
             return Ok(());
         }
         let rel =
-            index.get(name).ok_or_else(|| format!("kernel module {name} is neither built in nor in the package"))?;
+            index.get(name).with_context(|| format!("kernel module {name} is neither built in nor in the package"))?;
         if order.contains(rel) {
             return Ok(());
         }
-        for d in module_depends(&read_module(&dir.join(rel))?).map_err(|e| format!("{rel}: {e}"))? {
+        for d in module_depends(&read_module(&dir.join(rel))?).with_context(|| format!("kernel module {rel}"))? {
             visit(&d.replace('-', "_"), index, builtin, dir, order, depth + 1)?;
         }
         order.push(rel.clone());
@@ -231,11 +209,11 @@ fn module_order(modules_dir: &Path, wanted: &[String]) -> Result<Vec<String>, St
     Ok(order)
 }
 
-fn read_module(path: &Path) -> Result<Vec<u8>, String> {
-    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     if path.extension().is_some_and(|e| e == "xz") {
         let mut out = Vec::new();
-        std::io::Read::read_to_end(&mut xz2::read::XzDecoder::new(&data[..]), &mut out).map_err(|e| e.to_string())?;
+        std::io::Read::read_to_end(&mut xz2::read::XzDecoder::new(&data[..]), &mut out)?;
         Ok(out)
     } else {
         Ok(data)
@@ -262,126 +240,115 @@ fn is_kernel_image(def: &ImageDef, name: &str) -> bool {
 }
 
 /// The image's kernel (downloaded, verified and unpacked once).
-pub fn kernel(def: &ImageDef, lock: &Lock, progress: &dyn Fn(&str)) -> Result<Kernel, String> {
+pub fn kernel(def: &ImageDef, lock: &Lock, progress: &dyn Fn(&str)) -> anyhow::Result<Kernel> {
     let image: Vec<_> = lock.package.iter().filter(|p| is_kernel_image(def, &p.name)).cloned().collect();
-    let (p, deb) = debian::fetch_packages(&image, progress)
-        .map_err(|e| e.to_string())?
+    let (p, deb) = crate::linux::packages::fetch_packages(&image, progress)?
         .pop()
-        .ok_or("the lock has no kernel image package")?;
-    let kroot = crate::deb::unpack(&deb, &p.sha256, &fetch::cache_dir().join("unpacked"))?;
+        .context("the lock has no kernel image package")?;
+    let kroot = crate::linux::deb::unpack(&deb, &p.sha256, &cache::cache_dir().join("unpacked"))?;
     let boot = kroot.join("boot");
     let vmlinuz = std::fs::read_dir(&boot)
-        .map_err(|e| format!("{}: {e}", boot.display()))?
+        .with_context(|| format!("cannot read {}", boot.display()))?
         .flatten()
         .map(|e| e.path())
         .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
-        .ok_or("no vmlinuz in the kernel package")?;
+        .context("no vmlinuz in the kernel package")?;
     let release = vmlinuz.file_name().expect("file").to_string_lossy().trim_start_matches("vmlinuz-").to_string();
-    let config =
-        std::fs::read_to_string(boot.join(format!("config-{release}"))).map_err(|e| format!("kernel config: {e}"))?;
+    let config_path = boot.join(format!("config-{release}"));
+    let config = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("cannot read the kernel config {}", config_path.display()))?;
     let mip6 = config.lines().any(|l| l == "CONFIG_IPV6_MIP6=y");
     let modules_dir = ["lib/modules", "usr/lib/modules"]
         .iter()
         .map(|d| kroot.join(d).join(&release))
         .find(|d| d.exists())
-        .ok_or("no modules directory in the kernel package")?;
+        .context("no modules directory in the kernel package")?;
     let veth = module_order(&modules_dir, &["veth".to_string()])?;
-    let any = veth.first().ok_or("the kernel has no veth module")?;
-    let vermagic = crate::linux_kmod::kernel_vermagic(&read_module(&modules_dir.join(any))?)
-        .ok_or_else(|| format!("{any} has no vermagic"))?;
-    let (boot_image, boot_note) = match def.arch.as_str() {
-        "amd64" => match crate::bzimage::vmlinux(&vmlinuz) {
+    let any = veth.first().context("the kernel has no veth module")?;
+    let vermagic =
+        kernel_vermagic(&read_module(&modules_dir.join(any))?).with_context(|| format!("{any} has no vermagic"))?;
+    let (boot_image, boot_note) = match def.arch {
+        Arch::Amd64 => match crate::linux::bzimage::vmlinux(&vmlinuz, progress) {
             Ok(elf) => (elf, "vmlinux decompressed on the host, PVH entry".to_string()),
-            Err(e) => (vmlinuz.clone(), format!("bzImage (not decompressed on the host: {e})")),
+            Err(e) => (vmlinuz.clone(), format!("bzImage (not decompressed on the host: {e:#})")),
         },
-        _ => (vmlinuz.clone(), "the package's kernel image".to_string()),
+        Arch::Arm64 => (vmlinuz.clone(), "the package's kernel image".to_string()),
     };
     Ok(Kernel { vmlinuz, boot_image, boot_note, release, config, mip6, vermagic, modules_dir })
 }
 
-/// Builds (or takes from the cache) the image's kernel and base initramfs.
-pub fn prepare(def: &ImageDef, lock: &Lock, agent: &Path, progress: &dyn Fn(&str)) -> Result<Guest, String> {
-    let kernel = kernel(def, lock, progress)?;
-    // Headers are for building the test module, not for the guest.
+/// What goes into the base initramfs besides the agent: (path in the guest, host file) and
+/// symlinks (path, target).
+#[derive(Default)]
+struct Contents {
+    files: BTreeMap<String, PathBuf>,
+    links: BTreeMap<String, String>,
+}
+
+impl Contents {
+    /// Adds `path` and every symlink on the way to the file it names; returns the host file.
+    fn include(&mut self, tree: &Tree, path: &str) -> anyhow::Result<PathBuf> {
+        let (visited, file) = tree.resolve(path).with_context(|| format!("{path} is not in any locked package"))?;
+        for w in visited.windows(2) {
+            self.links.insert(w[0].clone(), format!("/{}", w[1]));
+        }
+        self.files.insert(visited.last().expect("one").clone(), file.clone());
+        Ok(file)
+    }
+}
+
+/// The image's userland packages (not the kernel or its headers), verified and unpacked, as
+/// one tree; and the glibc version of its libc6.
+fn userland(def: &ImageDef, lock: &Lock, progress: &dyn Fn(&str)) -> anyhow::Result<(Tree, String)> {
     let wanted: Vec<_> = lock
         .package
         .iter()
         .filter(|p| !p.name.starts_with("linux-headers-") && !is_kernel_image(def, &p.name))
         .cloned()
         .collect();
-    let pkgs = debian::fetch_packages(&wanted, progress).map_err(|e| e.to_string())?;
-    let unpack_dir = fetch::cache_dir().join("unpacked");
-    std::fs::create_dir_all(&unpack_dir).map_err(|e| e.to_string())?;
-    fetch::clean_stale_partials(&unpack_dir);
+    let pkgs = crate::linux::packages::fetch_packages(&wanted, progress)?;
+    let unpack_dir = cache::cache_dir().join("unpacked");
+    std::fs::create_dir_all(&unpack_dir).with_context(|| format!("cannot create {}", unpack_dir.display()))?;
+    cache::clean_stale_partials(&unpack_dir);
     let mut tree = Tree::new();
     let mut glibc = String::new();
     for (p, deb) in &pkgs {
-        let root = crate::deb::unpack(deb, &p.sha256, &unpack_dir)?;
+        let root = crate::linux::deb::unpack(deb, &p.sha256, &unpack_dir)?;
         if p.name == "libc6" {
             glibc = p.version.split('-').next().unwrap_or("").to_string();
         }
         tree.add_unpacked(&root);
     }
-    let release = kernel.release.clone();
-    let modules_dir = kernel.modules_dir.clone();
+    Ok((tree, glibc))
+}
 
-    let agent_bytes = std::fs::read(agent).map_err(|e| format!("{}: {e}", agent.display()))?;
-    let key = fetch::sha256_hex(
-        format!(
-            "v2 {} {} {} {}",
-            fetch::sha256_hex(toml::to_string(lock).unwrap_or_default().as_bytes()),
-            fetch::sha256_hex(&agent_bytes),
-            def.modules.join(","),
-            release
-        )
-        .as_bytes(),
-    );
-    let base = fetch::cache_dir().join("initramfs").join(format!("{}-{key}.cpio", def.name));
-    let order = module_order(&modules_dir, &def.modules)?;
-    let guest = Guest { kernel, glibc, base: base.clone() };
-    if base.exists() {
-        return Ok(guest);
-    }
-    progress("building the initramfs");
-    let lib_dirs = vec![format!("usr/lib/{}", triplet(&def.arch)), "usr/lib".to_string(), "usr/lib64".to_string()];
-    // What goes in: (path in guest, host file) and symlinks.
-    let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let mut links: BTreeMap<String, String> = BTreeMap::new();
-    let include = |tree: &Tree,
-                   path: &str,
-                   files: &mut BTreeMap<String, PathBuf>,
-                   links: &mut BTreeMap<String, String>|
-     -> Result<PathBuf, String> {
-        let (visited, file) = tree.resolve(path).ok_or_else(|| format!("{path} is not in any locked package"))?;
-        for w in visited.windows(2) {
-            links.insert(w[0].clone(), format!("/{}", w[1]));
-        }
-        files.insert(visited.last().expect("one").clone(), file.clone());
-        Ok(file)
-    };
-    let mut elf_queue: Vec<(String, Vec<u8>)> = vec![("init".into(), agent_bytes.clone())];
+/// The agent, `ip`, busybox and glibc's files NSS module, with exactly the loader and shared
+/// libraries they need (their ELF dependencies, transitively).
+fn programs_and_libraries(tree: &Tree, arch: Arch, agent: &[u8]) -> anyhow::Result<Contents> {
+    let lib_dirs = vec![format!("usr/lib/{}", arch.gnu_triplet()), "usr/lib".to_string(), "usr/lib64".to_string()];
+    let read = |f: &Path| std::fs::read(f).with_context(|| format!("cannot read {}", f.display()));
+    let mut c = Contents::default();
+    let mut elf_queue: Vec<(String, Vec<u8>)> = vec![("init".into(), agent.to_vec())];
     for tool in ["usr/bin/ip", "usr/sbin/ip"] {
         if tree.resolve(tool).is_some() {
-            let f = include(&tree, tool, &mut files, &mut links)?;
-            elf_queue.push((tool.into(), std::fs::read(&f).map_err(|e| e.to_string())?));
+            let f = c.include(tree, tool)?;
+            elf_queue.push((tool.into(), read(&f)?));
         }
     }
-    if !files.keys().any(|k| k.ends_with("/ip")) {
-        return Err("iproute2's ip is not in the locked packages".into());
+    if !c.files.keys().any(|k| k.ends_with("/ip")) {
+        bail!("iproute2's ip is not in the locked packages");
     }
-    include(&tree, "usr/bin/busybox", &mut files, &mut links)?;
+    c.include(tree, "usr/bin/busybox")?;
     // getaddrinfo loads the files NSS module at run time (built into libc from 2.41).
     if let Some(p) = tree.find_lib("libnss_files.so.2", &lib_dirs) {
-        let f = include(&tree, &p, &mut files, &mut links)?;
-        elf_queue.push((p, std::fs::read(&f).map_err(|e| e.to_string())?));
+        let f = c.include(tree, &p)?;
+        elf_queue.push((p, read(&f)?));
     }
     let mut done: BTreeSet<String> = BTreeSet::new();
     while let Some((who, data)) = elf_queue.pop() {
-        let (interp, needed) = elf_needs(&data).map_err(|e| format!("{who}: {e}"))?;
-        if let Some(i) = interp
-            && done.insert(i.clone())
-        {
-            include(&tree, &i, &mut files, &mut links).map_err(|e| format!("{who} needs {i}: {e}"))?;
+        let (interp, needed) = elf_needs(&data).with_context(|| format!("{who} is not a readable ELF file"))?;
+        if let Some(i) = interp.filter(|i| done.insert(i.clone())) {
+            c.include(tree, &i).with_context(|| format!("{who} needs {i}"))?;
         }
         for lib in needed {
             if !done.insert(lib.clone()) {
@@ -389,11 +356,19 @@ pub fn prepare(def: &ImageDef, lock: &Lock, agent: &Path, progress: &dyn Fn(&str
             }
             let path = tree
                 .find_lib(&lib, &lib_dirs)
-                .ok_or_else(|| format!("{who} needs {lib}, which no locked package has"))?;
-            let f = include(&tree, &path, &mut files, &mut links)?;
-            elf_queue.push((path, std::fs::read(&f).map_err(|e| e.to_string())?));
+                .with_context(|| format!("{who} needs {lib}, which no locked package has"))?;
+            let f = c.include(tree, &path)?;
+            elf_queue.push((path, read(&f)?));
         }
     }
+    Ok(c)
+}
+
+/// The base archive: directories, the agent as /init, the programs and libraries, busybox's
+/// applets, the kernel modules in load order with the list the init reads, /etc and the
+/// kernel's config.
+fn base_archive(c: &Contents, agent: &[u8], kernel: &Kernel, modules: &[String]) -> anyhow::Result<Vec<u8>> {
+    let release = &kernel.release;
     let mut w = Writer::new();
     for d in [
         "dev",
@@ -418,9 +393,9 @@ pub fn prepare(def: &ImageDef, lock: &Lock, agent: &Path, progress: &dyn Fn(&str
     }
     w.add(Entry::CharDev { path: "dev/console", major: 5, minor: 1 });
     let module_paths: Vec<String> =
-        order.iter().map(|m| format!("usr/lib/modules/{release}/{}", m.trim_end_matches(".xz"))).collect();
+        modules.iter().map(|m| format!("usr/lib/modules/{release}/{}", m.trim_end_matches(".xz"))).collect();
     let mut dirs: BTreeSet<String> = BTreeSet::new();
-    for p in files.keys().chain(links.keys()).chain(&module_paths) {
+    for p in c.files.keys().chain(c.links.keys()).chain(&module_paths) {
         let mut acc = String::new();
         for part in Path::new(p).parent().into_iter().flat_map(|x| x.iter()) {
             if !acc.is_empty() {
@@ -433,37 +408,57 @@ pub fn prepare(def: &ImageDef, lock: &Lock, agent: &Path, progress: &dyn Fn(&str
     for d in &dirs {
         w.add(Entry::Dir(d));
     }
-    w.add(Entry::File { path: "init", data: &agent_bytes, executable: true });
-    for (p, src) in &files {
-        let data = std::fs::read(src).map_err(|e| e.to_string())?;
+    w.add(Entry::File { path: "init", data: agent, executable: true });
+    for (p, src) in &c.files {
+        let data = std::fs::read(src).with_context(|| format!("cannot read {}", src.display()))?;
         w.add(Entry::File { path: p, data: &data, executable: true });
     }
-    for (p, t) in &links {
+    for (p, t) in &c.links {
         w.add(Entry::Symlink { path: p, target: t });
     }
     for a in BUSYBOX_APPLETS {
         w.add(Entry::Symlink { path: &format!("usr/bin/{a}"), target: "busybox" });
     }
     let mut load = String::new();
-    for (m, dest) in order.iter().zip(&module_paths) {
-        w.add(Entry::File { path: dest, data: &read_module(&modules_dir.join(m))?, executable: false });
+    for (m, dest) in modules.iter().zip(&module_paths) {
+        w.add(Entry::File { path: dest, data: &read_module(&kernel.modules_dir.join(m))?, executable: false });
         load.push_str(&format!("/{dest}\n"));
     }
     w.add(Entry::File { path: "etc/addrsel/modules", data: load.as_bytes(), executable: false });
     for (p, content) in ETC {
         w.add(Entry::File { path: p, data: content.as_bytes(), executable: false });
     }
-    w.add(Entry::File {
-        path: &format!("boot/config-{release}"),
-        data: guest.kernel.config.as_bytes(),
-        executable: false,
-    });
-    let bytes = w.finish();
-    std::fs::create_dir_all(base.parent().expect("dir")).map_err(|e| e.to_string())?;
-    let partial = base.with_extension(format!("partial.{}", std::process::id()));
-    std::fs::write(&partial, &bytes).map_err(|e| e.to_string())?;
-    std::fs::rename(&partial, &base).map_err(|e| e.to_string())?;
-    Ok(guest)
+    w.add(Entry::File { path: &format!("boot/config-{release}"), data: kernel.config.as_bytes(), executable: false });
+    Ok(w.finish())
+}
+
+/// Builds (or takes from the cache, checked against the sha256 recorded when it was built)
+/// the image's kernel and base initramfs.
+pub fn prepare(def: &ImageDef, lock: &Lock, agent: &Path, progress: &dyn Fn(&str)) -> anyhow::Result<Guest> {
+    let kernel = kernel(def, lock, progress)?;
+    let (tree, glibc) = userland(def, lock, progress)?;
+    let agent_bytes = std::fs::read(agent).with_context(|| format!("cannot read the agent {}", agent.display()))?;
+    let key = cache::sha256_hex(
+        format!(
+            "v2 {} {} {} {}",
+            cache::sha256_hex(toml::to_string(lock).unwrap_or_default().as_bytes()),
+            cache::sha256_hex(&agent_bytes),
+            def.modules.join(","),
+            kernel.release
+        )
+        .as_bytes(),
+    );
+    let base = cache::cache_dir().join("initramfs").join(format!("{}-{key}.cpio", def.name));
+    let modules = module_order(&kernel.modules_dir, &def.modules)?;
+    if !cache::intact(&base, progress) {
+        progress("building the initramfs");
+        let contents = programs_and_libraries(&tree, def.arch, &agent_bytes)?;
+        let bytes = base_archive(&contents, &agent_bytes, &kernel, &modules)?;
+        cache::publish(&base, |partial| {
+            std::fs::write(partial, &bytes).with_context(|| format!("cannot write {}", partial.display()))
+        })?;
+    }
+    Ok(Guest { kernel, glibc, base })
 }
 
 /// Where a boot's test module goes in the guest.

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use addrsel_model::Scenario;
 use addrsel_model::protocol::{Facts, KmodStatus};
 use addrsel_model::results::{Outcome, ProbeResult};
+use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,9 +122,9 @@ pub fn read(path: &Path) -> anyhow::Result<Option<Stored>> {
     let content = match std::fs::read_to_string(path) {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(anyhow::anyhow!("{}: {e}", path.display())),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    parse(&content).map(Some).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    parse(&content).map(Some).with_context(|| format!("{} is not a snapshot file", path.display()))
 }
 
 /// Compares the observations with the stored snapshot; with `accept`, stores them (an error
@@ -180,7 +181,6 @@ pub fn check(
 }
 
 fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
-    use anyhow::Context as _;
     let dir = path.parent().expect("a snapshot file has a directory");
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create the snapshot directory {}", dir.display()))?;
     std::fs::write(path, text).with_context(|| format!("cannot write the snapshot {}", path.display()))
@@ -350,16 +350,16 @@ fn yaml_unscalar(v: &str) -> Option<String> {
 }
 
 /// Parses a `.snap` file written by [`serialize`] (or by insta for these snapshots).
-fn parse(content: &str) -> Result<Stored, String> {
-    let rest = content.strip_prefix("---\n").ok_or("not a snapshot file: no `---` header")?;
-    let (header, text) = rest.split_once("\n---\n").ok_or("not a snapshot file: the header does not end")?;
+fn parse(content: &str) -> anyhow::Result<Stored> {
+    let rest = content.strip_prefix("---\n").context("no `---` header")?;
+    let (header, text) = rest.split_once("\n---\n").context("the header does not end")?;
     let mut info: Vec<(String, String)> = Vec::new();
     let mut kmod: Vec<(String, String)> = Vec::new();
     let mut section = "";
     for line in header.lines() {
         let indent = line.len() - line.trim_start().len();
         let Some((k, v)) = line.trim_start().split_once(':') else {
-            return Err(format!("unreadable header line `{line}`"));
+            anyhow::bail!("unreadable header line `{line}`");
         };
         let v = v.trim_start().to_string();
         match indent {

@@ -3,11 +3,16 @@
 //! cannot outlive the run.
 
 use std::io::{Read, Write};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use crate::arch::Arch;
+use crate::process::{KillOnDrop, die_with_parent};
+use crate::vm::console::{Console, panic_marker};
 
 /// The results channel of a guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -26,6 +31,14 @@ pub enum Accel {
 }
 
 impl Accel {
+    pub fn parse(word: &str) -> Option<Accel> {
+        match word {
+            "kvm" => Some(Accel::Kvm),
+            "tcg" => Some(Accel::Tcg),
+            _ => None,
+        }
+    }
+
     pub fn word(self) -> &'static str {
         match self {
             Accel::Kvm => "kvm",
@@ -104,36 +117,21 @@ pub fn args(s: &Spec) -> Vec<String> {
     a
 }
 
-/// Which acceleration a guest of `arch` (amd64, arm64 or aarch64) gets: `ADDRSEL_ACCEL=kvm|tcg`
-/// forces one; otherwise KVM when the guest is native and a probe guest proves KVM works, else
-/// TCG. The reason comes with it.
-pub fn accel_for(arch: &str, dir: &Path) -> Result<(Accel, String), String> {
-    let native = matches!((arch, std::env::consts::ARCH), ("amd64", "x86_64") | ("arm64" | "aarch64", "aarch64"));
-    match std::env::var("ADDRSEL_ACCEL").ok().as_deref() {
-        Some("kvm") if native => Ok((Accel::Kvm, "forced".into())),
-        Some("kvm") => {
-            Err(format!("KVM was asked for, but a {arch} guest cannot use KVM on {}", std::env::consts::ARCH))
-        }
-        Some("tcg") => Ok((Accel::Tcg, "forced".into())),
-        Some(other) => Err(format!("ADDRSEL_ACCEL={other}: expected kvm or tcg")),
+/// Which acceleration a guest of `arch` gets: `forced` (the matrix's `--accel`) when given;
+/// otherwise KVM when the guest is native and a probe guest proves KVM works, else TCG. The
+/// reason comes with it.
+pub fn accel_for(arch: Arch, forced: Option<Accel>, dir: &Path) -> anyhow::Result<(Accel, String)> {
+    let native = Arch::host() == Some(arch);
+    match forced {
+        Some(Accel::Kvm) if native => Ok((Accel::Kvm, "forced".into())),
+        Some(Accel::Kvm) => bail!("KVM was asked for, but a {arch} guest cannot use KVM on {}", std::env::consts::ARCH),
+        Some(Accel::Tcg) => Ok((Accel::Tcg, "forced".into())),
         None if !native => Ok((Accel::Tcg, "other architecture".into())),
         None => match kvm_works(dir) {
             Ok(()) => Ok((Accel::Kvm, "KVM probe guest ran".into())),
             Err(why) => Ok((Accel::Tcg, why)),
         },
     }
-}
-
-/// Where a QEMU binary is, or the command that installs it.
-pub fn find_binary(name: &str) -> Result<PathBuf, String> {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-        let p = Path::new(dir).join(name);
-        if p.exists() {
-            return Ok(p);
-        }
-    }
-    let pkg = if name.ends_with("x86_64") { "qemu-system-x86" } else { "qemu-system-arm" };
-    Err(format!("{name} is not installed (apt-get install {pkg})"))
 }
 
 /// A multiboot (a.out kludge) kernel that writes 0x31 to an isa-debug-exit port: booted the
@@ -171,26 +169,53 @@ fn probe_args(accel: &str, kernel: &Path) -> Vec<std::ffi::OsString> {
 
 /// Whether KVM really runs guests here: `/dev/kvm` opening is not enough (on some machines
 /// guests hang or the CPU model is refused), so a probe guest with the CPU model real boots
-/// use must run to its exit within a short deadline. Computed once per process.
+/// use must run to its exit within a short deadline. Computed once per process; `Err` is why
+/// not (a reason kept as text: the answer is shared by every guest of the run).
 pub fn kvm_works(dir: &Path) -> Result<(), String> {
     static ANSWER: OnceLock<Result<(), String>> = OnceLock::new();
-    ANSWER.get_or_init(|| probe_kvm(dir)).clone()
+    if let Some(why) = KVM_BROKE.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        return Err(why);
+    }
+    ANSWER.get_or_init(|| probe_kvm(dir).map_err(|e| format!("{e:#}"))).clone()
 }
 
-fn probe_kvm(dir: &Path) -> Result<(), String> {
-    if std::env::consts::ARCH != "x86_64" {
-        return Err(format!("KVM probing is implemented for x86_64 hosts (this is {})", std::env::consts::ARCH));
+/// Set when a real guest failed under KVM although the probe guest ran (seen on machines
+/// with broken nested virtualisation: the probe's few instructions run, a kernel hits
+/// "KVM internal error ... emulation failure"): every later guest of the run uses TCG.
+static KVM_BROKE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Whether a boot under KVM ended the way broken KVM ends it: QEMU reporting a KVM error,
+/// or a guest that printed nothing at all. Returns what was seen.
+pub fn kvm_failure(ended: &Ended, console_text: &str) -> Option<String> {
+    match ended {
+        Ended::Exited { stderr, .. } if stderr.contains("KVM") => {
+            Some(stderr.lines().take(2).collect::<Vec<_>>().join(" "))
+        }
+        Ended::Deadline { .. } if console_text.trim().is_empty() => {
+            Some("the guest printed nothing under KVM".to_string())
+        }
+        _ => None,
     }
-    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
-        return Err(format!("/dev/kvm: {e}"));
+}
+
+/// Records that KVM failed a real guest (see [`kvm_failure`]).
+pub fn note_kvm_failure(why: &str) {
+    let mut broke = KVM_BROKE.lock().unwrap_or_else(|p| p.into_inner());
+    broke.get_or_insert_with(|| format!("a guest failed under KVM although the probe ran ({why})"));
+}
+
+fn probe_kvm(dir: &Path) -> anyhow::Result<()> {
+    if Arch::host() != Some(Arch::Amd64) {
+        bail!("KVM probing is implemented for x86_64 hosts (this is {})", std::env::consts::ARCH);
     }
-    let qemu = find_binary("qemu-system-x86_64")?;
+    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").context("/dev/kvm")?;
+    let qemu = crate::tools::find_program(Arch::Amd64.qemu().0)?;
     let kernel = dir.join("kvm-probe.mb");
-    std::fs::write(&kernel, probe_kernel()).map_err(|e| e.to_string())?;
+    std::fs::write(&kernel, probe_kernel()).with_context(|| format!("cannot write {}", kernel.display()))?;
     let mut cmd = Command::new(qemu);
     cmd.args(probe_args("kvm", &kernel)).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     die_with_parent(&mut cmd);
-    let child = cmd.spawn().map_err(|e| e.to_string())?;
+    let child = cmd.spawn().context("cannot start the KVM probe guest")?;
     let mut guard = KillOnDrop(child);
     let start = Instant::now();
     let result = loop {
@@ -202,16 +227,16 @@ fn probe_kvm(dir: &Path) -> Result<(), String> {
                     let _ = e.read_to_string(&mut err);
                 }
                 let first = err.lines().next().unwrap_or("").trim().to_string();
-                break Err(format!("a KVM probe guest failed ({status}: {first})"));
+                break Err(anyhow::anyhow!("a KVM probe guest failed ({status}: {first})"));
             }
             Ok(None) if start.elapsed() > KVM_PROBE_DEADLINE => {
-                break Err(format!(
+                break Err(anyhow::anyhow!(
                     "a KVM probe guest did not finish within {} ms (KVM is present but does not work well here)",
                     KVM_PROBE_DEADLINE.as_millis()
                 ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => break Err(e.to_string()),
+            Err(e) => break Err(e.into()),
         }
     };
     drop(guard);
@@ -219,142 +244,15 @@ fn probe_kvm(dir: &Path) -> Result<(), String> {
     result
 }
 
-/// Sends SIGKILL to the child when the thread that started it ends (also when this process
-/// is killed), so QEMU never outlives the run.
-pub fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: prctl only affects the child about to exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-}
-
-/// Kills and reaps a child on drop, on every exit path.
-pub struct KillOnDrop(pub Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-#[derive(Default)]
-struct ConsoleState {
-    text: String,
-    closed: bool,
-    /// (arrival time, text length after the chunk), to time what the guest printed.
-    arrivals: Vec<(Instant, usize)>,
-}
-
-/// The serial console: everything the guest printed, logged to a file as it arrives.
-#[derive(Clone)]
-pub struct Console {
-    shared: Arc<(Mutex<ConsoleState>, Condvar)>,
-}
-
-pub enum Waited<T> {
-    Found(T),
-    Closed,
-    TimedOut,
-}
-
-impl Console {
-    pub fn spawn(mut reader: impl Read + Send + 'static, mut log: std::fs::File) -> Console {
-        let shared = Arc::new((Mutex::new(ConsoleState::default()), Condvar::new()));
-        let s = shared.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            loop {
-                let n = reader.read(&mut buf).unwrap_or(0);
-                let (lock, cv) = &*s;
-                let mut st = lock.lock().expect("console");
-                if n == 0 {
-                    st.closed = true;
-                    cv.notify_all();
-                    break;
-                }
-                let _ = log.write_all(&buf[..n]);
-                st.text.push_str(&String::from_utf8_lossy(&buf[..n]).replace('\r', ""));
-                let len = st.text.len();
-                st.arrivals.push((Instant::now(), len));
-                cv.notify_all();
-            }
-        });
-        Console { shared }
-    }
-
-    /// Waits until `f` finds something in the console text, the console closes, or the
-    /// deadline passes.
-    pub fn wait_until<T>(&self, deadline: Instant, mut f: impl FnMut(&str) -> Option<T>) -> Waited<T> {
-        let (lock, cv) = &*self.shared;
-        let mut st = lock.lock().expect("console");
-        loop {
-            if let Some(t) = f(&st.text) {
-                return Waited::Found(t);
-            }
-            if st.closed {
-                return Waited::Closed;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Waited::TimedOut;
-            }
-            st = cv.wait_timeout(st, (deadline - now).min(Duration::from_millis(50))).expect("console").0;
-        }
-    }
-
-    /// When `pattern` first arrived, measured from `start`.
-    pub fn seen_after(&self, pattern: &str, start: Instant) -> Option<Duration> {
-        let st = self.shared.0.lock().expect("console");
-        let end = st.text.find(pattern)? + pattern.len();
-        st.arrivals.iter().find(|(_, len)| *len >= end).map(|(t, _)| t.duration_since(start))
-    }
-
-    pub fn text(&self) -> String {
-        self.shared.0.lock().expect("console").text.clone()
-    }
-
-    /// The lines around the first panic marker (what caused it and what followed), or the
-    /// last lines when there is none.
-    pub fn panic_context(&self) -> String {
-        let t = self.text();
-        let lines: Vec<&str> = t.lines().collect();
-        let at = lines.iter().position(|l| panic_marker(l).is_some() || panic_marker(&format!("{l}\n")).is_some());
-        match at {
-            Some(i) => lines[i.saturating_sub(10)..(i + 20).min(lines.len())].join("\n"),
-            None => lines[lines.len().saturating_sub(25)..].join("\n"),
-        }
-    }
-
-    pub fn last_lines(&self, n: usize) -> String {
-        let t = self.text();
-        let lines: Vec<&str> = t.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
-    }
-}
-
-/// Signs of a dying guest kernel, Linux and FreeBSD.
-pub fn panic_marker(text: &str) -> Option<&'static str> {
-    const ANYWHERE: &[&str] =
-        &["Kernel panic - not syncing", "BUG: kernel NULL pointer", "general protection fault", "KDB: enter: panic"];
-    // FreeBSD's panic line and debugger prompt start a line.
-    const LINE_START: &[&str] = &["panic: ", "db> ", "Oops: "];
-    ANYWHERE
-        .iter()
-        .find(|m| text.contains(*m))
-        .or_else(|| LINE_START.iter().find(|m| text.lines().any(|l| l.starts_with(*m))))
-        .copied()
-}
-
 /// How a boot ended.
 #[derive(Debug)]
 pub enum Ended {
-    /// QEMU exited by itself (the guest powered off).
+    /// QEMU exited by itself: the guest powered off (status 0), or QEMU failed or was
+    /// killed (`how` says which, `stderr` is what QEMU printed).
     Exited {
         status: Option<i32>,
+        how: String,
+        stderr: String,
     },
     Panic {
         marker: &'static str,
@@ -371,31 +269,39 @@ pub struct Vm {
     pub guard: KillOnDrop,
     pub console: Console,
     pub started: Instant,
+    /// Where QEMU's own messages go.
+    pub stderr: PathBuf,
 }
 
 impl Vm {
-    pub fn start(binary: &Path, spec: &Spec, console_log: &Path, stdin_piped: bool) -> Result<Vm, String> {
+    /// Starts QEMU; the console goes to `console_log`, QEMU's own messages to the same path
+    /// with `.qemu-stderr` appended.
+    pub fn start(binary: &Path, spec: &Spec, console_log: &Path, stdin_piped: bool) -> anyhow::Result<Vm> {
         let mut cmd = Command::new(binary);
         cmd.args(args(spec)).stdout(Stdio::piped());
         cmd.stdin(if stdin_piped { Stdio::piped() } else { Stdio::null() });
-        let log = std::fs::File::create(console_log).map_err(|e| format!("{}: {e}", console_log.display()))?;
-        cmd.stderr(log.try_clone().map_err(|e| e.to_string())?);
+        let log = std::fs::File::create(console_log)
+            .with_context(|| format!("cannot create the console log {}", console_log.display()))?;
+        let stderr_path = stderr_path(console_log);
+        let stderr =
+            std::fs::File::create(&stderr_path).with_context(|| format!("cannot create {}", stderr_path.display()))?;
+        cmd.stderr(stderr);
         die_with_parent(&mut cmd);
         let started = Instant::now();
-        let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let mut child = cmd.spawn().with_context(|| format!("cannot start {}", binary.display()))?;
         let stdout = child.stdout.take().expect("piped");
         let console = Console::spawn(stdout, log);
-        Ok(Vm { guard: KillOnDrop(child), console, started })
+        Ok(Vm { guard: KillOnDrop(child), console, started, stderr: stderr_path })
     }
 
     /// Types a line on the serial console.
-    pub fn send(&mut self, line: &str) -> Result<(), String> {
-        let stdin = self.guard.0.stdin.as_mut().ok_or("the console has no input")?;
+    pub fn send(&mut self, line: &str) -> anyhow::Result<()> {
+        let stdin = self.guard.0.stdin.as_mut().context("the console has no input")?;
         stdin
             .write_all(line.as_bytes())
             .and_then(|()| stdin.write_all(b"\n"))
             .and_then(|()| stdin.flush())
-            .map_err(|e| e.to_string())
+            .context("cannot type on the guest's console")
     }
 
     /// Waits for QEMU to exit, watching for panics, until the deadline; kills it otherwise.
@@ -408,7 +314,14 @@ impl Vm {
                 if let Some(marker) = panic_marker(&self.console.text()) {
                     return Ended::Panic { marker, last_lines: self.console.panic_context() };
                 }
-                return Ended::Exited { status: status.code() };
+                let how = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+                    (Some(0), _) => "QEMU exited normally".to_string(),
+                    (Some(code), _) => format!("QEMU exited with status {code}"),
+                    (None, Some(sig)) => format!("QEMU was killed by signal {sig}"),
+                    (None, None) => format!("QEMU ended: {status}"),
+                };
+                let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default().trim().to_string();
+                return Ended::Exited { status: status.code(), how, stderr };
             }
             if let Some(marker) = panic_marker(&self.console.text()) {
                 // Give the guest a moment to print the rest of the panic, then stop it.
@@ -425,6 +338,13 @@ impl Vm {
     }
 }
 
+/// `<console log>.qemu-stderr`.
+fn stderr_path(console_log: &Path) -> PathBuf {
+    let mut p = console_log.as_os_str().to_owned();
+    p.push(".qemu-stderr");
+    PathBuf::from(p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,7 +353,7 @@ mod tests {
     /// be KVM's.
     #[test]
     fn probe_kernel_runs_under_tcg() {
-        let qemu = crate::toolchain::qemu("qemu-system-x86_64").unwrap_or_else(|e| panic!("{e}"));
+        let qemu = crate::tools::qemu(Arch::Amd64).unwrap_or_else(|e| panic!("{e:#}"));
         let dir = std::env::temp_dir().join(format!("addrsel-probe-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let k = dir.join("probe.mb");

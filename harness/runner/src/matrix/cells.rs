@@ -4,10 +4,10 @@ use addrsel_engine::Prediction;
 use addrsel_model::Os;
 use serde::{Deserialize, Serialize};
 
-use crate::compare::{Compared, Status, compare};
 use crate::corpus::Loaded;
-use crate::snapshot::{self, SnapshotState};
-use crate::target::TargetRun;
+use crate::matrix::compare::{Compared, Status, compare};
+use crate::matrix::snapshot::{self, SnapshotState};
+use crate::targets::run::TargetRun;
 
 /// The outcome of one scenario on one target.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -108,7 +108,7 @@ pub fn cells_for(
     os: Os,
     rule: snapshot::FactsRule,
     scenarios: &[Loaded],
-    snapshots: crate::Snapshots,
+    snapshots: crate::matrix::Snapshots,
 ) -> Vec<Cell> {
     let mut cells = Vec::new();
     for l in scenarios {
@@ -151,14 +151,14 @@ pub fn cells_for(
         let mut snap = None;
         if run.setup_error.is_some() {
             status = CellStatus::SetupFailed;
-        } else if snapshots != crate::Snapshots::Skip {
+        } else if snapshots != crate::matrix::Snapshots::Skip {
             let state = snapshot::check(
                 &target.name,
                 s,
                 &run.report.results,
                 target.facts.as_ref(),
                 rule,
-                snapshots == crate::Snapshots::Accept,
+                snapshots == crate::matrix::Snapshots::Accept,
             )
             .unwrap_or_else(|e| SnapshotState::Changed {
                 old: String::new(),

@@ -10,7 +10,8 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fetch::{self, FetchError};
+use crate::cache::{self, FetchError};
+use anyhow::Context as _;
 
 /// `images/freebsd/<name>.toml`.
 #[derive(Clone, Debug, Deserialize)]
@@ -20,8 +21,8 @@ pub struct ImageDef {
     pub description: String,
     /// `14.5-RELEASE`.
     pub release: String,
-    /// FreeBSD's TARGET_ARCH: `amd64` or `aarch64`.
-    pub arch: String,
+    /// The guest's architecture (`amd64` or `aarch64` in the file, as FreeBSD names it).
+    pub arch: crate::arch::Arch,
     /// The directory with the BASIC-CI image and its CHECKSUM.SHA256.
     pub image_dir: String,
     /// The image's file name before `.raw.xz` (some releases append `-ufs`).
@@ -69,24 +70,21 @@ pub struct Pinned {
 }
 
 pub fn images_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../images/freebsd")
+    crate::repo_root().join("images/freebsd")
 }
 
-pub fn load_image(path: &Path) -> Result<ImageDef, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let def: ImageDef = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    if !matches!(def.arch.as_str(), "amd64" | "aarch64") {
-        return Err(format!("{}: arch must be amd64 or aarch64, not {}", path.display(), def.arch));
-    }
+pub fn load_image(path: &Path) -> anyhow::Result<ImageDef> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    let def: ImageDef = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
     Ok(def)
 }
 
 /// Every image definition, sorted by name; one that does not load is an error naming the
 /// file and line, never a target that silently disappears.
-pub fn all() -> Result<Vec<ImageDef>, String> {
+pub fn all() -> anyhow::Result<Vec<ImageDef>> {
     let dir = images_dir();
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .with_context(|| format!("{}", dir.display()))?
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
@@ -100,12 +98,12 @@ pub fn lock_path(def: &ImageDef) -> PathBuf {
 }
 
 /// The lock, if one was made.
-pub fn load_lock(def: &ImageDef) -> Result<Option<Lock>, String> {
+pub fn load_lock(def: &ImageDef) -> anyhow::Result<Option<Lock>> {
     let path = lock_path(def);
     match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).map(Some).map_err(|e| format!("{}: {e}", path.display())),
+        Ok(text) => toml::from_str(&text).map(Some).with_context(|| format!("{}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(e) => Err(anyhow::anyhow!("{}: {e}", path.display())),
     }
 }
 
@@ -151,14 +149,14 @@ pub fn effective_url(url: &str) -> String {
     }
 }
 
-fn text_of(url: &str) -> Result<String, String> {
+fn text_of(url: &str) -> anyhow::Result<String> {
     let url = effective_url(url);
-    let bytes = fetch::get(&url).map_err(|e| e.to_string())?;
-    String::from_utf8(bytes).map_err(|_| format!("{url} is not text"))
+    let bytes = cache::get(&url)?;
+    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{url} is not text"))
 }
 
 /// Pins the image and the distribution sets from the release's published checksums.
-pub fn resolve_lock(def: &ImageDef, progress: &dyn Fn(&str)) -> Result<Lock, String> {
+pub fn resolve_lock(def: &ImageDef, progress: &dyn Fn(&str)) -> anyhow::Result<Lock> {
     let checksum_url = format!("{}/CHECKSUM.SHA256", def.image_dir);
     progress(&format!("reading {checksum_url}"));
     let sums = parse_checksums(&text_of(&checksum_url)?);
@@ -169,14 +167,14 @@ pub fn resolve_lock(def: &ImageDef, progress: &dyn Fn(&str)) -> Result<Lock, Str
     let (disk_name, disk_sha) = match candidates[..] {
         [one] => one.clone(),
         [] => {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "{checksum_url} lists no {}*.raw.xz (it lists: {})",
                 def.image_prefix,
                 sums.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
             ));
         }
         _ => {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "{checksum_url} lists several images for {}: {}",
                 def.image_prefix,
                 candidates.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
@@ -189,7 +187,7 @@ pub fn resolve_lock(def: &ImageDef, progress: &dyn Fn(&str)) -> Result<Lock, Str
     let mut dist = Vec::new();
     for set in ["base.txz", "src.txz"] {
         let (_, sha) =
-            manifest.iter().find(|(n, _)| n == set).ok_or_else(|| format!("{manifest_url} does not list {set}"))?;
+            manifest.iter().find(|(n, _)| n == set).with_context(|| format!("{manifest_url} does not list {set}"))?;
         dist.push(Pinned { name: set.into(), url: format!("{}/{set}", def.dist_dir), sha256: sha.clone() });
     }
     Ok(Lock {
@@ -201,18 +199,18 @@ pub fn resolve_lock(def: &ImageDef, progress: &dyn Fn(&str)) -> Result<Lock, Str
     })
 }
 
-pub fn write_lock(def: &ImageDef, lock: &Lock) -> Result<PathBuf, String> {
+pub fn write_lock(def: &ImageDef, lock: &Lock) -> anyhow::Result<PathBuf> {
     let path = lock_path(def);
-    let body = toml::to_string_pretty(lock).map_err(|e| e.to_string())?;
+    let body = toml::to_string_pretty(lock)?;
     let text = format!(
         "# Generated by `cargo xtask image --update` from the release's CHECKSUM.SHA256 and MANIFEST (HTTPS).\n# Do not edit: every download is checked against these sha256 sums.\n{body}"
     );
-    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(&path, text).with_context(|| format!("{}", path.display()))?;
     Ok(path)
 }
 
 /// The lock, made now (and written) when the image has none yet.
-pub fn lock_or_resolve(def: &ImageDef, progress: &dyn Fn(&str)) -> Result<Lock, String> {
+pub fn lock_or_resolve(def: &ImageDef, progress: &dyn Fn(&str)) -> anyhow::Result<Lock> {
     if let Some(lock) = load_lock(def)? {
         return Ok(lock);
     }
@@ -225,16 +223,16 @@ pub fn lock_or_resolve(def: &ImageDef, progress: &dyn Fn(&str)) -> Result<Lock, 
 
 /// A pinned file, verified, in the cache.
 pub fn fetch_pinned(p: &Pinned, progress: &dyn Fn(&str)) -> Result<PathBuf, FetchError> {
-    let dir = fetch::cache_dir().join("freebsd");
+    let dir = cache::cache_dir().join("freebsd");
     let notify = |why: &str| progress(&format!("{}: {why}", p.name));
-    fetch::fetch_verified(&effective_url(&p.url), &p.sha256, &dir, &format!("{}-{}", &p.sha256[..16], p.name), &notify)
+    cache::fetch_verified(&effective_url(&p.url), &p.sha256, &dir, &format!("{}-{}", &p.sha256[..16], p.name), &notify)
 }
 
 /// Decompresses an xz file, leaving runs of zero blocks as holes (the images are mostly empty).
-pub fn decompress_sparse(xz: &Path, out: &Path) -> Result<u64, String> {
-    let input = std::fs::File::open(xz).map_err(|e| format!("{}: {e}", xz.display()))?;
+pub fn decompress_sparse(xz: &Path, out: &Path) -> anyhow::Result<u64> {
+    let input = std::fs::File::open(xz).with_context(|| format!("{}", xz.display()))?;
     let mut reader = xz2::read::XzDecoder::new(std::io::BufReader::new(input));
-    let mut file = std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut file = std::fs::File::create(out).with_context(|| format!("{}", out.display()))?;
     let mut buf = vec![0u8; 1 << 16];
     let mut size: u64 = 0;
     loop {
@@ -243,59 +241,62 @@ pub fn decompress_sparse(xz: &Path, out: &Path) -> Result<u64, String> {
             match reader.read(&mut buf[filled..]) {
                 Ok(0) => break,
                 Ok(n) => filled += n,
-                Err(e) => return Err(format!("{}: {e}", xz.display())),
+                Err(e) => return Err(anyhow::anyhow!("{}: {e}", xz.display())),
             }
         }
         if filled == 0 {
             break;
         }
         if buf[..filled].iter().all(|&b| b == 0) {
-            file.seek(SeekFrom::Current(filled as i64)).map_err(|e| e.to_string())?;
+            file.seek(SeekFrom::Current(filled as i64))?;
         } else {
-            file.write_all(&buf[..filled]).map_err(|e| e.to_string())?;
+            file.write_all(&buf[..filled])?;
         }
         size += filled as u64;
         if filled < buf.len() {
             break;
         }
     }
-    file.set_len(size).map_err(|e| e.to_string())?;
-    file.sync_all().map_err(|e| e.to_string())?;
+    file.set_len(size)?;
+    file.sync_all()?;
     Ok(size)
 }
 
 /// The raw disk of the pinned image: downloaded and verified once, decompressed once.
-pub fn disk(lock: &Lock, progress: &dyn Fn(&str)) -> Result<PathBuf, String> {
-    let raw = fetch::cache_dir().join("freebsd").join(format!("{}.raw", &lock.disk.sha256[..16]));
+pub fn disk(lock: &Lock, progress: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
+    let raw = cache::cache_dir().join("freebsd").join(format!("{}.raw", &lock.disk.sha256[..16]));
     if raw.exists() {
         return Ok(raw);
     }
-    let xz = fetch_pinned(&lock.disk, progress).map_err(|e| e.to_string())?;
+    let xz = fetch_pinned(&lock.disk, progress)?;
     progress(&format!("decompressing {}", lock.disk.name));
-    let partial = raw.with_extension(format!("raw.partial.{}", std::process::id()));
-    let result =
-        decompress_sparse(&xz, &partial).and_then(|_| std::fs::rename(&partial, &raw).map_err(|e| e.to_string()));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    result.map(|()| raw)
+    // A multi-GB sparse image is not hashed (the compressed download was verified): it is
+    // published whole or not at all.
+    cache::publish(&raw, |partial| decompress_sparse(&xz, partial).map(|_| ()))?;
+    let _ = std::fs::remove_file(
+        raw.with_file_name(format!("{}.sha256", raw.file_name().expect("name").to_string_lossy())),
+    );
+    Ok(raw)
 }
 
 /// A qcow2 overlay over the cached raw disk for one boot, `grow_to` bytes large (growfs
 /// grows the root file system into it on first boot). The base is never written.
-pub fn overlay(base: &Path, path: &Path, grow_to: u64) -> Result<(), String> {
+pub fn overlay(base: &Path, path: &Path, grow_to: u64) -> anyhow::Result<()> {
     let out = Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
         .arg(base)
         .arg(path)
         .arg(grow_to.to_string())
         .output()
-        .map_err(|e| format!("cannot run qemu-img (apt-get install qemu-utils): {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("qemu-img create failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
+        .context("cannot run qemu-img (apt-get install qemu-utils)")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "`qemu-img create` of {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -332,7 +333,7 @@ mod tests {
             assert!(d.dist_dir.starts_with("https://download.freebsd.org/"), "{}", d.name);
             assert!(d.image_dir.contains(&d.release) && d.image_prefix.contains(&d.release), "{}", d.name);
         }
-        for arch in ["amd64", "aarch64"] {
+        for arch in crate::arch::Arch::ALL {
             assert!(defs.iter().any(|d| d.arch == arch && d.release.starts_with("14.")), "14.x {arch}");
             assert!(defs.iter().any(|d| d.arch == arch && d.release.starts_with("15.")), "15.x {arch}");
         }

@@ -5,16 +5,16 @@
 //! framed on the console, and the guest powers itself off.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use addrsel_model::plan;
-use addrsel_model::protocol::{AgentInput, AgentMessage, KmodStatus};
+use addrsel_model::protocol::AgentInput;
+use anyhow::Context as _;
 
-use crate::console_driver::{self, FREEBSD};
-use crate::corpus::Loaded;
-use crate::freebsd_image::{self, ImageDef, Lock};
-use crate::qemu::{Accel, Spec, Vm};
-use crate::target::{Progress, ScenarioRun, TargetRun};
+use crate::freebsd::image::{ImageDef, Lock};
+use crate::targets::run::{RunContext, TargetRun};
+use crate::vm::console_driver::{self, FREEBSD};
+use crate::vm::qemu::{self, Accel, Spec, Vm};
 
 /// Where the payload is unpacked in the guest: on the root file system, so the VNET jails
 /// (read-only nullfs views of `/`) see the agent too.
@@ -42,7 +42,7 @@ pub fn run_script(with_module: bool) -> String {
 }
 
 /// The payload disk: a tar archive padded to whole MiB (a disk's size).
-pub fn payload(agent: &[u8], module: Option<&[u8]>, input_json: &[u8]) -> Result<Vec<u8>, String> {
+pub fn payload(agent: &[u8], module: Option<&[u8]>, input_json: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
     let script = run_script(module.is_some());
     let mut files: Vec<(&str, &[u8], u32)> =
@@ -56,9 +56,9 @@ pub fn payload(agent: &[u8], module: Option<&[u8]>, input_json: &[u8]) -> Result
         h.set_mode(mode);
         h.set_mtime(0);
         h.set_cksum();
-        b.append_data(&mut h, name, data).map_err(|e| e.to_string())?;
+        b.append_data(&mut h, name, data).with_context(|| format!("cannot add {name} to the payload"))?;
     }
-    let mut bytes = b.into_inner().map_err(|e| e.to_string())?;
+    let mut bytes = b.into_inner().context("cannot finish the payload archive")?;
     let mib = 1 << 20;
     bytes.resize(bytes.len().div_ceil(mib).max(1) * mib, 0);
     Ok(bytes)
@@ -91,110 +91,91 @@ struct Prepared {
     qemu: PathBuf,
     base: PathBuf,
     agent: Vec<u8>,
-    module: Option<Result<Vec<u8>, String>>,
+    module: Option<anyhow::Result<Vec<u8>>>,
 }
 
-fn prepare(def: &ImageDef, kmod: bool, log: &dyn Fn(&str)) -> Result<Prepared, String> {
-    let lock: Lock = freebsd_image::lock_or_resolve(def, log)?;
-    let base = freebsd_image::disk(&lock, log)?;
-    let sysroot = crate::freebsd_kmod::sysroot(&lock, log)?;
-    let agent_path = crate::toolchain::freebsd_agent(def, &sysroot)?;
-    let agent = std::fs::read(&agent_path).map_err(|e| format!("{}: {e}", agent_path.display()))?;
+fn prepare(def: &ImageDef, kmod: bool, log: &dyn Fn(&str)) -> anyhow::Result<Prepared> {
+    let lock: Lock = crate::freebsd::image::lock_or_resolve(def, log)?;
+    let base = crate::freebsd::image::disk(&lock, log)?;
+    let sysroot = crate::freebsd::kmod::sysroot(&lock, log)?;
+    let agent_path = crate::agent_build::for_freebsd(def.arch, &def.release, &def.name, &sysroot)?;
+    let agent = std::fs::read(&agent_path).with_context(|| format!("cannot read {}", agent_path.display()))?;
     let module = kmod.then(|| {
-        crate::freebsd_kmod::build(def, crate::freebsd_kmod::KernelSource::Release(&lock), log)
-            .and_then(|ko| std::fs::read(&ko).map_err(|e| format!("{}: {e}", ko.display())))
+        crate::freebsd::kmod::build(def, crate::freebsd::kmod::KernelSource::Release(&lock), log)
+            .and_then(|ko| std::fs::read(&ko).with_context(|| format!("cannot read {}", ko.display())))
     });
-    let qemu = crate::toolchain::qemu(&def.qemu.binary)?;
-    if let Some(fw) = &def.qemu.firmware
-        && !Path::new(fw).exists()
-    {
+    let qemu = crate::tools::qemu(def.arch)?;
+    if let Some(fw) = def.qemu.firmware.as_ref().filter(|fw| !Path::new(fw).exists()) {
         let pkg = def.qemu.firmware_package.as_deref().unwrap_or("the firmware package");
-        crate::toolchain::install(&[pkg], &format!("{fw} is missing"))?;
+        crate::tools::install(&[pkg], &format!("{fw} is missing"))?;
     }
     Ok(Prepared { qemu, base, agent, module })
 }
 
-pub fn run(
-    def: &ImageDef,
-    scenarios: &[Loaded],
-    dir: &Path,
-    deadline: Duration,
-    kmod: bool,
-    progress: &Progress,
-) -> TargetRun {
+pub fn run(def: &ImageDef, ctx: &RunContext) -> TargetRun {
     let name = def.name.as_str();
     let mut run = TargetRun::new(name);
-    let log = |m: &str| eprintln!("  [{name}] {m}");
-    let p = match prepare(def, kmod, &log) {
+    let log = |m: &str| ctx.log(name, m);
+    let p = match prepare(def, ctx.kmod, &log) {
         Ok(p) => p,
-        Err(e) => return run.not_run(e),
+        Err(e) => return run.not_run(format!("{e:#}")),
     };
     let (module, kmod_error) = match p.module {
         None => (None, None),
         Some(Ok(m)) => (Some(m), None),
-        Some(Err(e)) => (None, Some(format!("test module not built: {e}"))),
+        Some(Err(e)) => (None, Some(format!("{e:#}"))),
     };
     let input = AgentInput {
         target: name.into(),
-        plans: scenarios.iter().map(|l| plan::freebsd(&l.scenario)).collect(),
+        plans: ctx.scenarios.iter().map(|l| plan::freebsd(&l.scenario)).collect(),
         kmod: module.is_some(),
     };
     let json = serde_json::to_vec(&input).expect("serialisable");
-    let payload_path = dir.join(format!("{name}.payload.tar"));
-    let overlay = dir.join(format!("{name}.overlay.qcow2"));
-    let console_log = dir.join(format!("{name}.console.log"));
+    let payload_path = ctx.dir.join(format!("{name}.payload.tar"));
+    let overlay = ctx.dir.join(format!("{name}.overlay.qcow2"));
+    let console_log = ctx.dir.join(format!("{name}.console.log"));
     let cleanup = || {
         let _ = std::fs::remove_file(&payload_path);
         let _ = std::fs::remove_file(&overlay);
     };
     let written = payload(&p.agent, module.as_deref(), &json)
-        .and_then(|bytes| std::fs::write(&payload_path, bytes).map_err(|e| e.to_string()))
-        .and_then(|()| freebsd_image::overlay(&p.base, &overlay, OVERLAY_BYTES));
+        .and_then(|bytes| {
+            std::fs::write(&payload_path, bytes).with_context(|| format!("cannot write {}", payload_path.display()))
+        })
+        .and_then(|()| crate::freebsd::image::overlay(&p.base, &overlay, OVERLAY_BYTES));
     if let Err(e) = written {
         cleanup();
-        return run.not_run(e);
+        return run.not_run(format!("{e:#}"));
     }
-    let (accel, why) = match crate::qemu::accel_for(&def.arch, dir) {
+    let (accel, why) = match qemu::accel_for(def.arch, ctx.accel, ctx.dir) {
         Ok(a) => a,
         Err(e) => {
             cleanup();
-            return run.not_run(e);
+            return run.not_run(format!("{e:#}"));
         }
     };
     run.log.push(format!("acceleration {} ({why})", accel.word()));
     log(&format!("booting {} ({})", def.release, accel.word()));
     let s = spec(def, &overlay, &payload_path, accel);
     let started = Instant::now();
-    let end = started + deadline;
+    let end = started + ctx.deadline;
     let result = Vm::start(&p.qemu, &s, &console_log, true).and_then(|mut vm| {
         let messages = console_driver::run_command(&mut vm, &FREEBSD, &guest_command(&def.qemu.payload_device), end)
-            .map_err(|e| format!("{e}\nfull log: {}", console_log.display()))?;
+            .with_context(|| format!("full log: {}", console_log.display()))?;
         run.boot = vm.console.seen_after("login: ", started);
-        console_driver::wait_poweroff(&mut vm, end).map_err(|e| e.to_string())?;
+        console_driver::wait_poweroff(&mut vm, end)?;
         Ok(messages)
     });
     cleanup();
     run.total = started.elapsed();
     match result {
-        Err(e) => run.error = Some(e),
+        Err(e) => run.error = Some(format!("{e:#}")),
         Ok(messages) => {
-            let mut done = false;
             for m in messages {
-                match m {
-                    AgentMessage::Facts(mut f) => {
-                        if let Some(e) = &kmod_error {
-                            f.kmod = Some(KmodStatus { ready: false, detail: e.clone() });
-                        }
-                        run.facts = Some(f);
-                    }
-                    AgentMessage::Scenario { report, setup_error, millis } => {
-                        progress(name, &report.scenario, run.scenarios.len() + 1, scenarios.len(), run.total);
-                        run.scenarios.push(ScenarioRun { report, setup_error, millis });
-                    }
-                    AgentMessage::Done => done = true,
-                }
+                run.take(m, ctx, run.total);
             }
-            if !done {
+            run.module_not_built(kmod_error.as_deref());
+            if !run.done {
                 run.error = Some(format!("the agent did not finish; console log {}", console_log.display()));
             }
         }
@@ -207,7 +188,12 @@ mod tests {
     use super::*;
 
     fn def(arch: &str) -> ImageDef {
-        freebsd_image::all().unwrap().into_iter().find(|d| d.arch == arch && d.release.starts_with("15.")).unwrap()
+        let arch = crate::arch::Arch::parse(arch).unwrap();
+        crate::freebsd::image::all()
+            .unwrap()
+            .into_iter()
+            .find(|d| d.arch == arch && d.release.starts_with("15."))
+            .unwrap()
     }
 
     #[test]
@@ -218,7 +204,7 @@ mod tests {
                 let d = def(arch);
                 [Accel::Tcg, Accel::Kvm].map(|accel| {
                     let s = spec(&d, Path::new("/RUN/overlay.qcow2"), Path::new("/RUN/payload.tar"), accel);
-                    format!("{} ({}): {} {}", d.name, accel.word(), s.binary, crate::qemu::args(&s).join(" "))
+                    format!("{} ({}): {} {}", d.name, accel.word(), s.binary, crate::vm::qemu::args(&s).join(" "))
                 })
             })
             .collect();

@@ -8,6 +8,7 @@
 //! sections the loader walks. Linux modules must carry the target kernel's vermagic and be
 //! built by the compiler that built the kernel.
 
+use anyhow::Context as _;
 use object::read::elf::{ElfFile, FileHeader, SectionHeader};
 use object::{Endianness, elf};
 use serde::Serialize;
@@ -63,8 +64,8 @@ struct Elf<'a> {
 }
 
 impl<'a> Elf<'a> {
-    fn parse(data: &'a [u8]) -> Result<Self, String> {
-        let file = ElfFile::parse(data).map_err(|e| format!("not a 64-bit ELF file: {e}"))?;
+    fn parse(data: &'a [u8]) -> anyhow::Result<Self> {
+        let file = ElfFile::parse(data).context("not a 64-bit ELF file")?;
         Ok(Elf { data, file })
     }
 
@@ -137,7 +138,7 @@ pub fn compiler_identity(text: &str) -> String {
 }
 
 /// Verifies a module file; `linux` holds what a Linux module must match.
-pub fn verify(data: &[u8], linux: Option<&LinuxTarget>) -> Result<Verdict, String> {
+pub fn verify(data: &[u8], linux: Option<&LinuxTarget>) -> anyhow::Result<Verdict> {
     let e = Elf::parse(data)?;
     let h = e.header();
     let endian = e.endian();
@@ -178,9 +179,7 @@ pub fn verify(data: &[u8], linux: Option<&LinuxTarget>) -> Result<Verdict, Strin
     } else if is_freebsd {
         ModuleKind::Freebsd
     } else {
-        return Err(
-            "neither a Linux module (.modinfo) nor a FreeBSD one (OS/ABI FreeBSD or set_modmetadata_set)".into()
-        );
+        anyhow::bail!("neither a Linux module (.modinfo) nor a FreeBSD one (OS/ABI FreeBSD or set_modmetadata_set)");
     };
     match kind {
         ModuleKind::Freebsd => {

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
 
-use crate::fetch;
+use anyhow::{Context as _, bail};
+
+use crate::cache;
 
 /// `XEN_ELFNOTE_PHYS32_ENTRY`: the note QEMU needs to boot an ELF kernel (PVH).
 const PVH_ENTRY_NOTE: object::elf::NoteType = object::elf::NoteType(18);
@@ -17,32 +19,30 @@ const PVH_ENTRY_NOTE: object::elf::NoteType = object::elf::NoteType(18);
 /// compressed image must be booted instead (an unknown format, no PVH entry point).
 /// `bzimage` must be immutable (an unpacked package in the cache, named by its checksum), so
 /// its path names the result.
-pub fn vmlinux(bzimage: &Path) -> Result<PathBuf, String> {
-    let dir = fetch::cache_dir().join("kernels");
-    let out = dir.join(format!("{}.vmlinux", fetch::sha256_hex(bzimage.as_os_str().as_encoded_bytes())));
-    if out.exists() {
+pub fn vmlinux(bzimage: &Path, notify: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
+    let dir = cache::cache_dir().join("kernels");
+    let out = dir.join(format!("{}.vmlinux", cache::sha256_hex(bzimage.as_os_str().as_encoded_bytes())));
+    if cache::intact(&out, notify) {
         return Ok(out);
     }
-    let bytes = std::fs::read(bzimage).map_err(|e| format!("{}: {e}", bzimage.display()))?;
+    let bytes = std::fs::read(bzimage).with_context(|| format!("cannot read {}", bzimage.display()))?;
     let elf = decompress(payload(&bytes)?)?;
     check_pvh(&elf)?;
-    fetch::clean_stale_partials(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let partial = out.with_extension(format!("partial.{}", std::process::id()));
-    std::fs::write(&partial, &elf).map_err(|e| format!("{}: {e}", partial.display()))?;
-    std::fs::rename(&partial, &out).map_err(|e| format!("{}: {e}", out.display()))?;
+    cache::publish(&out, |partial| {
+        std::fs::write(partial, &elf).with_context(|| format!("cannot write {}", partial.display()))
+    })?;
     Ok(out)
 }
 
 /// The compressed payload, located by the boot protocol's setup header (Documentation/arch/x86/boot.rst).
-fn payload(image: &[u8]) -> Result<&[u8], String> {
+fn payload(image: &[u8]) -> anyhow::Result<&[u8]> {
     let u32_at = |o: usize| image.get(o..o + 4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")));
     if image.get(0x202..0x206) != Some(b"HdrS") {
-        return Err("not an x86 bzImage (no HdrS setup header)".into());
+        bail!("not an x86 bzImage (no HdrS setup header)");
     }
     let version = image.get(0x206..0x208).map(|b| u16::from_le_bytes([b[0], b[1]])).unwrap_or(0);
     if version < 0x208 {
-        return Err(format!("boot protocol {version:#x} has no payload fields (2.08+ needed)"));
+        bail!("boot protocol {version:#x} has no payload fields (2.08+ needed)");
     }
     let setup_sects = match image[0x1f1] {
         0 => 4,
@@ -50,46 +50,47 @@ fn payload(image: &[u8]) -> Result<&[u8], String> {
     };
     let (offset, length) = (u32_at(0x248).unwrap_or(0) as usize, u32_at(0x24c).unwrap_or(0) as usize);
     let start = (setup_sects + 1) * 512 + offset;
-    image.get(start..start + length).ok_or_else(|| "the payload lies outside the image".to_string())
+    image.get(start..start + length).context("the payload lies outside the image")
 }
 
 /// Decompresses a payload by its magic; the kernel appends the uncompressed size (le32).
-fn decompress(payload: &[u8]) -> Result<Vec<u8>, String> {
+fn decompress(payload: &[u8]) -> anyhow::Result<Vec<u8>> {
     let size = payload
         .len()
         .checked_sub(4)
         .map(|n| u32::from_le_bytes(payload[n..].try_into().expect("4 bytes")) as usize)
-        .ok_or("payload too short")?;
+        .context("payload too short")?;
     let mut out = Vec::with_capacity(size);
     let read_all = |r: &mut dyn Read, out: &mut Vec<u8>| r.read_to_end(out).map(|_| ());
     let result = match payload {
         [0x28, 0xb5, 0x2f, 0xfd, ..] => ruzstd::decoding::StreamingDecoder::new(payload)
-            .map_err(|e| e.to_string())
-            .and_then(|mut d| read_all(&mut d, &mut out).map_err(|e| e.to_string())),
-        [0x1f, 0x8b, ..] => read_all(&mut flate2::read::GzDecoder::new(payload), &mut out).map_err(|e| e.to_string()),
-        [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => {
-            read_all(&mut xz2::read::XzDecoder::new(payload), &mut out).map_err(|e| e.to_string())
-        }
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .and_then(|mut d| Ok(read_all(&mut d, &mut out)?)),
+        [0x1f, 0x8b, ..] => Ok(read_all(&mut flate2::read::GzDecoder::new(payload), &mut out)?),
+        [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => Ok(read_all(&mut xz2::read::XzDecoder::new(payload), &mut out)?),
         [0x02, 0x21, 0x4c, 0x18, ..] => lz4_legacy(&payload[4..], size, &mut out),
-        _ => Err(format!("compression with magic {:02x?} is not decompressed here", &payload[..payload.len().min(4)])),
+        _ => Err(anyhow::anyhow!(
+            "compression with magic {:02x?} is not decompressed here",
+            &payload[..payload.len().min(4)]
+        )),
     };
-    result.map_err(|e| format!("decompressing the kernel: {e}"))?;
+    result.map_err(|e| anyhow::anyhow!("decompressing the kernel: {e:#}"))?;
     if out.len() != size {
-        return Err(format!("decompressed {} bytes, the image says {size}", out.len()));
+        bail!("decompressed {} bytes, the image says {size}", out.len());
     }
     Ok(out)
 }
 
 /// The lz4 "legacy" frame the kernel uses: blocks of up to 8 MiB, each preceded by its
 /// compressed length.
-fn lz4_legacy(mut input: &[u8], size: usize, out: &mut Vec<u8>) -> Result<(), String> {
+fn lz4_legacy(mut input: &[u8], size: usize, out: &mut Vec<u8>) -> anyhow::Result<()> {
     const CHUNK: usize = 8 << 20;
     let mut buf = vec![0u8; CHUNK];
     while out.len() < size {
-        let (len, rest) = input.split_at_checked(4).ok_or("truncated lz4 block header")?;
+        let (len, rest) = input.split_at_checked(4).context("truncated lz4 block header")?;
         let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
-        let block = rest.get(..len).ok_or("truncated lz4 block")?;
-        let n = lz4_flex::block::decompress_into(block, &mut buf).map_err(|e| e.to_string())?;
+        let block = rest.get(..len).context("truncated lz4 block")?;
+        let n = lz4_flex::block::decompress_into(block, &mut buf).map_err(|e| anyhow::anyhow!("lz4: {e}"))?;
         out.extend_from_slice(&buf[..n]);
         input = &rest[len..];
     }
@@ -97,14 +98,14 @@ fn lz4_legacy(mut input: &[u8], size: usize, out: &mut Vec<u8>) -> Result<(), St
 }
 
 /// QEMU boots an ELF kernel only through the PVH entry point (`CONFIG_PVH=y`).
-fn check_pvh(elf: &[u8]) -> Result<(), String> {
-    let file = ElfFile64::<object::Endianness>::parse(elf).map_err(|e| format!("the payload is not ELF: {e}"))?;
+fn check_pvh(elf: &[u8]) -> anyhow::Result<()> {
+    let file = ElfFile64::<object::Endianness>::parse(elf).context("the payload is not ELF")?;
     let endian = file.endian();
     let header = file.elf_header();
     if header.e_machine(endian) != object::elf::EM_X86_64 {
-        return Err("the payload is not an x86-64 ELF".into());
+        bail!("the payload is not an x86-64 ELF");
     }
-    for ph in header.program_headers(endian, elf).map_err(|e| e.to_string())? {
+    for ph in header.program_headers(endian, elf).context("unreadable program headers")? {
         if let Ok(Some(mut notes)) = ph.notes(endian, elf) {
             while let Ok(Some(note)) = notes.next() {
                 if note.name() == b"Xen" && note.n_type(endian) == PVH_ENTRY_NOTE {
@@ -113,7 +114,7 @@ fn check_pvh(elf: &[u8]) -> Result<(), String> {
             }
         }
     }
-    Err("the kernel has no PVH entry point (CONFIG_PVH is off)".into())
+    bail!("the kernel has no PVH entry point (CONFIG_PVH is off)")
 }
 
 #[cfg(test)]
@@ -149,10 +150,10 @@ mod tests {
         assert_eq!(payload(&img).unwrap(), b"PAYLOAD!");
         let mut not_bz = img.clone();
         not_bz[0x202] = b'X';
-        assert!(payload(&not_bz).unwrap_err().contains("HdrS"));
+        assert!(payload(&not_bz).unwrap_err().to_string().contains("HdrS"));
         let mut short = img;
         short.truncate(5 * 512 + 10);
-        assert!(payload(&short).unwrap_err().contains("outside"));
+        assert!(payload(&short).unwrap_err().to_string().contains("outside"));
     }
 
     #[test]
@@ -172,10 +173,12 @@ mod tests {
         assert_eq!(decompress(&gz).unwrap(), data);
         // A recorded size that does not match is an error, not a silently short kernel.
         let wrong = with_size(gz[..gz.len() - 4].to_vec(), data.len() + 1);
-        assert!(decompress(&wrong).unwrap_err().contains("the image says"));
+        assert!(decompress(&wrong).unwrap_err().to_string().contains("the image says"));
         let zst = ruzstd::encoding::compress_to_vec(&data[..], ruzstd::encoding::CompressionLevel::Fastest);
         assert_eq!(decompress(&with_size(zst, data.len())).unwrap(), data);
-        assert!(decompress(&with_size(b"BZh91AY".to_vec(), 3)).unwrap_err().contains("not decompressed here"));
+        assert!(
+            decompress(&with_size(b"BZh91AY".to_vec(), 3)).unwrap_err().to_string().contains("not decompressed here")
+        );
     }
 
     #[test]
@@ -184,7 +187,7 @@ mod tests {
         // The agent's own test binary: x86-64 ELF on this machine, but no Xen note.
         let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         if cfg!(target_arch = "x86_64") {
-            assert!(check_pvh(&me).unwrap_err().contains("PVH"));
+            assert!(check_pvh(&me).unwrap_err().to_string().contains("PVH"));
         }
     }
 }

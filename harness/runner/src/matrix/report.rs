@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use addrsel_model::results::Outcome;
 
-use crate::matrix::{Cell, CellStatus};
-use crate::snapshot::{self, SnapshotState};
+use crate::matrix::cells::{Cell, CellStatus};
+use crate::matrix::snapshot::{self, SnapshotState};
 
 /// What one target did in this run, for the summary lines.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use addrsel_model::protocol::{AgentMessage, FRAME_END, unframe};
 
-use crate::qemu::{Ended, Vm, Waited, panic_marker};
+use crate::vm::console::{Waited, panic_marker};
+use crate::vm::qemu::{Ended, Vm};
 
 /// What the guest's console looks like.
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +45,8 @@ pub enum DriveError {
     TimedOut { waiting_for: String, last_lines: String },
     Closed { waiting_for: String, last_lines: String },
 }
+
+impl std::error::Error for DriveError {}
 
 impl std::fmt::Display for DriveError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -93,15 +96,18 @@ pub fn run_command(
     deadline: Instant,
 ) -> Result<Vec<AgentMessage>, DriveError> {
     let (at, _) = expect(vm, 0, &[login.login_prompt], deadline, "the login prompt")?;
-    vm.send(login.user).map_err(|e| DriveError::Closed { waiting_for: e, last_lines: vm.console.last_lines(25) })?;
+    vm.send(login.user)
+        .map_err(|e| DriveError::Closed { waiting_for: format!("{e:#}"), last_lines: vm.console.last_lines(25) })?;
     let (mut at, which) =
         expect(vm, at, &[login.password_prompt, login.shell_prompt], deadline, "a password or shell prompt")?;
     if which == 0 {
-        vm.send("").map_err(|e| DriveError::Closed { waiting_for: e, last_lines: vm.console.last_lines(25) })?;
+        vm.send("")
+            .map_err(|e| DriveError::Closed { waiting_for: format!("{e:#}"), last_lines: vm.console.last_lines(25) })?;
         at = expect(vm, at, &[login.shell_prompt], deadline, "the shell prompt")?.0;
     }
     let start = vm.console.text().len().max(at);
-    vm.send(command).map_err(|e| DriveError::Closed { waiting_for: e, last_lines: vm.console.last_lines(25) })?;
+    vm.send(command)
+        .map_err(|e| DriveError::Closed { waiting_for: format!("{e:#}"), last_lines: vm.console.last_lines(25) })?;
     // The end marker must be output, not the echo of the typed line (which does not hold it).
     let (end, _) = expect(vm, start, &[&format!("\n{FRAME_END}")], deadline, "the agent's results")?;
     let (messages, _, damaged) = unframe(vm.console.text().get(start..end).unwrap_or(""));

@@ -7,14 +7,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::fetch;
-use crate::freebsd_image::{self, ImageDef, Lock, Pinned};
+use anyhow::Context as _;
+
+use crate::arch::Arch;
+use crate::cache;
+use crate::freebsd::image::{ImageDef, Lock, Pinned};
 
 /// clang's target triple for a release (`x86_64-unknown-freebsd14.5`).
 pub fn clang_target(def: &ImageDef) -> String {
-    let cpu = if def.arch == "amd64" { "x86_64" } else { "aarch64" };
-    let version = def.release.split('-').next().unwrap_or("");
-    format!("{cpu}-unknown-freebsd{version}")
+    def.arch.clang_freebsd(&def.release)
 }
 
 /// The compile and link command lines for `addrsel_kmod.c`, with the flags FreeBSD 14/15's
@@ -59,7 +60,7 @@ pub fn commands(def: &ImageDef, sys: &Path, kmod_dir: &Path, work: &Path) -> Vec
         format!("-I{}", s(&sys.join("contrib/ck/include"))),
     ]);
     cc.extend(strings(&["-fno-common", "-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer"]));
-    if def.arch == "amd64" {
+    if def.arch == Arch::Amd64 {
         cc.extend(strings(&["-mno-aes", "-mno-avx", "-mcmodel=kernel", "-mno-red-zone", "-mno-mmx", "-mno-sse"]));
         cc.extend(strings(&["-msoft-float", "-fno-asynchronous-unwind-tables"]));
     } else {
@@ -68,7 +69,7 @@ pub fn commands(def: &ImageDef, sys: &Path, kmod_dir: &Path, work: &Path) -> Vec
     cc.extend(strings(&["-ffreestanding", "-fwrapv", "-fstack-protector", "-std=gnu99"]));
     cc.extend([s(&kmod_dir.join("freebsd/addrsel_kmod.c")), "-o".into(), object.clone()]);
     let ko = s(&work.join("addrsel.ko"));
-    if def.arch == "amd64" {
+    if def.arch == Arch::Amd64 {
         let mut link = strings(&["ld.lld", "-m", "elf_x86_64_fbsd", "-warn-common", "--build-id=sha1", "-T"]);
         link.extend([s(&sys.join("conf/ldscript.kmod.amd64")), "-r".into(), "-o".into(), ko, object]);
         vec![cc, link]
@@ -85,7 +86,7 @@ pub fn commands(def: &ImageDef, sys: &Path, kmod_dir: &Path, work: &Path) -> Vec
 
 /// The machine-dependent include links kmod.mk makes in the build directory.
 pub fn machine_links(def: &ImageDef, sys: &Path) -> Vec<(&'static str, PathBuf)> {
-    if def.arch == "amd64" {
+    if def.arch == Arch::Amd64 {
         vec![("machine", sys.join("amd64/include")), ("x86", sys.join("x86/include"))]
     } else {
         vec![("machine", sys.join("arm64/include"))]
@@ -93,64 +94,57 @@ pub fn machine_links(def: &ImageDef, sys: &Path) -> Vec<(&'static str, PathBuf)>
 }
 
 /// Unpacks the members of a pinned `.txz` under `prefixes` into the cache, once.
-fn unpack_txz(p: &Pinned, prefixes: &[&str], skip: &[&str], progress: &dyn Fn(&str)) -> Result<PathBuf, String> {
+fn unpack_txz(p: &Pinned, prefixes: &[&str], skip: &[&str], progress: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
     let dir =
-        fetch::cache_dir().join("freebsd").join(format!("{}-{}", &p.sha256[..16], p.name.trim_end_matches(".txz")));
+        cache::cache_dir().join("freebsd").join(format!("{}-{}", &p.sha256[..16], p.name.trim_end_matches(".txz")));
     if dir.join(".complete").exists() {
         return Ok(dir);
     }
-    let txz = freebsd_image::fetch_pinned(p, progress).map_err(|e| e.to_string())?;
+    let txz = crate::freebsd::image::fetch_pinned(p, progress)?;
     progress(&format!("unpacking {}", p.name));
-    fetch::clean_stale_partials(dir.parent().expect("in the cache"));
-    let partial = dir.with_extension(format!("partial.{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&partial);
-    let unpacked = (|| {
-        std::fs::create_dir_all(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
-        let file = std::fs::File::open(&txz).map_err(|e| e.to_string())?;
+    cache::publish(&dir, |partial| {
+        std::fs::create_dir_all(partial).with_context(|| format!("cannot create {}", partial.display()))?;
+        let file = std::fs::File::open(&txz).with_context(|| format!("cannot read {}", txz.display()))?;
         let mut archive = tar::Archive::new(xz2::read::XzDecoder::new(std::io::BufReader::new(file)));
-        for entry in archive.entries().map_err(|e| e.to_string())? {
-            let mut entry = entry.map_err(|e| format!("{}: {e}", p.name))?;
-            let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+        for entry in archive.entries().with_context(|| format!("{}: not a tar archive", p.name))? {
+            let mut entry = entry.with_context(|| format!("{}: a damaged entry", p.name))?;
+            let path = entry.path()?.into_owned();
             let rel = path.strip_prefix("./").unwrap_or(&path).to_string_lossy().into_owned();
             if !prefixes.iter().any(|x| rel.starts_with(x)) || skip.iter().any(|x| rel.starts_with(x)) {
                 continue;
             }
             // unpack_in refuses paths that would leave the directory.
-            entry.unpack_in(&partial).map_err(|e| format!("{}: {rel}: {e}", p.name))?;
+            entry.unpack_in(partial).with_context(|| format!("{}: cannot unpack {rel}", p.name))?;
         }
-        std::fs::write(partial.join(".complete"), b"").map_err(|e| e.to_string())?;
-        fetch::publish_dir(&partial, &dir)
-    })();
-    if unpacked.is_err() {
-        let _ = std::fs::remove_dir_all(&partial);
-    }
-    unpacked.map(|()| dir)
+        std::fs::write(partial.join(".complete"), b"").with_context(|| format!("cannot write in {}", partial.display()))
+    })?;
+    Ok(dir)
 }
 
-fn pinned<'a>(lock: &'a Lock, name: &str) -> Result<&'a Pinned, String> {
-    lock.dist.iter().find(|p| p.name == name).ok_or_else(|| format!("the lock pins no {name}"))
+fn pinned<'a>(lock: &'a Lock, name: &str) -> anyhow::Result<&'a Pinned> {
+    lock.dist.iter().find(|p| p.name == name).with_context(|| format!("the lock pins no {name}"))
 }
 
 /// The release's libraries and headers from base.txz: what the agent links against.
-pub fn sysroot(lock: &Lock, progress: &dyn Fn(&str)) -> Result<PathBuf, String> {
+pub fn sysroot(lock: &Lock, progress: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
     unpack_txz(
         pinned(lock, "base.txz")?,
         &["lib/", "usr/lib/", "usr/include/"],
         &["usr/lib/debug/", "usr/lib32/"],
         progress,
     )
-    .map_err(|e| format!("cannot download base.txz: {e}"))
+    .context("cannot download base.txz")
 }
 
 /// The kernel sources (`usr/src/sys`) of the release, from src.txz.
-pub fn kernel_sources(lock: &Lock, progress: &dyn Fn(&str)) -> Result<PathBuf, String> {
-    let dir = unpack_txz(pinned(lock, "src.txz")?, &["usr/src/sys/"], &[], progress)
-        .map_err(|e| format!("cannot download src.txz: {e}"))?;
+pub fn kernel_sources(lock: &Lock, progress: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
+    let dir =
+        unpack_txz(pinned(lock, "src.txz")?, &["usr/src/sys/"], &[], progress).context("cannot download src.txz")?;
     Ok(dir.join("usr/src/sys"))
 }
 
 fn kmod_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kmod")
+    crate::repo_root().join("kmod")
 }
 
 /// Which kernel sources a module is built against.
@@ -162,44 +156,42 @@ pub enum KernelSource<'a> {
 }
 
 /// Builds the module for a release with clang and ld.lld and verifies it.
-pub fn build(def: &ImageDef, source: KernelSource, progress: &dyn Fn(&str)) -> Result<PathBuf, String> {
+pub fn build(def: &ImageDef, source: KernelSource, progress: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
     let sys = match source {
         KernelSource::Tree(s) => s.to_path_buf(),
         KernelSource::Release(lock) => kernel_sources(lock, progress)?,
     };
     if !sys.join("sys/param.h").exists() {
-        return Err(format!("{} is not a FreeBSD kernel source tree (no sys/param.h)", sys.display()));
+        anyhow::bail!("{} is not a FreeBSD kernel source tree (no sys/param.h)", sys.display());
     }
-    for tool in ["clang", "ld.lld"] {
-        if crate::qemu::find_binary(tool).is_err() {
-            crate::toolchain::install(&[if tool == "clang" { "clang" } else { "lld" }], &format!("{tool} is missing"))?;
-        }
-    }
-    let work = fetch::cache_dir().join("kmod").join(format!("{}.{}", def.name, std::process::id()));
+    crate::tools::program("clang", "clang", "clang builds the FreeBSD module")?;
+    crate::tools::program("ld.lld", "lld", "ld.lld links the FreeBSD module")?;
+    let work = cache::cache_dir().join("kmod").join(format!("{}.{}", def.name, std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&work)?;
     let result = (|| {
         for (link, target) in machine_links(def, &sys) {
-            std::os::unix::fs::symlink(&target, work.join(link)).map_err(|e| e.to_string())?;
+            std::os::unix::fs::symlink(&target, work.join(link))?;
         }
         // kmod.mk's stand-in for a kernel build's option header.
-        std::fs::write(work.join("opt_global.h"), b"").map_err(|e| e.to_string())?;
+        std::fs::write(work.join("opt_global.h"), b"")?;
         for argv in commands(def, &sys, &kmod_dir(), &work) {
             progress(&argv.join(" "));
-            let out = Command::new(&argv[0]).args(&argv[1..]).output().map_err(|e| format!("{}: {e}", argv[0]))?;
+            let out =
+                Command::new(&argv[0]).args(&argv[1..]).output().with_context(|| format!("cannot run {}", argv[0]))?;
             if !out.status.success() {
                 let err = String::from_utf8_lossy(&out.stderr);
                 let tail: Vec<&str> = err.lines().take(30).collect();
-                return Err(format!("`{}` failed:\n{}", argv.join(" "), tail.join("\n")));
+                anyhow::bail!("`{}` failed:\n{}", argv.join(" "), tail.join("\n"));
             }
         }
         let ko = work.join("addrsel.ko");
-        let verdict = crate::kmod::verify(&std::fs::read(&ko).map_err(|e| e.to_string())?, None)?;
+        let verdict = crate::module_elf::verify(&std::fs::read(&ko)?, None)?;
         if !verdict.ok() {
-            return Err(format!("the built module failed verification:\n{}", verdict.render()));
+            anyhow::bail!("the built module failed verification:\n{}", verdict.render());
         }
-        let out = fetch::cache_dir().join("kmod").join(format!("{}.ko", def.name));
-        std::fs::copy(&ko, &out).map_err(|e| e.to_string())?;
+        let out = cache::cache_dir().join("kmod").join(format!("{}.ko", def.name));
+        std::fs::copy(&ko, &out)?;
         Ok(out)
     })();
     let _ = std::fs::remove_dir_all(&work);
@@ -213,7 +205,7 @@ mod tests {
     #[test]
     fn cross_build_command_lines() {
         let mut out = String::new();
-        for d in freebsd_image::all().unwrap().iter().filter(|d| d.release.starts_with("15.")) {
+        for d in crate::freebsd::image::all().unwrap().iter().filter(|d| d.release.starts_with("15.")) {
             out.push_str(&format!("{} ({}):\n", d.name, clang_target(d)));
             for (link, target) in machine_links(d, Path::new("/SYS")) {
                 out.push_str(&format!("  ln -s {} {link}\n", target.display()));

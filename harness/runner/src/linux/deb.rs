@@ -3,6 +3,8 @@
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
+use anyhow::Context as _;
+
 /// The members of an `ar` archive: (name, bytes).
 fn ar_members(data: &[u8]) -> Result<Vec<(String, &[u8])>, String> {
     if !data.starts_with(b"!<arch>\n") {
@@ -24,30 +26,29 @@ fn ar_members(data: &[u8]) -> Result<Vec<(String, &[u8])>, String> {
 
 /// Unpacks the package's files into `dir/<sha256>/` (kept across runs) and returns it. The
 /// directory appears in one rename, so it exists only complete, also with concurrent runs.
-pub fn unpack(deb: &Path, sha256: &str, dir: &Path) -> Result<PathBuf, String> {
+pub fn unpack(deb: &Path, sha256: &str, dir: &Path) -> anyhow::Result<PathBuf> {
     let target = dir.join(sha256);
     if target.exists() {
         return Ok(target);
     }
-    let data = std::fs::read(deb).map_err(|e| format!("{}: {e}", deb.display()))?;
-    let members = ar_members(&data).map_err(|e| format!("{}: {e}", deb.display()))?;
+    let data = std::fs::read(deb).with_context(|| format!("cannot read {}", deb.display()))?;
+    let members = ar_members(&data).map_err(|e| anyhow::anyhow!("{}: {e}", deb.display()))?;
     let (name, bytes) = members
         .iter()
         .find(|(n, _)| n.starts_with("data.tar"))
-        .ok_or_else(|| format!("{}: no data.tar member", deb.display()))?;
+        .with_context(|| format!("{}: no data.tar member", deb.display()))?;
     let reader: Box<dyn Read> = match name.as_str() {
         "data.tar.xz" => Box::new(xz2::read::XzDecoder::new(*bytes)),
         "data.tar.gz" => Box::new(flate2::read::GzDecoder::new(*bytes)),
         "data.tar" => Box::new(*bytes),
-        other => return Err(format!("{}: unsupported member {other}", deb.display())),
+        other => anyhow::bail!("{}: unsupported member {other}", deb.display()),
     };
-    let partial = dir.join(format!("{sha256}.partial.{}", std::process::id()));
-    let unpacked = (|| -> Result<(), String> {
-        std::fs::create_dir_all(&partial).map_err(|e| e.to_string())?;
+    crate::cache::publish(&target, |partial| {
+        std::fs::create_dir_all(partial).with_context(|| format!("cannot create {}", partial.display()))?;
         let mut archive = tar::Archive::new(reader);
-        for entry in archive.entries().map_err(|e| e.to_string())? {
-            let mut entry = entry.map_err(|e| format!("{}: {e}", deb.display()))?;
-            let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+        for entry in archive.entries().with_context(|| format!("{}: not a tar archive", deb.display()))? {
+            let mut entry = entry.with_context(|| format!("{}: a damaged entry", deb.display()))?;
+            let path = entry.path().with_context(|| format!("{}: an entry's path", deb.display()))?.into_owned();
             // Only plain relative paths: nothing may land outside the unpack directory.
             if path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
                 continue;
@@ -55,30 +56,28 @@ pub fn unpack(deb: &Path, sha256: &str, dir: &Path) -> Result<PathBuf, String> {
             let out = partial.join(&path);
             match entry.header().entry_type() {
                 tar::EntryType::Directory => {
-                    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+                    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
                 }
                 tar::EntryType::Regular | tar::EntryType::Symlink | tar::EntryType::Link => {
                     if let Some(parent) = out.parent() {
-                        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                        std::fs::create_dir_all(parent)
+                            .with_context(|| format!("cannot create {}", parent.display()))?;
                     }
                     if entry.header().entry_type() == tar::EntryType::Link {
                         // Hard links point at another member of the archive.
-                        let to = entry.link_name().map_err(|e| e.to_string())?.ok_or("hard link without target")?;
+                        let to = entry.link_name()?.with_context(|| {
+                            format!("{}: hard link {} without a target", deb.display(), path.display())
+                        })?;
                         let _ = std::fs::copy(partial.join(to), &out);
                     } else {
-                        entry.unpack(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+                        entry.unpack(&out).with_context(|| format!("cannot unpack {}", out.display()))?;
                     }
                 }
                 _ => {}
             }
         }
         Ok(())
-    })();
-    if let Err(e) = unpacked {
-        let _ = std::fs::remove_dir_all(&partial);
-        return Err(e);
-    }
-    crate::fetch::publish_dir(&partial, &target)?;
+    })?;
     Ok(target)
 }
 

@@ -1,110 +1,18 @@
-//! Debian packages for the Linux guests: image definitions (`images/linux/*.toml`), lock
-//! files pinned from the release's signed index (`cargo xtask image --update`), and
-//! verified, cached downloads.
+//! Debian packages: dpkg's version order, the release's package indexes read only after
+//! gpgv verified the InRelease that lists them, resolving an image's packages (and the
+//! module build root: the kernel's own compiler) into a lock, and verified downloads.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde::{Deserialize, Serialize};
+use anyhow::{Context as _, bail};
 
-use crate::fetch::{self, FetchError};
+use crate::arch::Arch;
+use crate::cache;
+use crate::linux::compiler::{Toolchain, cc_version_text, same_debian_gcc};
+use crate::linux::image::{ImageDef, Lock, LockedIndex, LockedPackage};
 
-/// `images/linux/<name>.toml`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImageDef {
-    pub name: String,
-    pub description: String,
-    /// Debian architecture (amd64, arm64).
-    pub arch: String,
-    /// `(mirror URL, suite)` pairs, searched for the newest version of every package.
-    pub suites: Vec<(String, String)>,
-    /// The kernel (meta)package.
-    pub kernel: String,
-    /// Userland packages; their shared-library dependencies are locked too.
-    pub packages: Vec<String>,
-    /// Kernel modules to load at boot (dependencies come from each module's .modinfo).
-    pub modules: Vec<String>,
-    /// Packages to build the test module against this kernel (headers, build scripts).
-    #[serde(default)]
-    pub kmod_build: Vec<String>,
-    /// Kernel command line.
-    pub cmdline: String,
-    pub qemu: QemuDef,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QemuDef {
-    pub binary: String,
-    pub machine: String,
-    /// CPU model without KVM.
-    pub cpu: String,
-    pub memory_mb: u32,
-    /// The serial console device name in the guest (ttyS0, ttyAMA0).
-    pub console: String,
-    /// How results come back: `serial` (ttyS1) or `virtio`.
-    pub results: crate::qemu::Channel,
-}
-
-/// `images/linux/<name>.lock`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lock {
-    pub image: String,
-    /// The architecture of the module build root: the build machine's ([`BUILD_ARCH`]) for
-    /// native and cross builds, the image's when its compiler only exists natively and runs
-    /// under user-mode emulation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub build_root_arch: Option<String>,
-    pub generated_from: Vec<LockedIndex>,
-    pub package: Vec<LockedPackage>,
-    /// The build machine's packages that build the test module for this kernel: the
-    /// kernel's own compiler, make and a shell, and the kernel's build scripts.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub build_root: Vec<LockedPackage>,
-    /// qemu-user-static for the build machine, when the build root is emulated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub emulator: Option<LockedPackage>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockedIndex {
-    pub url: String,
-    /// sha256 of the InRelease file whose signature was verified.
-    pub sha256: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockedPackage {
-    pub name: String,
-    pub version: String,
-    pub url: String,
-    pub sha256: String,
-    pub size: u64,
-}
-
-pub fn images_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../images/linux")
-}
-
-pub fn load_image(path: &Path) -> Result<ImageDef, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-pub fn lock_path(def: &ImageDef) -> PathBuf {
-    images_dir().join(format!("{}.lock", def.name.trim_start_matches("linux-")))
-}
-
-pub fn load_lock(def: &ImageDef) -> Result<Lock, String> {
-    let path = lock_path(def);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("{}: {e} (run `cargo xtask image --update` to create it)", path.display()))?;
-    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-// ---------------------------------------------------------------------------------------
 // Debian version comparison (dpkg's verrevcmp)
 
 fn order(c: u8) -> i32 {
@@ -218,27 +126,27 @@ fn parse_stanzas(text: &str, mirror: &str) -> Vec<Stanza> {
 }
 
 /// The signed part of a clearsigned InRelease, after `gpgv` verified it.
-fn verified_inrelease(url: &str, keyring: &Path) -> Result<(String, String), String> {
-    let bytes = fetch::get(url).map_err(|e| e.to_string())?;
-    let sha = fetch::sha256_hex(&bytes);
+fn verified_inrelease(url: &str, keyring: &Path) -> anyhow::Result<(String, String)> {
+    let bytes = cache::get(url)?;
+    let sha = cache::sha256_hex(&bytes);
     let tmp = std::env::temp_dir().join(format!("addrsel-inrelease-{}-{sha}", std::process::id()));
-    std::fs::write(&tmp, &bytes).map_err(|e| e.to_string())?;
+    std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
     let out = Command::new("gpgv").arg("--keyring").arg(keyring).arg(&tmp).output();
     let _ = std::fs::remove_file(&tmp);
-    let out = out.map_err(|e| format!("cannot run gpgv (install the gpgv package): {e}"))?;
+    let out = out.context("cannot run gpgv (install the gpgv package)")?;
     if !out.status.success() {
-        return Err(format!(
+        bail!(
             "{url}: the signature does not verify against {}:\n{}",
             keyring.display(),
             String::from_utf8_lossy(&out.stderr)
-        ));
+        );
     }
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let body = text
         .split_once("\n\n")
         .and_then(|(_, rest)| rest.split_once("-----BEGIN PGP SIGNATURE-----"))
         .map(|(b, _)| b.lines().map(|l| l.strip_prefix("- ").unwrap_or(l)).collect::<Vec<_>>().join("\n"))
-        .ok_or_else(|| format!("{url}: not a clearsigned InRelease file"))?;
+        .with_context(|| format!("{url}: not a clearsigned InRelease file"))?;
     Ok((body, sha))
 }
 
@@ -252,19 +160,19 @@ fn listed_sha256(inrelease: &str, path: &str) -> Option<String> {
     })
 }
 
-fn decompress_xz(data: &[u8]) -> Result<String, String> {
+fn decompress_xz(data: &[u8]) -> anyhow::Result<String> {
     let mut out = String::new();
-    std::io::Read::read_to_string(&mut xz2::read::XzDecoder::new(data), &mut out).map_err(|e| e.to_string())?;
+    std::io::Read::read_to_string(&mut xz2::read::XzDecoder::new(data), &mut out)?;
     Ok(out)
 }
 
 /// The Debian archive keyring that signs the releases.
-pub fn keyring() -> Result<PathBuf, String> {
+pub fn keyring() -> anyhow::Result<PathBuf> {
     let p = PathBuf::from("/usr/share/keyrings/debian-archive-keyring.gpg");
     if p.exists() {
         Ok(p)
     } else {
-        Err("the Debian archive keyring is missing (install debian-archive-keyring)".into())
+        Err(anyhow::anyhow!("the Debian archive keyring is missing (install debian-archive-keyring)"))
     }
 }
 
@@ -278,11 +186,11 @@ struct Index {
 impl Index {
     fn load(
         suites: &[(String, String)],
-        arch: &str,
+        arch: Arch,
         keyring: &Path,
         indexes: &mut Vec<LockedIndex>,
         progress: &dyn Fn(&str),
-    ) -> Result<Index, String> {
+    ) -> anyhow::Result<Index> {
         let mut packages: HashMap<String, Vec<Stanza>> = HashMap::new();
         for (mirror, suite) in suites {
             let url = format!("{mirror}/dists/{suite}/InRelease");
@@ -292,13 +200,13 @@ impl Index {
                 indexes.push(LockedIndex { url: url.clone(), sha256: sha });
             }
             let rel = format!("main/binary-{arch}/Packages.xz");
-            let want = listed_sha256(&inrelease, &rel).ok_or_else(|| format!("{url} does not list {rel}"))?;
+            let want = listed_sha256(&inrelease, &rel).with_context(|| format!("{url} does not list {rel}"))?;
             let purl = format!("{mirror}/dists/{suite}/{rel}");
             progress(&format!("reading {purl}"));
-            let packed = fetch::get(&purl).map_err(|e| e.to_string())?;
-            let got = fetch::sha256_hex(&packed);
+            let packed = cache::get(&purl)?;
+            let got = cache::sha256_hex(&packed);
             if got != want {
-                return Err(format!("{purl}: sha256 {got} is not the {want} the signed InRelease lists"));
+                anyhow::bail!("{purl}: sha256 {got} is not the {want} the signed InRelease lists");
             }
             for st in parse_stanzas(&decompress_xz(&packed)?, mirror) {
                 packages.entry(st.get("Package").to_string()).or_default().push(st);
@@ -335,14 +243,14 @@ impl Index {
     }
 
     /// `roots` and the dependencies `follow` accepts, transitively, newest versions.
-    fn closure(&self, roots: &[String], follow: &dyn Fn(&str) -> bool, what: &str) -> Result<Vec<&Stanza>, String> {
+    fn closure(&self, roots: &[String], follow: &dyn Fn(&str) -> bool, what: &str) -> anyhow::Result<Vec<&Stanza>> {
         let mut chosen: BTreeMap<String, &Stanza> = BTreeMap::new();
         let mut queue: Vec<String> = roots.to_vec();
         while let Some(name) = queue.pop() {
             if chosen.contains_key(&name) {
                 continue;
             }
-            let st = self.newest(&name).ok_or_else(|| format!("package {name} is not in the {what} index"))?;
+            let st = self.newest(&name).with_context(|| format!("package {name} is not in the {what} index"))?;
             chosen.insert(name.clone(), st);
             let deps = format!("{}, {}", st.get("Pre-Depends"), st.get("Depends"));
             for group in deps.split(',').map(str::trim).filter(|g| !g.is_empty()) {
@@ -385,21 +293,21 @@ fn followed_into_guest(name: &str) -> bool {
 }
 
 /// The architecture of the machines that build test modules (the build root's packages).
-pub const BUILD_ARCH: &str = "amd64";
+pub const BUILD_ARCH: Arch = Arch::Amd64;
 
 /// Resolves the image's packages and their dependencies to the newest versions in its
 /// suites, from indexes whose signatures were verified. With `kmod_build`, also the build
 /// root for the test module: the compiler the kernel was built with (read from the kernel's
 /// own config), make, a shell and the kernel's build scripts, for the build machine.
-pub fn resolve_lock(def: &ImageDef, progress: &dyn Fn(&str)) -> Result<Lock, String> {
+pub fn resolve_lock(def: &ImageDef, progress: &dyn Fn(&str)) -> anyhow::Result<Lock> {
     let keyring = keyring()?;
     let mut indexes = Vec::new();
-    let image_index = Index::load(&def.suites, &def.arch, &keyring, &mut indexes, progress)?;
+    let image_index = Index::load(&def.suites, def.arch, &keyring, &mut indexes, progress)?;
     let roots: Vec<String> = std::iter::once(def.kernel.clone())
         .chain(def.packages.iter().cloned())
         .chain(def.kmod_build.iter().cloned())
         .collect();
-    let image = image_index.closure(&roots, &followed_into_guest, &def.arch)?;
+    let image = image_index.closure(&roots, &followed_into_guest, def.arch.as_str())?;
     let package: Vec<LockedPackage> = image.iter().map(|st| locked(st)).collect();
     let mut lock = Lock {
         image: def.name.clone(),
@@ -415,19 +323,18 @@ pub fn resolve_lock(def: &ImageDef, progress: &dyn Fn(&str)) -> Result<Lock, Str
             .flat_map(|st| st.get("Depends").split(','))
             .filter_map(|d| d.split_whitespace().next())
             .find(|d| d.starts_with("linux-kbuild-"))
-            .ok_or("the kernel headers do not depend on a linux-kbuild package")?
+            .context("the kernel headers do not depend on a linux-kbuild package")?
             .to_string();
         let config = kernel_config(def, &lock.package, progress)?;
-        let cc =
-            crate::linux_kmod::cc_version_text(&config).ok_or("the kernel config has no CONFIG_CC_VERSION_TEXT")?;
+        let cc = cc_version_text(&config).context("the kernel config has no CONFIG_CC_VERSION_TEXT")?;
         let build_index;
         let (root_arch, toolchain, index) = if def.arch == BUILD_ARCH {
-            (BUILD_ARCH, crate::linux_kmod::Toolchain::for_kernel(&cc, &def.arch, BUILD_ARCH)?, &image_index)
+            (BUILD_ARCH, Toolchain::for_kernel(&cc, def.arch, BUILD_ARCH)?, &image_index)
         } else {
             build_index = Index::load(&def.suites, BUILD_ARCH, &keyring, &mut indexes, progress)?;
-            let cross = crate::linux_kmod::Toolchain::for_kernel(&cc, &def.arch, BUILD_ARCH)?;
+            let cross = Toolchain::for_kernel(&cc, def.arch, BUILD_ARCH)?;
             let cross_version = build_index.newest(&cross.compiler_package).map(|st| st.get("Version").to_string());
-            if cross_version.as_deref().is_some_and(|v| crate::linux_kmod::same_debian_gcc(&cc, v)) {
+            if cross_version.as_deref().is_some_and(|v| same_debian_gcc(&cc, v)) {
                 (BUILD_ARCH, cross, &build_index)
             } else {
                 progress(&format!(
@@ -436,58 +343,48 @@ pub fn resolve_lock(def: &ImageDef, progress: &dyn Fn(&str)) -> Result<Lock, Str
                     cross_version.as_deref().unwrap_or("missing"),
                     def.arch
                 ));
-                let emulator = build_index.newest("qemu-user-static").ok_or("qemu-user-static is not in the index")?;
+                let emulator =
+                    build_index.newest("qemu-user-static").context("qemu-user-static is not in the index")?;
                 lock.emulator = Some(locked(emulator));
-                (def.arch.as_str(), crate::linux_kmod::Toolchain::for_kernel(&cc, &def.arch, &def.arch)?, &image_index)
+                (def.arch, Toolchain::for_kernel(&cc, def.arch, def.arch)?, &image_index)
             }
         };
         progress(&format!("the kernel was built with `{cc}`: locking {} ({root_arch})", toolchain.packages.join(", ")));
         let roots: Vec<String> = toolchain.packages.iter().cloned().chain([kbuild]).collect();
-        lock.build_root = index.closure(&roots, &|_| true, root_arch)?.iter().map(|st| locked(st)).collect();
-        lock.build_root_arch = Some(root_arch.to_string());
+        lock.build_root = index.closure(&roots, &|_| true, root_arch.as_str())?.iter().map(|st| locked(st)).collect();
+        lock.build_root_arch = Some(root_arch);
     }
     lock.generated_from = indexes;
     Ok(lock)
 }
 
 /// The kernel's build configuration, from its package (downloaded and verified).
-fn kernel_config(def: &ImageDef, package: &[LockedPackage], progress: &dyn Fn(&str)) -> Result<String, String> {
+fn kernel_config(def: &ImageDef, package: &[LockedPackage], progress: &dyn Fn(&str)) -> anyhow::Result<String> {
     let kernel: Vec<LockedPackage> =
         package.iter().filter(|p| p.name.starts_with("linux-image-") && p.name != def.kernel).cloned().collect();
-    let (p, deb) =
-        fetch_packages(&kernel, progress).map_err(|e| e.to_string())?.pop().ok_or("no kernel image package")?;
-    let root = crate::deb::unpack(&deb, &p.sha256, &fetch::cache_dir().join("unpacked"))?;
+    let (p, deb) = fetch_packages(&kernel, progress)?.pop().context("no kernel image package")?;
+    let root = crate::linux::deb::unpack(&deb, &p.sha256, &cache::cache_dir().join("unpacked"))?;
     let boot = root.join("boot");
-    let entries = std::fs::read_dir(&boot).map_err(|e| format!("{}: {e}", boot.display()))?;
+    let entries = std::fs::read_dir(&boot).with_context(|| format!("cannot read {}", boot.display()))?;
     let config = entries
         .flatten()
         .map(|e| e.path())
         .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("config-")))
-        .ok_or("no config in the kernel package")?;
-    std::fs::read_to_string(&config).map_err(|e| format!("{}: {e}", config.display()))
-}
-
-pub fn write_lock(def: &ImageDef, lock: &Lock) -> Result<PathBuf, String> {
-    let path = lock_path(def);
-    let body = toml::to_string_pretty(lock).map_err(|e| e.to_string())?;
-    let text = format!(
-        "# Generated by `cargo xtask image --update` from the signed Debian indexes listed below.\n# Do not edit: every download is checked against these sha256 sums.\n{body}"
-    );
-    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(path)
+        .context("no config in the kernel package")?;
+    std::fs::read_to_string(&config).with_context(|| format!("cannot read {}", config.display()))
 }
 
 /// These packages as verified files in the cache.
 pub fn fetch_packages(
     packages: &[LockedPackage],
     progress: &dyn Fn(&str),
-) -> Result<Vec<(LockedPackage, PathBuf)>, FetchError> {
-    let dir = fetch::cache_dir().join("debian");
+) -> Result<Vec<(LockedPackage, PathBuf)>, cache::FetchError> {
+    let dir = cache::cache_dir().join("debian");
     let mut out = Vec::new();
     for p in packages {
         let name = format!("{}.deb", p.sha256);
         let notify = |why: &str| progress(&format!("{} {} ({} kB): {why}", p.name, p.version, p.size / 1024));
-        out.push((p.clone(), fetch::fetch_verified(&p.url, &p.sha256, &dir, &name, &notify)?));
+        out.push((p.clone(), cache::fetch_verified(&p.url, &p.sha256, &dir, &name, &notify)?));
     }
     Ok(out)
 }

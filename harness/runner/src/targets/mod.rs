@@ -1,21 +1,19 @@
 //! Every known target, whether it can run here, and how to run it.
 
-use std::path::Path;
-use std::time::Duration;
+pub mod host;
+pub mod run;
 
 use addrsel_model::Os;
-
-use crate::corpus::Loaded;
-use crate::target::{Progress, TargetRun};
+use run::{RunContext, TargetRun};
 
 #[derive(Clone, Debug)]
 pub enum Kind {
     /// The running kernel, in namespaces.
     Host,
     /// A Debian guest under QEMU.
-    LinuxVm(Box<crate::debian::ImageDef>),
+    LinuxVm(Box<crate::linux::image::ImageDef>),
     /// A FreeBSD BASIC-CI guest under QEMU.
-    FreebsdVm(Box<crate::freebsd_image::ImageDef>),
+    FreebsdVm(Box<crate::freebsd::image::ImageDef>),
 }
 
 #[derive(Clone, Debug)]
@@ -35,7 +33,7 @@ pub fn all() -> anyhow::Result<Vec<TargetDef>> {
         description: "this machine's Linux kernel and glibc, each scenario in fresh namespaces".into(),
         kind: Kind::Host,
     }];
-    let dir = crate::debian::images_dir();
+    let dir = crate::linux::image::images_dir();
     let mut images: Vec<_> = std::fs::read_dir(&dir)
         .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?
         .flatten()
@@ -44,7 +42,7 @@ pub fn all() -> anyhow::Result<Vec<TargetDef>> {
         .collect();
     images.sort();
     for p in images {
-        let def = crate::debian::load_image(&p).map_err(anyhow::Error::msg)?;
+        let def = crate::linux::image::load_image(&p).map_err(anyhow::Error::msg)?;
         out.push(TargetDef {
             name: def.name.clone(),
             os: Os::Linux,
@@ -52,7 +50,7 @@ pub fn all() -> anyhow::Result<Vec<TargetDef>> {
             kind: Kind::LinuxVm(Box::new(def)),
         });
     }
-    for def in crate::freebsd_image::all().map_err(anyhow::Error::msg)? {
+    for def in crate::freebsd::image::all().map_err(anyhow::Error::msg)? {
         out.push(TargetDef {
             name: def.name.clone(),
             os: Os::Freebsd,
@@ -63,21 +61,23 @@ pub fn all() -> anyhow::Result<Vec<TargetDef>> {
     Ok(out)
 }
 
-/// Whether a target can run on this machine, and why not.
-pub fn availability(t: &TargetDef) -> Result<String, String> {
+/// Whether a target can run on this machine: how it will run, or why it cannot.
+pub fn availability(t: &TargetDef) -> anyhow::Result<String> {
     match &t.kind {
         Kind::Host => {
             if std::env::consts::OS != "linux" {
-                return Err(format!("the host target needs Linux (this is {})", std::env::consts::OS));
+                anyhow::bail!("the host target needs Linux (this is {})", std::env::consts::OS);
             }
-            let agent = crate::host::build_agent()?;
-            crate::host::check(&agent)
+            let agent = crate::agent_build::for_host()?;
+            host::check(&agent)
         }
         Kind::LinuxVm(def) => {
-            crate::qemu::find_binary(&def.qemu.binary)
-                .or_else(|e| if unsafe_is_root() { Ok(std::path::PathBuf::new()) } else { Err(e) })?;
-            let lock = crate::debian::load_lock(def.as_ref())?;
-            let cache = crate::fetch::cache_dir().join("debian");
+            let (qemu, package) = def.arch.qemu();
+            if crate::tools::find_program(qemu).is_err() && !crate::tools::is_root() {
+                anyhow::bail!("{qemu} is not installed (apt-get install {package})");
+            }
+            let lock = crate::linux::image::load_lock(def.as_ref())?;
+            let cache = crate::cache::cache_dir().join("debian");
             let missing: u64 =
                 lock.package.iter().filter(|p| !cache.join(format!("{}.deb", p.sha256)).exists()).map(|p| p.size).sum();
             let kernel = lock
@@ -93,42 +93,30 @@ pub fn availability(t: &TargetDef) -> Result<String, String> {
         }
         Kind::FreebsdVm(def) => {
             // What a run needs first: the pinned image, and the site to fetch it from.
-            let lock = match crate::freebsd_image::load_lock(def)? {
+            let lock = match crate::freebsd::image::load_lock(def)? {
                 Some(l) => l,
                 None => {
-                    let url = crate::freebsd_image::effective_url(&format!("{}/CHECKSUM.SHA256", def.image_dir));
-                    crate::fetch::get(&url).map_err(|e| e.to_string())?;
+                    let url = crate::freebsd::image::effective_url(&format!("{}/CHECKSUM.SHA256", def.image_dir));
+                    crate::cache::get(&url)?;
                     return Ok(format!("{} reachable; the first run pins its checksums", def.image_dir));
                 }
             };
-            let cached = crate::fetch::cache_dir().join("freebsd").join(format!("{}.raw", &lock.disk.sha256[..16]));
+            let cached = crate::cache::cache_dir().join("freebsd").join(format!("{}.raw", &lock.disk.sha256[..16]));
             if cached.exists() {
                 Ok(format!("{} cached", lock.disk.name))
             } else {
-                crate::fetch::head(&crate::freebsd_image::effective_url(&lock.disk.url)).map_err(|e| e.to_string())?;
+                crate::cache::head(&crate::freebsd::image::effective_url(&lock.disk.url))?;
                 Ok(format!("will download and verify {}", lock.disk.name))
             }
         }
     }
 }
 
-fn unsafe_is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Runs a target; `kmod`: also load the test kernel module where the target takes one.
-pub fn run(
-    t: &TargetDef,
-    scenarios: &[Loaded],
-    dir: &Path,
-    deadline: Duration,
-    kmod: bool,
-    progress: &Progress,
-) -> TargetRun {
+/// Runs a target.
+pub fn run(t: &TargetDef, ctx: &RunContext) -> TargetRun {
     match &t.kind {
-        Kind::Host => crate::host::run(scenarios, dir, deadline, progress),
-        Kind::LinuxVm(def) => crate::linux_vm::run(def.as_ref(), scenarios, dir, deadline, kmod, progress),
-        Kind::FreebsdVm(def) => crate::freebsd_vm::run(def.as_ref(), scenarios, dir, deadline, kmod, progress),
+        Kind::Host => host::run(ctx),
+        Kind::LinuxVm(def) => crate::linux::vm::run(def.as_ref(), ctx),
+        Kind::FreebsdVm(def) => crate::freebsd::vm::run(def.as_ref(), ctx),
     }
 }

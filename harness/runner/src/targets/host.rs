@@ -1,0 +1,105 @@
+//! The `host` target: the running kernel and C library, each scenario in fresh namespaces.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use addrsel_model::plan;
+use addrsel_model::protocol::{AgentInput, AgentMessage};
+use anyhow::Context as _;
+
+use crate::process::KillOnDrop;
+use crate::targets::run::{RunContext, TargetRun};
+
+/// Whether the agent can make namespaces here (root, or unprivileged user namespaces).
+pub fn check(agent: &Path) -> anyhow::Result<String> {
+    let out = Command::new(agent).arg("check").output().with_context(|| format!("cannot run {}", agent.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if out.status.success() {
+        Ok(text)
+    } else {
+        anyhow::bail!("{}", text.trim_start_matches("cannot run scenarios here: "))
+    }
+}
+
+/// Runs every scenario on the host kernel. Each scenario gets its own namespaces inside the
+/// agent; the agent itself dies if this process dies. The deadline is kept by a timer, not
+/// by the agent's output: a scenario that never ends is stopped on time, and what finished
+/// before it is kept.
+pub fn run(ctx: &RunContext) -> TargetRun {
+    let name = "host";
+    let mut run = TargetRun::new(name);
+    let agent = match crate::agent_build::for_host() {
+        Ok(a) => a,
+        Err(e) => return run.not_run(format!("{e:#}")),
+    };
+    if let Err(why) = check(&agent) {
+        return run.not_run(format!("cannot create namespaces here: {why:#}"));
+    }
+    let input = AgentInput {
+        target: name.into(),
+        plans: ctx.scenarios.iter().map(|l| plan::linux(&l.scenario)).collect(),
+        kmod: false,
+    };
+    let log_path = ctx.dir.join("host-agent.stderr");
+    let stderr = match std::fs::File::create(&log_path) {
+        Ok(f) => Stdio::from(f),
+        Err(_) => Stdio::null(),
+    };
+    let start = Instant::now();
+    let mut child =
+        match Command::new(&agent).arg("run").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(stderr).spawn() {
+            Ok(c) => c,
+            Err(e) => return run.not_run(format!("cannot start the agent {}: {e}", agent.display())),
+        };
+    let json = serde_json::to_string(&input).expect("serialisable");
+    let mut stdin = child.stdin.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
+    let guard = KillOnDrop(child);
+    // The input can be larger than a pipe holds: write it from a thread too.
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(json.as_bytes());
+    });
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let end = start + ctx.deadline;
+    let mut timed_out = false;
+    while !run.done {
+        let left = end.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => match serde_json::from_str::<AgentMessage>(&line) {
+                Ok(m) => run.take(m, ctx, start.elapsed()),
+                Err(e) => run.log.push(format!("unreadable agent line ({e}): {line}")),
+            },
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                timed_out = true;
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    drop(guard);
+    run.total = start.elapsed();
+    if !run.done {
+        run.error = Some(if timed_out {
+            format!(
+                "the agent did not finish within {} s and was stopped; {} of {} scenarios finished",
+                ctx.deadline.as_secs(),
+                run.scenarios.len(),
+                ctx.scenarios.len()
+            )
+        } else {
+            format!("the agent stopped early; see {}", log_path.display())
+        });
+    }
+    run
+}
