@@ -1,6 +1,6 @@
 //! `cargo xtask image`: the guest images, their pinned lock files and the download cache.
 
-use addrsel_runner::freebsd::{image as freebsd_image, kmod as freebsd_kmod};
+use addrsel_runner::freebsd::{image as freebsd_image, module_build as freebsd_kmod};
 use addrsel_runner::linux::image::{self as debian, Lock};
 use addrsel_runner::linux::packages;
 

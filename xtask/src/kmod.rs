@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
-use addrsel_runner::freebsd::{image as freebsd_image, kmod as freebsd_kmod};
+use addrsel_runner::freebsd::{image as freebsd_image, module_build as freebsd_kmod};
 use addrsel_runner::linux::compiler::cc_version_text;
 use addrsel_runner::linux::kernel::Kernel;
-use addrsel_runner::linux::{image as debian, initramfs, kmod as linux_kmod};
+use addrsel_runner::linux::{image as debian, initramfs, module_build as linux_kmod};
 use addrsel_runner::module_elf::{LinuxTarget, verify};
 use addrsel_runner::targets::{self, Kind};
 use anyhow::Context as _;

@@ -94,15 +94,15 @@ const MUTATIONS: &[Mutation] = &[
     Mutation {
         name: "glibc-dest-rule-5-off",
         file: "harness/engine/src/linux.rs",
-        find: "l1d == l1s && l2d != l2s,\n            l1d != l1s && l2d == l2s,",
-        replace: "false,\n            false,",
+        find: "Decision::prefer(l1d == l1s && l2d != l2s, l1d != l1s && l2d == l2s, rules::destination(5), detail)",
+        replace: "Decision::prefer(false, false, rules::destination(5), detail)",
         means: "the ULA-only host's IPv4 preference (label mismatch) disappears",
     },
     Mutation {
         name: "glibc-dest-rule-9-reversed",
         file: "harness/engine/src/linux.rs",
-        find: "if let Some(d) = Decision::higher(\n            bit1,",
-        replace: "if let Some(d) = Decision::lower(\n            bit1,",
+        find: "Decision::higher(bit1, bit2, rules::destination(9)",
+        replace: "Decision::lower(bit1, bit2, rules::destination(9)",
         means: "glibc's longest-prefix rule sorts the wrong way",
     },
     Mutation {
@@ -122,8 +122,8 @@ const MUTATIONS: &[Mutation] = &[
     Mutation {
         name: "rfc-rule-8-before-rule-6",
         file: "harness/engine/src/rfc.rs",
-        find: "        if let Some(x) = Decision::higher(pa, pb, \"Rule 6 (prefer higher precedence)\", \"precedence\") {\n            return Some(x);\n        }\n        if let Some(x) = Decision::lower(scope_rfc(&da), scope_rfc(&db), \"Rule 8 (prefer smaller scope)\", \"scope\") {\n            return Some(x);\n        }",
-        replace: "        if let Some(x) = Decision::lower(scope_rfc(&da), scope_rfc(&db), \"Rule 8 (prefer smaller scope)\", \"scope\") {\n            return Some(x);\n        }\n        if let Some(x) = Decision::higher(pa, pb, \"Rule 6 (prefer higher precedence)\", \"precedence\") {\n            return Some(x);\n        }",
+        find: "        if let Some(x) = Decision::higher(pa, pb, rules::destination(6), \"precedence\") {\n            return Some(x);\n        }\n        if let Some(x) = Decision::lower(scope_rfc(&da), scope_rfc(&db), rules::destination(8), \"scope\") {\n            return Some(x);\n        }",
+        replace: "        if let Some(x) = Decision::lower(scope_rfc(&da), scope_rfc(&db), rules::destination(8), \"scope\") {\n            return Some(x);\n        }\n        if let Some(x) = Decision::higher(pa, pb, rules::destination(6), \"precedence\") {\n            return Some(x);\n        }",
         means: "the RFC profile (the baseline of every deviation) orders its rules wrongly",
     },
     Mutation {

@@ -55,7 +55,7 @@ fn load_modules() {
     let Ok(kmod) = std::fs::read_to_string("/etc/addrsel/kmod") else { return };
     if let Err(e) = load_module(kmod.trim()) {
         log(&e);
-        let _ = std::fs::write(crate::kmod::LOAD_ERROR_FILE, &e);
+        let _ = std::fs::write(crate::module_query::LOAD_ERROR_FILE, &e);
     }
 }
 

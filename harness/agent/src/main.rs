@@ -18,7 +18,7 @@ use addrsel_model::protocol::{AgentInput, AgentMessage, Facts};
 mod freebsd;
 #[cfg(target_os = "linux")]
 mod init;
-mod kmod;
+mod module_query;
 #[allow(non_camel_case_types)]
 #[rustfmt::skip]
 mod kmod_abi;
@@ -183,7 +183,7 @@ fn check() -> ExitCode {
 
 /// The facts, with the kernel module's state when the input asks for the module.
 pub(crate) fn facts_for(input: &AgentInput) -> Facts {
-    Facts { kmod: input.kmod.then(kmod::status), ..facts() }
+    Facts { kmod: input.kmod.then(module_query::status), ..facts() }
 }
 
 pub(crate) fn facts() -> Facts {

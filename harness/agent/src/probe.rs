@@ -28,7 +28,7 @@ pub fn run(p: &Probe, ask_kmod: bool) -> Outcome {
                 Err(unsupported) => return Outcome::Unsupported { reason: unsupported },
             };
             let kernel = ask_kmod.then(|| match zone.as_deref().map_or(Ok(0), nix::net::if_::if_nametoindex) {
-                Ok(ifindex) => crate::kmod::kernel_answer(*dst, ifindex, &p.prefer),
+                Ok(ifindex) => crate::module_query::kernel_answer(*dst, ifindex, &p.prefer),
                 Err(e) => KernelAnswer { source: None, error: Some(errno_name(e)) },
             });
             Outcome::Connect {

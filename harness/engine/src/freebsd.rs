@@ -9,10 +9,11 @@
 use std::cmp::Ordering;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use addrsel_model::{ProbeKind, Scenario, SourcePreference};
+use addrsel_model::{Scenario, SourcePreference};
 use addrsel_policy::{PolicyRow, PolicyTable, ip6addrctl, mapped};
 
 use crate::net::{self, Held, RouteEntry, RouteKind, errno, scope6};
+use crate::rules;
 use crate::sort::freebsd_qsort;
 use crate::trace::*;
 
@@ -40,11 +41,6 @@ struct Route4 {
     /// egress interface), which `in_pcbladdr` reads as 0.0.0.0.
     ifa: IpAddr,
     loopback: bool,
-}
-
-pub struct Selected {
-    pub result: Result<IpAddr, &'static str>,
-    pub trace: SourceTrace,
 }
 
 impl<'s> Freebsd<'s> {
@@ -308,11 +304,7 @@ impl<'s> Freebsd<'s> {
                 trace.duels.push(Duel {
                     best: best.map_or(h.ip(), |b| b.ip()),
                     challenger: h.ip(),
-                    decision: Some(Decision::new(
-                        Side::Right,
-                        "Rule 1 (prefer same address)",
-                        "the destination itself",
-                    )),
+                    decision: Some(Decision::new(Side::Right, rules::source(1), "the destination itself")),
                 });
                 best = Some(h);
                 break;
@@ -349,7 +341,7 @@ impl<'s> Freebsd<'s> {
     ) -> Option<Decision> {
         let (b, n) = (best.v6().expect("v6"), new.v6().expect("v6"));
         let (bs, ns) = (scope6(&b), scope6(&n));
-        let rule2 = "Rule 2 (prefer appropriate scope)";
+        let rule2 = rules::source(2);
         let detail = format!("scope {bs} vs {ns}, destination {dst_scope}");
         if bs < ns {
             return Some(Decision::new(if bs < dst_scope { Side::Right } else { Side::Left }, rule2, detail));
@@ -360,7 +352,7 @@ impl<'s> Freebsd<'s> {
         if let Some(d) = Decision::prefer(
             !best.addr.deprecated && new.addr.deprecated,
             best.addr.deprecated && !new.addr.deprecated,
-            "Rule 3 (avoid deprecated addresses)",
+            rules::source(3),
             format!("deprecated {} vs {}", best.addr.deprecated, new.addr.deprecated),
         ) {
             return Some(d);
@@ -368,7 +360,7 @@ impl<'s> Freebsd<'s> {
         if let Some(d) = Decision::prefer(
             best.dev == ifp && new.dev != ifp,
             best.dev != ifp && new.dev == ifp,
-            "Rule 5 (prefer outgoing interface)",
+            rules::source(5),
             format!("on {} vs {}, outgoing {}", self.dev_name(best.dev), self.dev_name(new.dev), self.dev_name(ifp)),
         ) {
             return Some(d);
@@ -379,7 +371,7 @@ impl<'s> Freebsd<'s> {
             if let Some(d) = Decision::prefer(
                 bl == Some(dl) && nl != Some(dl),
                 bl != Some(dl) && nl == Some(dl),
-                "Rule 6 (prefer matching label)",
+                rules::source(6),
                 format!("label {} vs {}, destination {dl}", label_text(bl), label_text(nl)),
             ) {
                 return Some(d);
@@ -390,20 +382,20 @@ impl<'s> Freebsd<'s> {
             let new_wins = nt == prefer_tmp;
             return Some(Decision::new(
                 if new_wins { Side::Right } else { Side::Left },
-                "Rule 7 (prefer public addresses unless net.inet6.ip6.prefer_tempaddr or the socket asks)",
+                rules::source(7),
                 format!("temporary {bt} vs {nt}, prefer temporary {prefer_tmp}"),
             ));
         }
         if let Some(d) = Decision::prefer(
             best.addr.prefer_source && !new.addr.prefer_source,
             !best.addr.prefer_source && new.addr.prefer_source,
-            "Rule 10 (prefer_source)",
+            rules::FREEBSD_PREFER_SOURCE,
             format!("prefer_source {} vs {}", best.addr.prefer_source, new.addr.prefer_source),
         ) {
             return Some(d);
         }
         let (bm, nm) = (addrsel_policy::common_prefix_len(&b, &dst), addrsel_policy::common_prefix_len(&n, &dst));
-        Decision::higher(bm, nm, "Rule 14 (longest matching prefix, all 128 bits)", "common prefix")
+        Decision::higher(bm, nm, rules::source(8), "common prefix (FreeBSD's rule 14: all 128 bits)")
     }
 
     // -----------------------------------------------------------------------------------
@@ -540,9 +532,7 @@ fn comp_dst(d1: &Aio, d2: &Aio) -> (Ordering, Option<Decision>) {
     use Ordering::*;
     let done = |d: Decision| (if d.winner == Side::Left { Less } else { Greater }, Some(d));
     let (u1, u2) = (d1.src.is_some(), d2.src.is_some());
-    if let Some(d) =
-        Decision::prefer(u1 && !u2, !u1 && u2, "Rule 1 (avoid unusable destinations)", format!("usable {u1} vs {u2}"))
-    {
+    if let Some(d) = Decision::prefer(u1 && !u2, !u1 && u2, rules::destination(1), format!("usable {u1} vs {u2}")) {
         return done(d);
     }
     let m1 = d1.dstscope == d1.srcscope;
@@ -550,7 +540,7 @@ fn comp_dst(d1: &Aio, d2: &Aio) -> (Ordering, Option<Decision>) {
     if let Some(d) = Decision::prefer(
         m1 && !m2,
         !m1 && m2,
-        "Rule 2 (prefer matching scope)",
+        rules::destination(2),
         format!("destination/source scope {}/{} vs {}/{}", d1.dstscope, d1.srcscope, d2.dstscope, d2.srcscope),
     ) {
         return done(d);
@@ -558,8 +548,7 @@ fn comp_dst(d1: &Aio, d2: &Aio) -> (Ordering, Option<Decision>) {
     // Rule 3 reads the destination's flags, not the source's, so it never fires.
     let label_match = |a: &Aio| matches!((a.dstpolicy, a.srcpolicy), (Some(d), Some(s)) if d.label == s.label);
     let (l1, l2) = (label_match(d1), label_match(d2));
-    if let Some(d) =
-        Decision::prefer(l1 && !l2, !l1 && l2, "Rule 5 (prefer matching label)", format!("labels match {l1} vs {l2}"))
+    if let Some(d) = Decision::prefer(l1 && !l2, !l1 && l2, rules::destination(5), format!("labels match {l1} vs {l2}"))
     {
         return done(d);
     }
@@ -573,7 +562,7 @@ fn comp_dst(d1: &Aio, d2: &Aio) -> (Ordering, Option<Decision>) {
     if let Some(d) = Decision::prefer(
         p1.is_some() && (p2.is_none() || p1 > p2),
         p2.is_some() && (p1.is_none() || p2 > p1),
-        "Rule 6 (prefer higher precedence)",
+        rules::destination(6),
         detail,
     ) {
         return done(d);
@@ -581,7 +570,7 @@ fn comp_dst(d1: &Aio, d2: &Aio) -> (Ordering, Option<Decision>) {
     if let Some(d) = Decision::prefer(
         d1.dstscope >= 0 && d1.dstscope < d2.dstscope,
         d2.dstscope >= 0 && d2.dstscope < d1.dstscope,
-        "Rule 8 (prefer smaller scope)",
+        rules::destination(8),
         format!("destination scope {} vs {}", d1.dstscope, d2.dstscope),
     ) {
         return done(d);
@@ -591,15 +580,15 @@ fn comp_dst(d1: &Aio, d2: &Aio) -> (Ordering, Option<Decision>) {
         && let Some(d) = Decision::higher(
             d1.matchlen,
             d2.matchlen,
-            "Rule 9 (use longest matching prefix, IPv6 only, all 128 bits)",
-            "match length",
+            rules::destination(9),
+            "match length (IPv6 pairs only, all 128 bits)",
         )
     {
         return done(d);
     }
     done(Decision::new(
         if d2.seq < d1.seq { Side::Right } else { Side::Left },
-        "Rule 10 (keep the resolver's order)",
+        rules::destination(10),
         format!("positions {} and {}", d1.seq + 1, d2.seq + 1),
     ))
 }
@@ -608,29 +597,17 @@ fn label_text(l: Option<i32>) -> String {
     l.map_or("none (-1)".into(), |l| l.to_string())
 }
 
-pub fn probe(f: &Freebsd, kind: &ProbeKind, prefer: &[SourcePreference]) -> (addrsel_model::results::Outcome, Trace) {
-    use addrsel_model::results::Outcome;
-    match kind {
-        ProbeKind::Connect { dst, zone } => {
-            let sel = f.connect(*dst, zone.as_deref(), prefer);
-            let (source, error) = match sel.result {
-                Ok(a) => (Some(a), None),
-                Err(e) => (None, Some(e.to_string())),
-            };
-            (
-                Outcome::Connect {
-                    dst: kind.dst_text().unwrap_or_default(),
-                    source,
-                    error,
-                    kernel_source: None,
-                    kernel_error: None,
-                },
-                Trace::Connect(sel.trace),
-            )
-        }
-        ProbeKind::Resolve { name } => {
-            let (order, trace) = f.getaddrinfo(name);
-            (Outcome::Resolve { name: name.clone(), order, error: None }, Trace::Resolve(trace))
-        }
+impl crate::Model for Freebsd<'_> {
+    fn connect(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> Selected {
+        Freebsd::connect(self, dst, zone, prefer)
+    }
+
+    fn resolve(&self, name: &str) -> (Result<Vec<IpAddr>, String>, SortTrace) {
+        let (order, trace) = self.getaddrinfo(name);
+        (Ok(order), trace)
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.notes.clone()
     }
 }

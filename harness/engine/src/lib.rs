@@ -4,8 +4,10 @@
 
 use std::fmt::Write as _;
 
-use addrsel_model::Scenario;
-use addrsel_model::results::{ProbeResult, Report};
+use std::net::IpAddr;
+
+use addrsel_model::results::{Outcome, ProbeResult, Report};
+use addrsel_model::{ProbeKind, Scenario, SourcePreference};
 use serde::Serialize;
 
 pub mod diff;
@@ -13,6 +15,7 @@ pub mod freebsd;
 pub mod linux;
 pub mod net;
 pub mod rfc;
+pub mod rules;
 pub mod sort;
 pub mod trace;
 
@@ -106,29 +109,64 @@ impl ProbePrediction {
     }
 }
 
+/// What a profile answers about one host. The probe loop, the outcomes and the report are
+/// the same for every profile (`predict`); a profile is only this.
+pub trait Model {
+    /// The source a UDP `connect()` gets, or its errno, and how it was chosen.
+    fn connect(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> trace::Selected;
+    /// The order `getaddrinfo(AF_UNSPEC)` returns (or its error), and how it was sorted.
+    fn resolve(&self, name: &str) -> (Result<Vec<IpAddr>, String>, trace::SortTrace);
+    /// Facts about the whole host (a policy table that could not be installed, ...).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The model of a scenario's host under `profile`.
+fn model<'s>(s: &'s Scenario, profile: &Profile) -> Box<dyn Model + 's> {
+    match profile {
+        Profile::Linux(p) => Box::new(linux::Linux::new(s, *p)),
+        Profile::Freebsd => Box::new(freebsd::Freebsd::new(s)),
+        Profile::Rfc6724 => Box::new(rfc::Rfc::new(s)),
+    }
+}
+
+/// One probe through a model: its outcome and the explanation.
+fn probe(m: &dyn Model, p: &addrsel_model::Probe) -> (Outcome, Trace) {
+    match &p.kind {
+        ProbeKind::Connect { dst, zone } => {
+            let sel = m.connect(*dst, zone.as_deref(), &p.prefer);
+            let (source, error) = match sel.result {
+                Ok(a) => (Some(a), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            let dst = p.kind.dst_text().unwrap_or_default();
+            (
+                Outcome::Connect { dst, source, error, kernel_source: None, kernel_error: None },
+                Trace::Connect(sel.trace),
+            )
+        }
+        ProbeKind::Resolve { name } => {
+            let (result, trace) = m.resolve(name);
+            let outcome = match result {
+                Ok(order) => Outcome::Resolve { name: name.clone(), order, error: None },
+                Err(e) => Outcome::Resolve { name: name.clone(), order: vec![], error: Some(e) },
+            };
+            (outcome, Trace::Resolve(trace))
+        }
+    }
+}
+
 /// Predicts every probe of a scenario for one profile.
 pub fn predict(s: &Scenario, profile: &Profile) -> Prediction {
-    let mut notes = Vec::new();
-    let outcomes: Vec<_> = match profile {
-        Profile::Linux(p) => {
-            let l = linux::Linux::new(s, *p);
-            s.probes.iter().map(|pr| linux::probe(&l, &pr.kind, &pr.prefer)).collect()
-        }
-        Profile::Freebsd => {
-            let f = freebsd::Freebsd::new(s);
-            notes.extend(f.notes().iter().cloned());
-            s.probes.iter().map(|pr| freebsd::probe(&f, &pr.kind, &pr.prefer)).collect()
-        }
-        Profile::Rfc6724 => {
-            let r = rfc::Rfc::new(s);
-            s.probes.iter().map(|pr| rfc::probe(&r, &pr.kind, &pr.prefer)).collect()
-        }
-    };
+    let m = model(s, profile);
     let probes: Vec<ProbePrediction> = s
         .probes
         .iter()
-        .zip(outcomes)
-        .map(|(p, (outcome, trace))| ProbePrediction { result: ProbeResult { probe: p.id.clone(), outcome }, trace })
+        .map(|p| {
+            let (outcome, trace) = probe(m.as_ref(), p);
+            ProbePrediction { result: ProbeResult { probe: p.id.clone(), outcome }, trace }
+        })
         .collect();
     Prediction {
         profile: *profile,
@@ -138,7 +176,7 @@ pub fn predict(s: &Scenario, profile: &Profile) -> Prediction {
             results: probes.iter().map(|p| p.result.clone()).collect(),
         },
         probes,
-        notes,
+        notes: m.notes(),
     }
 }
 

@@ -8,13 +8,14 @@
 use std::cmp::Ordering;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use addrsel_model::{ProbeKind, Scenario, SourcePreference};
+use addrsel_model::{Scenario, SourcePreference};
 use addrsel_policy::addrlabel::{KernelLabels, LABEL_DEFAULT};
 use addrsel_policy::gai_conf::{GaiConf, GlibcParser, GlibcTable, ScopeEntry};
 use addrsel_policy::{Ipv6Net, mapped};
 use serde::Serialize;
 
 use crate::net::{self, Held, RouteEntry, RouteKind, errno, scope6};
+use crate::rules;
 use crate::sort::glibc_msort;
 use crate::trace::*;
 
@@ -72,12 +73,6 @@ pub struct Linux<'s> {
     gai: GaiConf,
 }
 
-/// The result of a kernel source selection.
-pub struct Selected {
-    pub result: Result<IpAddr, &'static str>,
-    pub trace: SourceTrace,
-}
-
 fn v4_scope(a: &Ipv4Addr) -> u8 {
     // iproute2 gives 127/8 host scope and everything else universe.
     if a.octets()[0] == 127 { SCOPE_HOST } else { SCOPE_UNIVERSE }
@@ -96,145 +91,8 @@ fn v4(h: &Held) -> Ipv4Addr {
 
 impl<'s> Linux<'s> {
     pub fn new(s: &'s Scenario, profile: LinuxProfile) -> Self {
-        let sysctl = |dev: &str, key: &str| -> Option<i64> {
-            let own = format!("net.ipv6.conf.{dev}.{key}");
-            let default = format!("net.ipv6.conf.default.{key}");
-            let find = |k: &str| s.sysctl.linux.iter().rev().find(|(kk, _)| kk == k).and_then(|(_, v)| v.parse().ok());
-            // `default` is applied before the veths are created (lo already exists);
-            // writes to `all` do not reach existing devices for these keys.
-            find(&own).or_else(|| if dev == "lo" { None } else { find(&default) })
-        };
-        let mut devs: Vec<Dev> = s
-            .interfaces
-            .iter()
-            .map(|i| Dev {
-                name: i.name.clone(),
-                v6: Vec::new(),
-                v4: Vec::new(),
-                use_tempaddr: sysctl(&i.name, "use_tempaddr").unwrap_or(0),
-                use_oif_addrs_only: sysctl(&i.name, "use_oif_addrs_only").unwrap_or(0) != 0,
-            })
-            .collect();
-        for h in net::held(s) {
-            let dev = &mut devs[h.dev];
-            match h.addr.addr {
-                IpAddr::V6(a) => {
-                    let scope = scope6(&a);
-                    let at = dev.v6.iter().position(|x| scope6(&x.v6().expect("v6")) <= scope).unwrap_or(dev.v6.len());
-                    dev.v6.insert(at, h);
-                }
-                IpAddr::V4(a) => {
-                    let mask = mask4(h.addr.prefix_len);
-                    let secondary = dev.v4.iter().any(|x| {
-                        x.held.addr.prefix_len == h.addr.prefix_len
-                            && (v4(&x.held).to_bits() & mask) == (a.to_bits() & mask)
-                    });
-                    let scope = v4_scope(&a);
-                    let entry = V4Addr { held: h, primary: !secondary, scope };
-                    if secondary {
-                        dev.v4.push(entry);
-                    } else {
-                        let at = dev.v4.iter().rposition(|x| x.primary && scope <= x.scope).map_or(0, |i| i + 1);
-                        dev.v4.insert(at, entry);
-                    }
-                }
-            }
-        }
-        let mut routes4 = Vec::new();
-        let mut routes6 = Vec::new();
-        // Local routes: every own address (IPv4 ones point at their subnet's primary), and
-        // prefixes on lo, which the kernel makes local too.
-        for (di, d) in devs.iter().enumerate() {
-            for x in &d.v4 {
-                let a = v4(&x.held);
-                let mask = mask4(x.held.addr.prefix_len);
-                let primary =
-                    d.v4.iter()
-                        .find(|p| {
-                            p.primary
-                                && p.held.addr.prefix_len == x.held.addr.prefix_len
-                                && v4(&p.held).to_bits() & mask == a.to_bits() & mask
-                        })
-                        .map_or(a, |p| v4(&p.held));
-                routes4.push(RouteEntry {
-                    to: ipnet::IpNet::V4(ipnet::Ipv4Net::new(a, 32).expect("/32")),
-                    via: None,
-                    dev: di,
-                    prefsrc: Some(IpAddr::V4(primary)),
-                    metric: 0,
-                    kind: RouteKind::Local,
-                });
-                if x.primary && x.held.addr.prefix_len < 32 && s.interfaces[di].is_loopback() {
-                    routes4.push(RouteEntry {
-                        to: x.held.addr.net().trunc(),
-                        via: None,
-                        dev: di,
-                        prefsrc: Some(IpAddr::V4(a)),
-                        metric: 0,
-                        kind: RouteKind::Local,
-                    });
-                }
-            }
-            for h in &d.v6 {
-                routes6.push(RouteEntry {
-                    to: ipnet::IpNet::new(h.ip(), 128).expect("/128"),
-                    via: None,
-                    dev: di,
-                    prefsrc: None,
-                    metric: 0,
-                    kind: RouteKind::Local,
-                });
-            }
-        }
-        // `multicast ff00::/8 dev X table local`: every interface but lo gets one when it
-        // comes up (addrconf_add_mroute), so the first one up carries multicast that names no
-        // interface.
-        for (di, _) in devs.iter().enumerate().filter(|(di, _)| !s.interfaces[*di].is_loopback()) {
-            routes6.push(RouteEntry {
-                to: "ff00::/8".parse().expect("prefix"),
-                via: None,
-                dev: di,
-                prefsrc: None,
-                metric: 256,
-                kind: RouteKind::Local,
-            });
-        }
-        let locals4 = routes4.len();
-        let locals6 = routes6.len();
-        for (di, d) in devs.iter().enumerate() {
-            if !s.interfaces[di].is_loopback() {
-                for x in d.v4.iter().filter(|x| x.primary && x.held.addr.prefix_len < 32) {
-                    routes4.push(RouteEntry {
-                        to: x.held.addr.net().trunc(),
-                        via: None,
-                        dev: di,
-                        prefsrc: Some(x.held.ip()),
-                        metric: 0,
-                        kind: RouteKind::Connected,
-                    });
-                }
-            }
-            // Prefix routes in the order the addresses were added (oldest first).
-            for h in net::held(s).iter().filter(|h| h.dev == di && h.addr.addr.is_ipv6() && h.addr.prefix_len < 128) {
-                let to = h.addr.net().trunc();
-                if !routes6[locals6..].iter().any(|r| r.to == to && r.dev == di) {
-                    routes6.push(RouteEntry {
-                        to,
-                        via: None,
-                        dev: di,
-                        prefsrc: None,
-                        metric: 256,
-                        kind: RouteKind::Connected,
-                    });
-                }
-            }
-        }
-        let _ = locals4;
-        for r in &s.routes {
-            if let Some(e) = RouteEntry::declared(r, s, if r.to.addr().is_ipv4() { 0 } else { 1024 }) {
-                if r.to.addr().is_ipv4() { routes4.push(e) } else { routes6.push(e) }
-            }
-        }
+        let devs = devices(s);
+        let (routes4, routes6) = routes(s, &devs);
         let policy = s.policy.linux();
         let mut labels = if policy.flush_labels { KernelLabels::empty() } else { KernelLabels::default() };
         for row in &policy.addrlabels {
@@ -476,41 +334,21 @@ impl<'s> Linux<'s> {
         let a = h.v6().expect("v6");
         let s = scope6(&a);
         let mut v = Vec::new();
-        v.push(Score::new(
-            "Rule 1 (prefer same address)",
-            "same as destination:",
-            i64::from(a == dst),
-            (a == dst).to_string(),
-        ));
+        v.push(Score::new(rules::source(1), "same as destination:", i64::from(a == dst), (a == dst).to_string()));
         let scope_value = if s >= dst_scope { -i64::from(s) } else { i64::from(s) - 128 };
-        v.push(Score::new(
-            "Rule 2 (prefer appropriate scope)",
-            "scope (destination scope)",
-            scope_value,
-            format!("{s} ({dst_scope})"),
-        ));
+        v.push(Score::new(rules::source(2), "scope (destination scope)", scope_value, format!("{s} ({dst_scope})")));
         let preferred = a.is_loopback() || !h.addr.deprecated;
-        v.push(Score::new(
-            "Rule 3 (avoid deprecated addresses)",
-            "preferred:",
-            i64::from(preferred),
-            preferred.to_string(),
-        ));
+        v.push(Score::new(rules::source(3), "preferred:", i64::from(preferred), preferred.to_string()));
         if self.profile.mip6 {
             let prefhome = prefs & PREFER_SRC_COA == 0;
             let value = (!h.addr.home) ^ prefhome;
-            v.push(Score::new("Rule 4 (prefer home addresses)", "home:", i64::from(value), h.addr.home.to_string()));
+            v.push(Score::new(rules::source(4), "home:", i64::from(value), h.addr.home.to_string()));
         }
         let oif = dst_dev.is_none_or(|d| d == h.dev);
-        v.push(Score::new(
-            "Rule 5 (prefer outgoing interface)",
-            "on the outgoing device:",
-            i64::from(oif),
-            oif.to_string(),
-        ));
+        v.push(Score::new(rules::source(5), "on the outgoing device:", i64::from(oif), oif.to_string()));
         let label_match = cand_label == dst_label;
         v.push(Score::new(
-            "Rule 6 (prefer matching label)",
+            rules::source(6),
             "label matches the destination's",
             i64::from(label_match),
             format!("{} ({})", label_text(cand_label), label_match),
@@ -522,18 +360,18 @@ impl<'s> Linux<'s> {
         };
         let privacy = (!h.addr.temporary) ^ preftmp;
         v.push(Score::new(
-            "Rule 7 (prefer public addresses; temporary when use_tempaddr >= 2 or asked)",
-            "temporary:",
+            rules::source(7),
+            "temporary (wanted with use_tempaddr >= 2 or IPV6_PREFER_SRC_TMP, else public):",
             i64::from(privacy),
             h.addr.temporary.to_string(),
         ));
         let orchid = |x: &Ipv6Addr| (x.segments()[0] == 0x2001) && (x.segments()[1] & 0xfff0 == 0x0010);
         let orchid_ok = orchid(&a) == orchid(&dst);
-        v.push(Score::new("Rule 8- (ORCHID match)", "ORCHID agrees:", i64::from(orchid_ok), orchid_ok.to_string()));
+        v.push(Score::new(rules::LINUX_ORCHID, "ORCHID agrees:", i64::from(orchid_ok), orchid_ok.to_string()));
         let common = addrsel_policy::common_prefix_len(&a, &dst).min(u32::from(h.addr.prefix_len));
         v.push(Score::new(
-            "Rule 8 (longest matching prefix, capped at the address's prefix length)",
-            "common prefix",
+            rules::source(8),
+            "common prefix (capped at the address's prefix length)",
             i64::from(common),
             common.to_string(),
         ));
@@ -660,6 +498,155 @@ impl<'s> Linux<'s> {
     }
 }
 
+/// Every interface with its addresses in the order the kernel keeps them, and the sysctls
+/// selection reads.
+fn devices(s: &Scenario) -> Vec<Dev> {
+    let sysctl = |dev: &str, key: &str| -> Option<i64> {
+        let own = format!("net.ipv6.conf.{dev}.{key}");
+        let default = format!("net.ipv6.conf.default.{key}");
+        let find = |k: &str| s.sysctl.linux.iter().rev().find(|(kk, _)| kk == k).and_then(|(_, v)| v.parse().ok());
+        // `default` is applied before the veths are created (lo already exists);
+        // writes to `all` do not reach existing devices for these keys.
+        find(&own).or_else(|| if dev == "lo" { None } else { find(&default) })
+    };
+    let mut devs: Vec<Dev> = s
+        .interfaces
+        .iter()
+        .map(|i| Dev {
+            name: i.name.clone(),
+            v6: Vec::new(),
+            v4: Vec::new(),
+            use_tempaddr: sysctl(&i.name, "use_tempaddr").unwrap_or(0),
+            use_oif_addrs_only: sysctl(&i.name, "use_oif_addrs_only").unwrap_or(0) != 0,
+        })
+        .collect();
+    for h in net::held(s) {
+        let dev = &mut devs[h.dev];
+        match h.addr.addr {
+            IpAddr::V6(a) => {
+                let scope = scope6(&a);
+                let at = dev.v6.iter().position(|x| scope6(&x.v6().expect("v6")) <= scope).unwrap_or(dev.v6.len());
+                dev.v6.insert(at, h);
+            }
+            IpAddr::V4(a) => {
+                let mask = mask4(h.addr.prefix_len);
+                let secondary = dev.v4.iter().any(|x| {
+                    x.held.addr.prefix_len == h.addr.prefix_len
+                        && (v4(&x.held).to_bits() & mask) == (a.to_bits() & mask)
+                });
+                let scope = v4_scope(&a);
+                let entry = V4Addr { held: h, primary: !secondary, scope };
+                if secondary {
+                    dev.v4.push(entry);
+                } else {
+                    let at = dev.v4.iter().rposition(|x| x.primary && scope <= x.scope).map_or(0, |i| i + 1);
+                    dev.v4.insert(at, entry);
+                }
+            }
+        }
+    }
+    devs
+}
+
+/// The IPv4 and IPv6 route tables: local routes (own addresses, prefixes on lo, multicast),
+/// connected routes, then the scenario's, in the order the kernel looks at them.
+fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
+    let mut routes4 = Vec::new();
+    let mut routes6 = Vec::new();
+    // Local routes: every own address (IPv4 ones point at their subnet's primary), and
+    // prefixes on lo, which the kernel makes local too.
+    for (di, d) in devs.iter().enumerate() {
+        for x in &d.v4 {
+            let a = v4(&x.held);
+            let mask = mask4(x.held.addr.prefix_len);
+            let primary =
+                d.v4.iter()
+                    .find(|p| {
+                        p.primary
+                            && p.held.addr.prefix_len == x.held.addr.prefix_len
+                            && v4(&p.held).to_bits() & mask == a.to_bits() & mask
+                    })
+                    .map_or(a, |p| v4(&p.held));
+            routes4.push(RouteEntry {
+                to: ipnet::IpNet::V4(ipnet::Ipv4Net::new(a, 32).expect("/32")),
+                via: None,
+                dev: di,
+                prefsrc: Some(IpAddr::V4(primary)),
+                metric: 0,
+                kind: RouteKind::Local,
+            });
+            if x.primary && x.held.addr.prefix_len < 32 && s.interfaces[di].is_loopback() {
+                routes4.push(RouteEntry {
+                    to: x.held.addr.net().trunc(),
+                    via: None,
+                    dev: di,
+                    prefsrc: Some(IpAddr::V4(a)),
+                    metric: 0,
+                    kind: RouteKind::Local,
+                });
+            }
+        }
+        for h in &d.v6 {
+            routes6.push(RouteEntry {
+                to: ipnet::IpNet::new(h.ip(), 128).expect("/128"),
+                via: None,
+                dev: di,
+                prefsrc: None,
+                metric: 0,
+                kind: RouteKind::Local,
+            });
+        }
+    }
+    // `multicast ff00::/8 dev X table local`: every interface but lo gets one when it
+    // comes up (addrconf_add_mroute), so the first one up carries multicast that names no
+    // interface.
+    for (di, _) in devs.iter().enumerate().filter(|(di, _)| !s.interfaces[*di].is_loopback()) {
+        routes6.push(RouteEntry {
+            to: "ff00::/8".parse().expect("prefix"),
+            via: None,
+            dev: di,
+            prefsrc: None,
+            metric: 256,
+            kind: RouteKind::Local,
+        });
+    }
+    let locals6 = routes6.len();
+    for (di, d) in devs.iter().enumerate() {
+        if !s.interfaces[di].is_loopback() {
+            for x in d.v4.iter().filter(|x| x.primary && x.held.addr.prefix_len < 32) {
+                routes4.push(RouteEntry {
+                    to: x.held.addr.net().trunc(),
+                    via: None,
+                    dev: di,
+                    prefsrc: Some(x.held.ip()),
+                    metric: 0,
+                    kind: RouteKind::Connected,
+                });
+            }
+        }
+        // Prefix routes in the order the addresses were added (oldest first).
+        for h in net::held(s).iter().filter(|h| h.dev == di && h.addr.addr.is_ipv6() && h.addr.prefix_len < 128) {
+            let to = h.addr.net().trunc();
+            if !routes6[locals6..].iter().any(|r| r.to == to && r.dev == di) {
+                routes6.push(RouteEntry {
+                    to,
+                    via: None,
+                    dev: di,
+                    prefsrc: None,
+                    metric: 256,
+                    kind: RouteKind::Connected,
+                });
+            }
+        }
+    }
+    for r in &s.routes {
+        if let Some(e) = RouteEntry::declared(r, s, if r.to.addr().is_ipv4() { 0 } else { 1024 }) {
+            if r.to.addr().is_ipv4() { routes4.push(e) } else { routes6.push(e) }
+        }
+    }
+    (routes4, routes6)
+}
+
 struct GaiEntry {
     dst: IpAddr,
     source: Option<IpAddr>,
@@ -709,7 +696,7 @@ fn rfc3484_sort(
     if let Some(d) = Decision::prefer(
         got1 && !got2,
         !got1 && got2,
-        "Rule 1 (avoid unusable destinations)",
+        rules::destination(1),
         format!("source {} vs {}", src_text(a1), src_text(a2)),
     ) {
         return done(d);
@@ -723,7 +710,7 @@ fn rfc3484_sort(
         if let Some(d) = Decision::prefer(
             d1_scope == s1_scope && d2_scope != s2_scope,
             d1_scope != s1_scope && d2_scope == s2_scope,
-            "Rule 2 (prefer matching scope)",
+            rules::destination(2),
             detail,
         ) {
             return done(d);
@@ -732,47 +719,37 @@ fn rfc3484_sort(
         if let Some(d) = Decision::prefer(
             !a1.deprecated && a2.deprecated,
             a1.deprecated && !a2.deprecated,
-            "Rule 3 (avoid deprecated addresses)",
+            rules::destination(3),
             detail,
         ) {
             return done(d);
         }
         let detail = format!("source home address {} vs {}", a1.home, a2.home);
-        if let Some(d) =
-            Decision::prefer(a1.home && !a2.home, !a1.home && a2.home, "Rule 4 (prefer home addresses)", detail)
-        {
+        if let Some(d) = Decision::prefer(a1.home && !a2.home, !a1.home && a2.home, rules::destination(4), detail) {
             return done(d);
         }
         let (l1d, l1s, l2d, l2s) = (get_label(&a1.dst), get_label(&s1), get_label(&a2.dst), get_label(&s2));
         let detail = format!("destination/source label {l1d}/{l1s} vs {l2d}/{l2s}");
-        if let Some(d) = Decision::prefer(
-            l1d == l1s && l2d != l2s,
-            l1d != l1s && l2d == l2s,
-            "Rule 5 (prefer matching label)",
-            detail,
-        ) {
+        if let Some(d) =
+            Decision::prefer(l1d == l1s && l2d != l2s, l1d != l1s && l2d == l2s, rules::destination(5), detail)
+        {
             return done(d);
         }
     }
-    if let Some(d) = Decision::higher(
-        get_precedence(&a1.dst),
-        get_precedence(&a2.dst),
-        "Rule 6 (prefer higher precedence)",
-        "precedence",
-    ) {
+    if let Some(d) =
+        Decision::higher(get_precedence(&a1.dst), get_precedence(&a2.dst), rules::destination(6), "precedence")
+    {
         return done(d);
     }
     if got1 && a1.index != a2.index {
         // An interface glibc cannot find counts as not native; veth and lo are native.
         let n1 = a1.index.is_some();
         let n2 = a2.index.is_some();
-        if let Some(d) =
-            Decision::prefer(n1 && !n2, !n1 && n2, "Rule 7 (prefer native transport)", format!("native {n1} vs {n2}"))
-        {
+        if let Some(d) = Decision::prefer(n1 && !n2, !n1 && n2, rules::destination(7), format!("native {n1} vs {n2}")) {
             return done(d);
         }
     }
-    if let Some(d) = Decision::lower(d1_scope, d2_scope, "Rule 8 (prefer smaller scope)", "destination scope") {
+    if let Some(d) = Decision::lower(d1_scope, d2_scope, rules::destination(8), "destination scope") {
         return done(d);
     }
     if let (Some(s1), Some(s2), true) = (a1.source, a2.source, a1.dst.is_ipv4() == a2.dst.is_ipv4()) {
@@ -799,18 +776,15 @@ fn rfc3484_sort(
             }
             _ => (0, 0),
         };
-        if let Some(d) = Decision::higher(
-            bit1,
-            bit2,
-            "Rule 9 (use longest matching prefix)",
-            "matching bits in the first differing word",
-        ) {
+        if let Some(d) =
+            Decision::higher(bit1, bit2, rules::destination(9), "matching bits in the first differing word")
+        {
             return done(d);
         }
     }
     done(Decision::new(
         if idx1 < idx2 { Side::Left } else { Side::Right },
-        "Rule 10 (leave the order unchanged)",
+        rules::destination(10),
         format!("resolver positions {} and {}", idx1 + 1, idx2 + 1),
     ))
 }
@@ -861,34 +835,12 @@ impl Score {
     }
 }
 
-/// Runs every probe of the scenario against this profile.
-pub fn probe(l: &Linux, kind: &ProbeKind, prefer: &[SourcePreference]) -> (addrsel_model::results::Outcome, Trace) {
-    use addrsel_model::results::Outcome;
-    match kind {
-        ProbeKind::Connect { dst, zone } => {
-            let sel = l.connect(*dst, zone.as_deref(), prefer);
-            let (source, error) = match sel.result {
-                Ok(a) => (Some(a), None),
-                Err(e) => (None, Some(e.to_string())),
-            };
-            (
-                Outcome::Connect {
-                    dst: kind.dst_text().unwrap_or_default(),
-                    source,
-                    error,
-                    kernel_source: None,
-                    kernel_error: None,
-                },
-                Trace::Connect(sel.trace),
-            )
-        }
-        ProbeKind::Resolve { name } => {
-            let (result, trace) = l.getaddrinfo(name);
-            let outcome = match result {
-                Ok(order) => Outcome::Resolve { name: name.clone(), order, error: None },
-                Err(e) => Outcome::Resolve { name: name.clone(), order: vec![], error: Some(e) },
-            };
-            (outcome, Trace::Resolve(trace))
-        }
+impl crate::Model for Linux<'_> {
+    fn connect(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> Selected {
+        Linux::connect(self, dst, zone, prefer)
+    }
+
+    fn resolve(&self, name: &str) -> (Result<Vec<IpAddr>, String>, SortTrace) {
+        self.getaddrinfo(name)
     }
 }

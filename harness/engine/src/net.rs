@@ -176,3 +176,86 @@ pub mod errno {
     pub const EADDRNOTAVAIL: &str = "EADDRNOTAVAIL";
     pub const EINVAL: &str = "EINVAL";
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As Go's TestRFC6724ClassifyScope (src/net/addrselect_test.go), plus IPv4 per RFC 6724
+    /// section 3.2.
+    #[test]
+    fn scopes() {
+        for (addr, want) in [
+            ("::1", 2),
+            ("fe80::1", 2),
+            ("fec0::1", 5),
+            ("2001:db8::1", 14),
+            ("fd00::1", 14),
+            ("ff01::1", 1),
+            ("ff02::1", 2),
+            ("ff05::1:3", 5),
+            ("ff08::1", 8),
+            ("ff0e::1", 14),
+            ("127.0.0.1", 2),
+            ("169.254.1.1", 2),
+            ("10.0.0.1", 14),
+            ("192.0.2.1", 14),
+            ("::ffff:169.254.1.1", 2),
+            ("::ffff:192.0.2.1", 14),
+        ] {
+            let a: IpAddr = addr.parse().unwrap();
+            assert_eq!(scope_rfc(&a), want, "{addr}");
+            if let IpAddr::V6(v6) = a
+                && v6.to_ipv4_mapped().is_none()
+            {
+                assert_eq!(scope6(&v6), want, "{addr}");
+            }
+        }
+    }
+
+    /// As Go's TestRFC6724CommonPrefixLength, without the cap (callers apply theirs).
+    #[test]
+    fn common_prefix_lengths() {
+        for (a, b, want) in [
+            ("fe80::1", "fe80::1", 128),
+            ("fe81::1", "fe80::1", 15),
+            ("127.0.0.1", "fe80::1", 0),
+            ("1.2.3.4", "1.2.3.4", 32),
+            ("1.2.3.4", "1.2.3.5", 31),
+            ("1.2.3.4", "1.2.4.4", 21),
+            ("2001:db8::1", "2001:db8::2", 126),
+            ("2001:db8::", "3fff::", 3),
+        ] {
+            let (a, b): (IpAddr, IpAddr) = (a.parse().unwrap(), b.parse().unwrap());
+            assert_eq!(common_bits(&a, &b), want, "{a} {b}");
+        }
+    }
+
+    fn entry(to: &str, dev: usize, metric: u32) -> RouteEntry {
+        RouteEntry { to: to.parse().unwrap(), via: None, dev, prefsrc: None, metric, kind: RouteKind::Declared }
+    }
+
+    #[test]
+    fn lookups_take_the_longest_prefix_then_the_lowest_metric_then_the_first() {
+        let table = [
+            entry("0.0.0.0/0", 0, 0),
+            entry("10.0.0.0/8", 1, 100),
+            entry("10.0.0.0/8", 2, 50),
+            entry("10.1.0.0/16", 3, 500),
+            entry("10.2.0.0/16", 4, 7),
+            entry("10.2.0.0/16", 5, 7),
+        ];
+        for (dst, oif, want) in [
+            ("192.0.2.1", None, Some(0)),
+            ("10.9.9.9", None, Some(2)),
+            ("10.1.2.3", None, Some(3)),
+            ("10.2.3.4", None, Some(4)),
+            ("10.1.2.3", Some(1), Some(1)),
+            ("10.1.2.3", Some(9), None),
+        ] {
+            let got = lookup(&table, dst.parse().unwrap(), oif).map(|r| r.dev);
+            assert_eq!(got, want, "{dst} oif {oif:?}");
+        }
+        assert!(lookup(&[entry("2001:db8::/32", 0, 0)], "10.0.0.1".parse().unwrap(), None).is_none());
+    }
+}

@@ -10,10 +10,11 @@
 use std::cmp::Ordering;
 use std::net::{IpAddr, Ipv6Addr};
 
-use addrsel_model::{ProbeKind, Scenario, SourcePreference};
+use addrsel_model::{Scenario, SourcePreference};
 use addrsel_policy::{PolicyRow, PolicyTable, mapped};
 
 use crate::net::{self, Held, RouteEntry, RouteKind, errno, scope_rfc};
+use crate::rules;
 use crate::sort::glibc_msort;
 use crate::trace::*;
 
@@ -24,7 +25,8 @@ pub struct Rfc<'s> {
     routes: Vec<RouteEntry>,
 }
 
-pub struct Selected {
+/// A source selection with the address's flags (the destination sort needs them).
+pub struct Chosen {
     pub result: Result<Held, &'static str>,
     pub trace: SourceTrace,
 }
@@ -78,7 +80,7 @@ impl<'s> Rfc<'s> {
     }
 
     /// Source selection (section 5) for a destination.
-    pub fn select(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> Selected {
+    pub fn select(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> Chosen {
         let mut trace = SourceTrace::default();
         let zone = zone.and_then(|z| self.s.interfaces.iter().position(|i| i.name == z));
         let link_scoped = scope_rfc(&dst) <= 2;
@@ -111,7 +113,7 @@ impl<'s> Rfc<'s> {
                             trace.steps.push(format!(
                                 "{dst} is link-scoped and has no zone: the outgoing interface is unknown"
                             ));
-                            return Selected { result: Err(errno::EINVAL), trace };
+                            return Chosen { result: Err(errno::EINVAL), trace };
                         }
                     }
                 }
@@ -121,14 +123,14 @@ impl<'s> Rfc<'s> {
         };
         let Some(route) = route else {
             trace.steps.push(format!("no route to {dst}: Source(D) is undefined"));
-            return Selected { result: Err(errno::ENETUNREACH), trace };
+            return Chosen { result: Err(errno::ENETUNREACH), trace };
         };
         trace.steps.push(format!("outgoing interface from {}", route.describe(self.s)));
         if let Some(src) = route.prefsrc
             && let Some(h) = self.held.iter().find(|h| h.ip() == src)
         {
             trace.steps.push(format!("source {src}: configured on the route"));
-            return Selected { result: Ok(*h), trace };
+            return Chosen { result: Ok(*h), trace };
         }
         let out = route.dev;
         let dst_scope = scope_rfc(&dst);
@@ -172,10 +174,10 @@ impl<'s> Rfc<'s> {
             }
         }
         match best {
-            Some(h) => Selected { result: Ok(*h), trace },
+            Some(h) => Chosen { result: Ok(*h), trace },
             None => {
                 trace.steps.push("no candidate source address".into());
-                Selected { result: Err(errno::EADDRNOTAVAIL), trace }
+                Chosen { result: Err(errno::EADDRNOTAVAIL), trace }
             }
         }
     }
@@ -190,11 +192,11 @@ impl<'s> Rfc<'s> {
         prefer_home: bool,
     ) -> Option<Decision> {
         let (a, b) = (sa.ip(), sb.ip());
-        if let Some(x) = Decision::prefer(a == d, b == d, "Rule 1 (prefer same address)", "one is the destination") {
+        if let Some(x) = Decision::prefer(a == d, b == d, rules::source(1), "one is the destination") {
             return Some(x);
         }
         let (sca, scb, scd) = (scope_rfc(&a), scope_rfc(&b), scope_rfc(&d));
-        let rule2 = "Rule 2 (prefer appropriate scope)";
+        let rule2 = rules::source(2);
         let detail = format!("scope {sca} vs {scb}, destination {scd}");
         if sca < scb {
             return Some(Decision::new(if sca < scd { Side::Right } else { Side::Left }, rule2, detail));
@@ -205,7 +207,7 @@ impl<'s> Rfc<'s> {
         if let Some(x) = Decision::prefer(
             !sa.addr.deprecated && sb.addr.deprecated,
             sa.addr.deprecated && !sb.addr.deprecated,
-            "Rule 3 (avoid deprecated addresses)",
+            rules::source(3),
             format!("deprecated {} vs {}", sa.addr.deprecated, sb.addr.deprecated),
         ) {
             return Some(x);
@@ -215,14 +217,14 @@ impl<'s> Rfc<'s> {
             let a_wins = ha == prefer_home;
             return Some(Decision::new(
                 if a_wins { Side::Left } else { Side::Right },
-                "Rule 4 (prefer home addresses)",
+                rules::source(4),
                 format!("home {ha} vs {hb}"),
             ));
         }
         if let Some(x) = Decision::prefer(
             sa.dev == out && sb.dev != out,
             sa.dev != out && sb.dev == out,
-            "Rule 5 (prefer outgoing interface)",
+            rules::source(5),
             format!("on {} vs {}, outgoing {}", self.dev_name(sa.dev), self.dev_name(sb.dev), self.dev_name(out)),
         ) {
             return Some(x);
@@ -231,7 +233,7 @@ impl<'s> Rfc<'s> {
         if let Some(x) = Decision::prefer(
             la == ld && lb != ld,
             la != ld && lb == ld,
-            "Rule 6 (prefer matching label)",
+            rules::source(6),
             format!("label {} vs {}, destination {}", label_text(la), label_text(lb), label_text(ld)),
         ) {
             return Some(x);
@@ -241,16 +243,11 @@ impl<'s> Rfc<'s> {
             let a_wins = ta == prefer_tmp;
             return Some(Decision::new(
                 if a_wins { Side::Left } else { Side::Right },
-                "Rule 7 (prefer temporary addresses)",
+                rules::source(7),
                 format!("temporary {ta} vs {tb}"),
             ));
         }
-        Decision::higher(
-            common_prefix_len(sa, &d),
-            common_prefix_len(sb, &d),
-            "Rule 8 (use longest matching prefix)",
-            "CommonPrefixLen",
-        )
+        Decision::higher(common_prefix_len(sa, &d), common_prefix_len(sb, &d), rules::source(8), "CommonPrefixLen")
     }
 
     /// Destination sort (section 6) of a resolved name, in [hosts] order, stable.
@@ -320,7 +317,7 @@ impl<'s> Rfc<'s> {
         if let Some(x) = Decision::prefer(
             sa.is_some() && sb.is_none(),
             sa.is_none() && sb.is_some(),
-            "Rule 1 (avoid unusable destinations)",
+            rules::destination(1),
             "Source(D) defined or not",
         ) {
             return Some(x);
@@ -331,7 +328,7 @@ impl<'s> Rfc<'s> {
             if let Some(x) = Decision::prefer(
                 ma && !mb,
                 !ma && mb,
-                "Rule 2 (prefer matching scope)",
+                rules::destination(2),
                 format!("Scope(D) == Scope(Source(D)): {ma} vs {mb}"),
             ) {
                 return Some(x);
@@ -339,7 +336,7 @@ impl<'s> Rfc<'s> {
             if let Some(x) = Decision::prefer(
                 !sa.addr.deprecated && sb.addr.deprecated,
                 sa.addr.deprecated && !sb.addr.deprecated,
-                "Rule 3 (avoid deprecated addresses)",
+                rules::destination(3),
                 format!("source deprecated {} vs {}", sa.addr.deprecated, sb.addr.deprecated),
             ) {
                 return Some(x);
@@ -347,7 +344,7 @@ impl<'s> Rfc<'s> {
             if let Some(x) = Decision::prefer(
                 sa.addr.home && !sb.addr.home,
                 !sa.addr.home && sb.addr.home,
-                "Rule 4 (prefer home addresses)",
+                rules::destination(4),
                 format!("source home {} vs {}", sa.addr.home, sb.addr.home),
             ) {
                 return Some(x);
@@ -357,7 +354,7 @@ impl<'s> Rfc<'s> {
             if let Some(x) = Decision::prefer(
                 la && !lb,
                 !la && lb,
-                "Rule 5 (prefer matching label)",
+                rules::destination(5),
                 format!("Label(Source(D)) == Label(D): {la} vs {lb}"),
             ) {
                 return Some(x);
@@ -365,17 +362,17 @@ impl<'s> Rfc<'s> {
         }
         let pa = self.policy(&da).map_or(0, |p| p.precedence);
         let pb = self.policy(&db).map_or(0, |p| p.precedence);
-        if let Some(x) = Decision::higher(pa, pb, "Rule 6 (prefer higher precedence)", "precedence") {
+        if let Some(x) = Decision::higher(pa, pb, rules::destination(6), "precedence") {
             return Some(x);
         }
-        if let Some(x) = Decision::lower(scope_rfc(&da), scope_rfc(&db), "Rule 8 (prefer smaller scope)", "scope") {
+        if let Some(x) = Decision::lower(scope_rfc(&da), scope_rfc(&db), rules::destination(8), "scope") {
             return Some(x);
         }
         if let (Some(sa), Some(sb), true) = (sa, sb, da.is_ipv4() == db.is_ipv4())
             && let Some(x) = Decision::higher(
                 common_prefix_len(sa, &da),
                 common_prefix_len(sb, &db),
-                "Rule 9 (use longest matching prefix)",
+                rules::destination(9),
                 "CommonPrefixLen",
             )
         {
@@ -401,29 +398,14 @@ fn label_text(l: Option<i32>) -> String {
     l.map_or("none".into(), |l| l.to_string())
 }
 
-pub fn probe(r: &Rfc, kind: &ProbeKind, prefer: &[SourcePreference]) -> (addrsel_model::results::Outcome, Trace) {
-    use addrsel_model::results::Outcome;
-    match kind {
-        ProbeKind::Connect { dst, zone } => {
-            let sel = r.select(*dst, zone.as_deref(), prefer);
-            let (source, error) = match sel.result {
-                Ok(h) => (Some(h.ip()), None),
-                Err(e) => (None, Some(e.to_string())),
-            };
-            (
-                Outcome::Connect {
-                    dst: kind.dst_text().unwrap_or_default(),
-                    source,
-                    error,
-                    kernel_source: None,
-                    kernel_error: None,
-                },
-                Trace::Connect(sel.trace),
-            )
-        }
-        ProbeKind::Resolve { name } => {
-            let (order, trace) = r.sort(name);
-            (Outcome::Resolve { name: name.clone(), order, error: None }, Trace::Resolve(trace))
-        }
+impl crate::Model for Rfc<'_> {
+    fn connect(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> Selected {
+        let c = self.select(dst, zone, prefer);
+        Selected { result: c.result.map(|h| h.ip()), trace: c.trace }
+    }
+
+    fn resolve(&self, name: &str) -> (Result<Vec<IpAddr>, String>, SortTrace) {
+        let (order, trace) = self.sort(name);
+        (Ok(order), trace)
     }
 }

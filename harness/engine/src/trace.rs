@@ -71,6 +71,12 @@ pub struct Duel {
     pub decision: Option<Decision>,
 }
 
+/// A source selection: the address (or the errno) and how it came about.
+pub struct Selected {
+    pub result: Result<IpAddr, &'static str>,
+    pub trace: SourceTrace,
+}
+
 /// How a source address was chosen (or why none was).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SourceTrace {

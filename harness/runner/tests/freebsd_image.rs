@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use addrsel_runner::arch::Arch;
 use addrsel_runner::cache::sha256_hex;
 use addrsel_runner::freebsd::image::{self as freebsd_image, ImageDef, QemuDef};
-use addrsel_runner::freebsd::kmod as freebsd_kmod;
+use addrsel_runner::freebsd::module_build as freebsd_kmod;
 
 #[derive(Default)]
 struct Site {

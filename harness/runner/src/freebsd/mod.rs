@@ -2,5 +2,5 @@
 //! test module cross-built with clang and ld.lld, and the console-driven boot.
 
 pub mod image;
-pub mod kmod;
+pub mod module_build;
 pub mod vm;

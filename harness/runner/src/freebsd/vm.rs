@@ -97,11 +97,11 @@ struct Prepared {
 fn prepare(def: &ImageDef, kmod: bool, log: &dyn Fn(&str)) -> anyhow::Result<Prepared> {
     let lock: Lock = crate::freebsd::image::lock_or_resolve(def, log)?;
     let base = crate::freebsd::image::disk(&lock, log)?;
-    let sysroot = crate::freebsd::kmod::sysroot(&lock, log)?;
+    let sysroot = crate::freebsd::module_build::sysroot(&lock, log)?;
     let agent_path = crate::agent_build::for_freebsd(def.arch, &def.release, &def.name, &sysroot)?;
     let agent = std::fs::read(&agent_path).with_context(|| format!("cannot read {}", agent_path.display()))?;
     let module = kmod.then(|| {
-        crate::freebsd::kmod::build(def, crate::freebsd::kmod::KernelSource::Release(&lock), log)
+        crate::freebsd::module_build::build(def, crate::freebsd::module_build::KernelSource::Release(&lock), log)
             .and_then(|ko| std::fs::read(&ko).with_context(|| format!("cannot read {}", ko.display())))
     });
     let qemu = crate::tools::qemu(def.arch)?;

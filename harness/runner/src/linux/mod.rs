@@ -7,6 +7,6 @@ pub mod deb;
 pub mod image;
 pub mod initramfs;
 pub mod kernel;
-pub mod kmod;
+pub mod module_build;
 pub mod packages;
 pub mod vm;

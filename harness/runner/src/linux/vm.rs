@@ -78,7 +78,7 @@ pub fn write_initrd(guest: &Guest, path: &Path, extra: &[u8]) -> anyhow::Result<
 pub fn test_module(def: &ImageDef, guest: &Guest, log: &dyn Fn(&str)) -> anyhow::Result<Vec<u8>> {
     let lock = crate::linux::image::load_lock(def)?;
     let fault = std::env::var("ADDRSEL_KMOD_FAULT").ok();
-    let ko = crate::linux::kmod::build(def, &lock, &guest.kernel, fault.as_deref(), log)?;
+    let ko = crate::linux::module_build::build(def, &lock, &guest.kernel, fault.as_deref(), log)?;
     std::fs::read(&ko).with_context(|| format!("cannot read the module {}", ko.display()))
 }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::corpus::Loaded;
 use crate::matrix::compare::{Compared, Status, compare};
-use crate::matrix::snapshot::{self, SnapshotState};
+use crate::matrix::snapshot::{self, SnapshotState, Snapshots};
 use crate::targets::run::TargetRun;
 
 /// The outcome of one scenario on one target.
@@ -108,7 +108,7 @@ pub fn cells_for(
     os: Os,
     rule: snapshot::FactsRule,
     scenarios: &[Loaded],
-    snapshots: crate::matrix::Snapshots,
+    snapshots: Snapshots,
 ) -> Vec<Cell> {
     let mut cells = Vec::new();
     for l in scenarios {
@@ -151,14 +151,14 @@ pub fn cells_for(
         let mut snap = None;
         if run.setup_error.is_some() {
             status = CellStatus::SetupFailed;
-        } else if snapshots != crate::matrix::Snapshots::Skip {
+        } else if snapshots != Snapshots::Skip {
             let state = snapshot::check(
                 &target.name,
                 s,
                 &run.report.results,
                 target.facts.as_ref(),
                 rule,
-                snapshots == crate::matrix::Snapshots::Accept,
+                snapshots == Snapshots::Accept,
             )
             .unwrap_or_else(|e| SnapshotState::Changed {
                 old: String::new(),

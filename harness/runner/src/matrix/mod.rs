@@ -6,6 +6,8 @@ pub mod compare;
 pub mod report;
 pub mod snapshot;
 
+pub use snapshot::Snapshots;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,17 +26,6 @@ pub struct Options {
     pub kmod: bool,
     /// VM acceleration the user forced (`--accel`).
     pub accel: Option<crate::vm::qemu::Accel>,
-}
-
-/// What to do with snapshots.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Snapshots {
-    /// Compare with the stored ones; changes fail the run.
-    Compare,
-    /// Store the observations as the new snapshots.
-    Accept,
-    /// Leave snapshots alone.
-    Skip,
 }
 
 /// A fresh directory for this run's logs: `target/addrsel/runs/<seconds>-<pid>`.

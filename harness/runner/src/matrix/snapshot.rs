@@ -47,6 +47,17 @@ impl SnapshotState {
     }
 }
 
+/// What to do with snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Snapshots {
+    /// Compare with the stored ones; changes fail the run.
+    Compare,
+    /// Store the observations as the new snapshots.
+    Accept,
+    /// Leave snapshots alone.
+    Skip,
+}
+
 /// How the facts recorded with a snapshot must match the system a run observed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FactsRule {
