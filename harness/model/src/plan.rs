@@ -462,17 +462,136 @@ fn prefer_setsockopt(os: PlanOs, prefer: &[SourcePreference]) -> String {
     }
 }
 
+/// What a repro script says and does differently per OS.
+struct Dialect {
+    name: &'static str,
+    /// After the header comments: how to run it, and the variables it sets up.
+    preamble: &'static str,
+    /// What a command run in the scenario's namespace or jail is prefixed with.
+    in_scenario: &'static str,
+    /// ... and one run in Linux's peer namespace.
+    in_peer: &'static str,
+    /// `sysctl` with the setting after it.
+    sysctl: &'static str,
+    /// What a connect probe runs without python3 (the destination is appended).
+    route_get: &'static str,
+    /// What a resolve probe runs without python3 (the name is appended).
+    resolve_fallback: &'static str,
+}
+
+const LINUX: Dialect = Dialect {
+    name: "Linux",
+    preamble: "#\n# Run as root inside a throwaway network and mount namespace, for example:\n#   unshare --net --mount --propagation private sh repro.sh\n# Everything it creates disappears when that shell exits; nothing outside it changes.\nset -eu\n# The far ends of the veth pairs live in a second namespace, held by a sleeping process.\nfiles=$(mktemp -d)\nunshare --net sleep infinity &\npeer=$!\ntrap 'kill $peer; rm -rf \"$files\"' EXIT\nuntil [ \"$(readlink /proc/$peer/ns/net)\" != \"$(readlink /proc/self/ns/net)\" ]; do sleep 0.05; done\n",
+    in_scenario: "",
+    in_peer: "nsenter --target $peer --net ",
+    sysctl: "sysctl -qw ",
+    route_get: "ip route get",
+    resolve_fallback: "getent ahosts",
+};
+
+const FREEBSD: Dialect = Dialect {
+    name: "FreeBSD",
+    preamble: "#\n# Run as root on a FreeBSD 14 or 15 machine with VIMAGE (the default GENERIC kernel).\n# It creates one VNET jail and epair interfaces, and removes them at the end.\nset -eu\njail=addrsel_repro\ndir=/tmp/addrsel-repro\nbase=200   # epair unit numbers used: base, base+1, ...\n",
+    in_scenario: "jexec $jail ",
+    in_peer: "",
+    sysctl: "sysctl ",
+    route_get: "jexec $jail route -n get",
+    resolve_fallback: "",
+};
+
+fn dialect(os: PlanOs) -> &'static Dialect {
+    match os {
+        PlanOs::Linux => &LINUX,
+        PlanOs::Freebsd => &FREEBSD,
+    }
+}
+
+impl Dialect {
+    fn place(&self, place: Place) -> &'static str {
+        match place {
+            Place::Scenario => self.in_scenario,
+            Place::Peer => self.in_peer,
+            Place::Host => "",
+        }
+    }
+}
+
+/// One plan step as script lines; `files` numbers Linux's private files.
+fn step_lines(d: &Dialect, step: &Step, files: &mut usize) -> String {
+    match step {
+        Step::Run { place, argv, stdin } => {
+            let cmd: Vec<String> = argv.iter().map(|a| shell_arg(a)).collect();
+            let line = format!("{}{}", d.place(*place), cmd.join(" "));
+            match stdin {
+                Some(text) => format!("{} | {line}\n", printf_exact(text)),
+                None => format!("{line}\n"),
+            }
+        }
+        Step::Sysctl { place, key, value } => {
+            format!("{}{}{}\n", d.place(*place), d.sysctl, shell_quote(&format!("{key}={value}")))
+        }
+        Step::PrivateFile { target, content } => {
+            let name = format!("\"$files/{files}\"");
+            *files += 1;
+            format!("{} > {name}\nmount --bind {name} {}\n", printf_exact(content), shell_quote(target))
+        }
+        Step::WriteFile { path, content } => format!("{} > {}\n", printf_exact(content), shell_arg(path)),
+    }
+}
+
+/// A probe as script lines: python3 makes the agent's calls; without it, the closest
+/// standard tool.
+fn probe_lines(d: &Dialect, os: PlanOs, p: &Probe) -> String {
+    let mut out = String::new();
+    let python = format!("{}python3 -c", d.in_scenario);
+    match &p.kind {
+        ProbeKind::Connect { dst, zone } => {
+            let target = match zone {
+                Some(z) => format!("{dst}%{z}"),
+                None => dst.to_string(),
+            };
+            let family = if dst.is_ipv4() { "AF_INET" } else { "AF_INET6" };
+            let prefer = prefer_setsockopt(os, &p.prefer);
+            let _ = writeln!(out, "echo '== {}: source for {target}'", p.id);
+            // The errno's name, as the agent reports it.
+            let _ = writeln!(
+                out,
+                "if command -v python3 >/dev/null; then {python} 'import errno,socket,sys\ns=socket.socket(socket.{family},socket.SOCK_DGRAM){prefer}\na,_,z=sys.argv[1].partition(\"%\")\ntry:\n s.connect((a,9,0,socket.if_nametoindex(z)) if z else (a,9)); print(s.getsockname()[0])\nexcept OSError as e: print(errno.errorcode.get(e.errno, e))' {}; else",
+                shell_quote(&target)
+            );
+            let fallback = match os {
+                PlanOs::Linux => format!("{dst}{}", zone.as_ref().map(|z| format!(" oif {z}")).unwrap_or_default()),
+                PlanOs::Freebsd => shell_quote(&target),
+            };
+            let _ = writeln!(out, "  {} {fallback} || true; fi", d.route_get);
+        }
+        ProbeKind::Resolve { name } => {
+            let _ = writeln!(out, "echo '== {}: getaddrinfo order for {name}'", p.id);
+            let _ = writeln!(
+                out,
+                "if command -v python3 >/dev/null; then {python} 'import socket,sys\nfor a in socket.getaddrinfo(sys.argv[1],None,0,socket.SOCK_DGRAM): print(a[4][0])' {}; else",
+                shell_quote(name)
+            );
+            if d.resolve_fallback.is_empty() {
+                let _ = writeln!(out, "  echo 'python3 is needed to print the getaddrinfo order'; fi");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  {} {} | awk '$2 == \"DGRAM\" {{ print $1 }}' || true; fi",
+                    d.resolve_fallback,
+                    shell_quote(name)
+                );
+            }
+        }
+    }
+    out
+}
+
 /// The plan as a shell script a person can run to reproduce the scenario by hand.
 pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
+    let d = dialect(plan.os);
     let mut out = String::from("#!/bin/sh\n");
-    out.push_str(&comment(&format!(
-        "addrsel repro: scenario `{}` on {}",
-        s.name,
-        match plan.os {
-            PlanOs::Linux => "Linux",
-            PlanOs::Freebsd => "FreeBSD",
-        }
-    )));
+    out.push_str(&comment(&format!("addrsel repro: scenario `{}` on {}", s.name, d.name)));
     for line in s.description.lines() {
         out.push_str(&comment(line));
     }
@@ -482,128 +601,19 @@ pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
     for n in &plan.notes {
         out.push_str(&comment(&format!("note: {n}")));
     }
-    match plan.os {
-        PlanOs::Linux => {
-            out.push_str(
-                "#\n# Run as root inside a throwaway network and mount namespace, for example:\n#   unshare --net --mount --propagation private sh repro.sh\n# Everything it creates disappears when that shell exits; nothing outside it changes.\nset -eu\n",
-            );
-            out.push_str("# The far ends of the veth pairs live in a second namespace, held by a sleeping process.\n");
-            out.push_str("files=$(mktemp -d)\n");
-            out.push_str("unshare --net sleep infinity &\npeer=$!\ntrap 'kill $peer; rm -rf \"$files\"' EXIT\n");
-            out.push_str("until [ \"$(readlink /proc/$peer/ns/net)\" != \"$(readlink /proc/self/ns/net)\" ]; do sleep 0.05; done\n");
-        }
-        PlanOs::Freebsd => {
-            out.push_str(
-                "#\n# Run as root on a FreeBSD 14 or 15 machine with VIMAGE (the default GENERIC kernel).\n# It creates one VNET jail and epair interfaces, and removes them at the end.\nset -eu\n",
-            );
-            out.push_str(
-                "jail=addrsel_repro\ndir=/tmp/addrsel-repro\nbase=200   # epair unit numbers used: base, base+1, ...\n",
-            );
-        }
-    }
-    let mut file_index = 0;
+    out.push_str(d.preamble);
+    let mut files = 0;
     for step in &plan.setup {
-        match step {
-            Step::Run { place, argv, stdin } => {
-                let cmd: Vec<String> = argv.iter().map(|a| shell_arg(a)).collect();
-                let cmd = cmd.join(" ");
-                let line = match (plan.os, place) {
-                    (PlanOs::Linux, Place::Peer) => format!("nsenter --target $peer --net {cmd}"),
-                    (PlanOs::Freebsd, Place::Scenario) => format!("jexec $jail {cmd}"),
-                    _ => cmd,
-                };
-                match stdin {
-                    Some(text) => {
-                        let _ = writeln!(out, "{} | {line}", printf_exact(text));
-                    }
-                    None => {
-                        let _ = writeln!(out, "{line}");
-                    }
-                }
-            }
-            Step::Sysctl { place, key, value } => {
-                let cmd = match plan.os {
-                    PlanOs::Linux => {
-                        format!("sysctl -qw {}", shell_quote(&format!("{key}={value}")))
-                    }
-                    PlanOs::Freebsd => format!("sysctl {}", shell_quote(&format!("{key}={value}"))),
-                };
-                let line = match (plan.os, place) {
-                    (PlanOs::Freebsd, Place::Scenario) => format!("jexec $jail {cmd}"),
-                    _ => cmd,
-                };
-                let _ = writeln!(out, "{line}");
-            }
-            Step::PrivateFile { target, content } => {
-                let name = format!("\"$files/{file_index}\"");
-                file_index += 1;
-                let _ = writeln!(out, "{} > {name}", printf_exact(content));
-                let _ = writeln!(out, "mount --bind {name} {}", shell_quote(target));
-            }
-            Step::WriteFile { path, content } => {
-                let _ = writeln!(out, "{} > {}", printf_exact(content), shell_arg(path));
-            }
-        }
+        out.push_str(&step_lines(d, step, &mut files));
     }
     out.push_str("\n# Probes: python3 makes the same calls as the addrsel agent (UDP connect + getsockname,\n# getaddrinfo); without it, the closest standard tools.\n");
-    let jexec = if plan.os == PlanOs::Freebsd { "jexec $jail " } else { "" };
     for p in &plan.probes {
-        match &p.kind {
-            ProbeKind::Connect { dst, zone } => {
-                let target = match zone {
-                    Some(z) => format!("{dst}%{z}"),
-                    None => dst.to_string(),
-                };
-                let family = if dst.is_ipv4() { "AF_INET" } else { "AF_INET6" };
-                let prefer = prefer_setsockopt(plan.os, &p.prefer);
-                let _ = writeln!(out, "echo '== {}: source for {target}'", p.id);
-                // The errno's name, as the agent reports it.
-                let _ = writeln!(
-                    out,
-                    "if command -v python3 >/dev/null; then {jexec}python3 -c 'import errno,socket,sys\ns=socket.socket(socket.{family},socket.SOCK_DGRAM){prefer}\na,_,z=sys.argv[1].partition(\"%\")\ntry:\n s.connect((a,9,0,socket.if_nametoindex(z)) if z else (a,9)); print(s.getsockname()[0])\nexcept OSError as e: print(errno.errorcode.get(e.errno, e))' {}; else",
-                    shell_quote(&target)
-                );
-                match plan.os {
-                    PlanOs::Linux => {
-                        let oif = zone.as_ref().map(|z| format!(" oif {z}")).unwrap_or_default();
-                        let _ = writeln!(out, "  ip route get {dst}{oif} || true; fi");
-                    }
-                    PlanOs::Freebsd => {
-                        let _ = writeln!(out, "  jexec $jail route -n get {} || true; fi", shell_quote(&target));
-                    }
-                }
-            }
-            ProbeKind::Resolve { name } => {
-                let _ = writeln!(out, "echo '== {}: getaddrinfo order for {name}'", p.id);
-                let _ = writeln!(
-                    out,
-                    "if command -v python3 >/dev/null; then {jexec}python3 -c 'import socket,sys\nfor a in socket.getaddrinfo(sys.argv[1],None,0,socket.SOCK_DGRAM): print(a[4][0])' {}; else",
-                    shell_quote(name)
-                );
-                match plan.os {
-                    PlanOs::Linux => {
-                        let _ = writeln!(
-                            out,
-                            "  getent ahosts {} | awk '$2 == \"DGRAM\" {{ print $1 }}' || true; fi",
-                            shell_quote(name)
-                        );
-                    }
-                    PlanOs::Freebsd => {
-                        let _ = writeln!(out, "  echo 'python3 is needed to print the getaddrinfo order'; fi");
-                    }
-                }
-            }
-        }
+        out.push_str(&probe_lines(d, plan.os, p));
     }
     if !plan.cleanup.is_empty() {
         out.push_str("\n# Cleanup\n");
         for step in &plan.cleanup {
-            if let Step::Run { place, argv, .. } = step {
-                let cmd: Vec<String> = argv.iter().map(|a| shell_arg(a)).collect();
-                let cmd = cmd.join(" ");
-                let line = if *place == Place::Scenario { format!("jexec $jail {cmd}") } else { cmd };
-                let _ = writeln!(out, "{line}");
-            }
+            out.push_str(&step_lines(d, step, &mut files));
         }
     }
     out

@@ -146,7 +146,6 @@ pub fn verify(data: &[u8], linux: Option<&LinuxTarget>) -> anyhow::Result<Verdic
     let e_type = h.e_type(endian);
     let arch = arch_name(h.e_machine(endian));
     let sections = e.section_names();
-    let comment = e.strings(".comment");
     let format = if e_type == elf::ET_REL {
         "relocatable"
     } else if e_type == elf::ET_DYN {
@@ -156,14 +155,12 @@ pub fn verify(data: &[u8], linux: Option<&LinuxTarget>) -> anyhow::Result<Verdic
     };
     let is_linux = sections.iter().any(|s| s == ".modinfo" || s == ".gnu.linkonce.this_module");
     let is_freebsd = osabi == elf::ELFOSABI_FREEBSD || sections.iter().any(|s| s == "set_modmetadata_set");
-    let mut checks = Vec::new();
-    let mut check = |ok: bool, what: String| checks.push(Check { ok, what });
     // What the loader accepts: Linux and FreeBSD amd64 load relocatable objects (`ld -r`),
     // FreeBSD arm64 loads shared objects (`ld -shared`).
     let wanted = if is_linux || arch != "arm64" { elf::ET_REL } else { elf::ET_DYN };
-    check(
-        e_type == wanted,
-        format!(
+    let mut checks = vec![Check {
+        ok: e_type == wanted,
+        what: format!(
             "ELF type: {format}{}",
             if e_type == wanted {
                 String::new()
@@ -173,7 +170,7 @@ pub fn verify(data: &[u8], linux: Option<&LinuxTarget>) -> anyhow::Result<Verdic
                 "; the kernel loads only relocatable module files (ld -r)".into()
             }
         ),
-    );
+    }];
     let kind = if is_linux {
         ModuleKind::Linux
     } else if is_freebsd {
@@ -182,109 +179,131 @@ pub fn verify(data: &[u8], linux: Option<&LinuxTarget>) -> anyhow::Result<Verdic
         anyhow::bail!("neither a Linux module (.modinfo) nor a FreeBSD one (OS/ABI FreeBSD or set_modmetadata_set)");
     };
     match kind {
-        ModuleKind::Freebsd => {
-            // amd64 modules are linked with `-m elf_x86_64_fbsd`, which stamps OS/ABI FreeBSD
-            // (GNU ld -r does not). arm64's `-m aarch64elf` leaves System V with either
-            // linker and the kernel does not look, so there the linker is told by .comment.
-            if e_type == elf::ET_REL && arch == "amd64" {
-                check(
-                    osabi == elf::ELFOSABI_FREEBSD,
-                    if osabi == elf::ELFOSABI_FREEBSD {
-                        "OS/ABI is FreeBSD".into()
-                    } else {
-                        "OS/ABI is not FreeBSD: the last link was done by a linker that does not know FreeBSD (GNU ld from binutils?); link with ld.lld -m elf_x86_64_fbsd".into()
-                    },
-                );
-            }
-            let clang = comment.iter().any(|c| c.contains("clang version"));
-            let gcc = comment.iter().any(|c| c.starts_with("GCC:"));
-            check(clang && !gcc, format!("compiled by clang only (.comment: {})", comment.join(" | ")));
-            for set in ["set_sysinit_set", "set_modmetadata_set"] {
-                check(sections.iter().any(|s| s == set), format!("has the linker set section {set}"));
-            }
-            if e_type == elf::ET_DYN {
-                let lld = comment.iter().any(|c| c.starts_with("Linker:") && c.contains("LLD"));
-                check(
-                    lld,
-                    if lld {
-                        "linked by LLD (.comment has `Linker: ... LLD`)".into()
-                    } else {
-                        "no `Linker: ... LLD` in .comment: not linked by ld.lld".into()
-                    },
-                );
-                let dynsyms = e.dynamic_symbols();
-                let mut bad = Vec::new();
-                for set in sections.iter().filter(|s| s.starts_with("set_")) {
-                    for edge in ["__start_", "__stop_"] {
-                        let name = format!("{edge}{set}");
-                        match dynsyms.iter().find(|(n, _, _)| *n == name) {
-                            Some((_, bind, vis))
-                                if *bind == elf::STB_GLOBAL
-                                    && (*vis == elf::STV_DEFAULT || *vis == elf::STV_PROTECTED) => {}
-                            Some((_, bind, vis)) => bad.push(format!(
-                                "{name} is {} {} in .dynsym",
-                                if *bind == elf::STB_GLOBAL {
-                                    "GLOBAL"
-                                } else if *bind == elf::STB_WEAK {
-                                    "WEAK"
-                                } else {
-                                    "LOCAL"
-                                },
-                                if *vis == elf::STV_HIDDEN {
-                                    "HIDDEN"
-                                } else if *vis == elf::STV_INTERNAL {
-                                    "INTERNAL"
-                                } else if *vis == elf::STV_PROTECTED {
-                                    "PROTECTED"
-                                } else {
-                                    "DEFAULT"
-                                }
-                            )),
-                            None => bad.push(format!("{name} is missing from .dynsym")),
-                        }
-                    }
-                }
-                check(
-                    bad.is_empty(),
-                    if bad.is_empty() {
-                        "__start_set_*/__stop_set_* are GLOBAL with default or protected visibility in .dynsym".into()
-                    } else {
-                        format!(
-                            "{}: the kernel's linker finds linker sets through .dynsym, so this module would load and silently never run its SYSINITs or module event handler",
-                            bad.join("; ")
-                        )
-                    },
-                );
-            }
+        ModuleKind::Freebsd => checks.extend(freebsd_checks(&e, &sections, &arch)),
+        ModuleKind::Linux => checks.extend(linux_checks(&e, linux)),
+    }
+    Ok(Verdict { kind, arch, format: format.into(), checks })
+}
+
+/// A FreeBSD module: built by clang, linked by ld.lld (amd64: OS/ABI stamped FreeBSD; arm64:
+/// `Linker: LLD`), with linker sets the kernel's linker can find.
+fn freebsd_checks(e: &Elf, sections: &[String], arch: &str) -> Vec<Check> {
+    let endian = e.endian();
+    let (osabi, e_type) = (e.header().e_ident().os_abi, e.header().e_type(endian));
+    let comment = e.strings(".comment");
+    let mut checks = Vec::new();
+    let mut check = |ok: bool, what: String| checks.push(Check { ok, what });
+    // amd64 modules are linked with `-m elf_x86_64_fbsd`, which stamps OS/ABI FreeBSD (GNU
+    // ld -r does not). arm64's `-m aarch64elf` leaves System V with either linker and the
+    // kernel does not look, so there the linker is told by .comment.
+    if e_type == elf::ET_REL && arch == "amd64" {
+        check(
+            osabi == elf::ELFOSABI_FREEBSD,
+            if osabi == elf::ELFOSABI_FREEBSD {
+                "OS/ABI is FreeBSD".into()
+            } else {
+                "OS/ABI is not FreeBSD: the last link was done by a linker that does not know FreeBSD (GNU ld from binutils?); link with ld.lld -m elf_x86_64_fbsd".into()
+            },
+        );
+    }
+    let clang = comment.iter().any(|c| c.contains("clang version"));
+    let gcc = comment.iter().any(|c| c.starts_with("GCC:"));
+    check(clang && !gcc, format!("compiled by clang only (.comment: {})", comment.join(" | ")));
+    for set in ["set_sysinit_set", "set_modmetadata_set"] {
+        check(sections.iter().any(|s| s == set), format!("has the linker set section {set}"));
+    }
+    if e_type == elf::ET_DYN {
+        let lld = comment.iter().any(|c| c.starts_with("Linker:") && c.contains("LLD"));
+        check(
+            lld,
+            if lld {
+                "linked by LLD (.comment has `Linker: ... LLD`)".into()
+            } else {
+                "no `Linker: ... LLD` in .comment: not linked by ld.lld".into()
+            },
+        );
+        checks.push(linker_set_symbols(e, sections));
+    }
+    checks
+}
+
+/// Whether every `__start_set_*`/`__stop_set_*` is GLOBAL with default or protected
+/// visibility in `.dynsym`: the kernel's linker finds linker sets only through them.
+fn linker_set_symbols(e: &Elf, sections: &[String]) -> Check {
+    let binding = |b: elf::SymbolBind| {
+        if b == elf::STB_GLOBAL {
+            "GLOBAL"
+        } else if b == elf::STB_WEAK {
+            "WEAK"
+        } else {
+            "LOCAL"
         }
-        ModuleKind::Linux => {
-            let modinfo = e.strings(".modinfo");
-            let vermagic = modinfo.iter().find_map(|s| s.strip_prefix("vermagic=")).map(str::to_string);
-            check(vermagic.is_some(), format!("vermagic: {}", vermagic.as_deref().unwrap_or("missing")));
-            let compiler = comment
-                .iter()
-                .find(|c| c.starts_with("GCC:") || c.contains("clang version"))
-                .cloned()
-                .unwrap_or_default();
-            match linux {
-                Some(t) => {
-                    check(
-                        vermagic.as_deref() == Some(t.vermagic.as_str()),
-                        format!("vermagic equals the target kernel's `{}`", t.vermagic),
-                    );
-                    let want = compiler_identity(&t.cc_version_text);
-                    check(
-                        !compiler.is_empty() && compiler_identity(&compiler) == want,
-                        format!("built by the kernel's compiler `{}` (module: `{}`)", t.cc_version_text, compiler),
-                    );
+    };
+    let visibility = |v: elf::SymbolVisibility| {
+        if v == elf::STV_HIDDEN {
+            "HIDDEN"
+        } else if v == elf::STV_INTERNAL {
+            "INTERNAL"
+        } else if v == elf::STV_PROTECTED {
+            "PROTECTED"
+        } else {
+            "DEFAULT"
+        }
+    };
+    let dynsyms = e.dynamic_symbols();
+    let mut bad = Vec::new();
+    for set in sections.iter().filter(|s| s.starts_with("set_")) {
+        for edge in ["__start_", "__stop_"] {
+            let name = format!("{edge}{set}");
+            match dynsyms.iter().find(|(n, _, _)| *n == name) {
+                Some((_, bind, vis))
+                    if *bind == elf::STB_GLOBAL && (*vis == elf::STV_DEFAULT || *vis == elf::STV_PROTECTED) => {}
+                Some((_, bind, vis)) => {
+                    bad.push(format!("{name} is {} {} in .dynsym", binding(*bind), visibility(*vis)))
                 }
-                None => {
-                    check(false, "no target kernel given: vermagic and compiler cannot be compared (--target)".into())
-                }
+                None => bad.push(format!("{name} is missing from .dynsym")),
             }
         }
     }
-    Ok(Verdict { kind, arch, format: format.into(), checks })
+    Check {
+        ok: bad.is_empty(),
+        what: if bad.is_empty() {
+            "__start_set_*/__stop_set_* are GLOBAL with default or protected visibility in .dynsym".into()
+        } else {
+            format!(
+                "{}: the kernel's linker finds linker sets through .dynsym, so this module would load and silently never run its SYSINITs or module event handler",
+                bad.join("; ")
+            )
+        },
+    }
+}
+
+/// A Linux module: its vermagic and compiler are the target kernel's.
+fn linux_checks(e: &Elf, linux: Option<&LinuxTarget>) -> Vec<Check> {
+    let modinfo = e.strings(".modinfo");
+    let comment = e.strings(".comment");
+    let vermagic = modinfo.iter().find_map(|s| s.strip_prefix("vermagic=")).map(str::to_string);
+    let mut checks =
+        vec![Check { ok: vermagic.is_some(), what: format!("vermagic: {}", vermagic.as_deref().unwrap_or("missing")) }];
+    let compiler =
+        comment.iter().find(|c| c.starts_with("GCC:") || c.contains("clang version")).cloned().unwrap_or_default();
+    match linux {
+        Some(t) => {
+            checks.push(Check {
+                ok: vermagic.as_deref() == Some(t.vermagic.as_str()),
+                what: format!("vermagic equals the target kernel's `{}`", t.vermagic),
+            });
+            checks.push(Check {
+                ok: !compiler.is_empty() && compiler_identity(&compiler) == compiler_identity(&t.cc_version_text),
+                what: format!("built by the kernel's compiler `{}` (module: `{}`)", t.cc_version_text, compiler),
+            });
+        }
+        None => checks.push(Check {
+            ok: false,
+            what: "no target kernel given: vermagic and compiler cannot be compared (--target)".into(),
+        }),
+    }
+    checks
 }
 
 #[cfg(test)]
