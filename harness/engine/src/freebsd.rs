@@ -402,7 +402,7 @@ impl<'s> Freebsd<'s> {
     // libc getaddrinfo
 
     pub fn getaddrinfo(&self, name: &str) -> (Vec<IpAddr>, SortTrace) {
-        let hosts: Vec<IpAddr> = self.s.host(name).map(|h| h.addresses.clone()).unwrap_or_default();
+        let hosts: Vec<IpAddr> = addrsel_model::plan::hosts_lookup(self.s, name);
         // explore[] lists IPv6 before IPv4, so every IPv6 result comes first.
         let input: Vec<IpAddr> =
             hosts.iter().filter(|a| a.is_ipv6()).chain(hosts.iter().filter(|a| a.is_ipv4())).copied().collect();

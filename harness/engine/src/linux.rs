@@ -383,7 +383,7 @@ impl<'s> Linux<'s> {
 
     /// getaddrinfo(name, AF_UNSPEC, SOCK_DGRAM): the order glibc returns.
     pub fn getaddrinfo(&self, name: &str) -> (Result<Vec<IpAddr>, String>, SortTrace) {
-        let input: Vec<IpAddr> = self.s.host(name).map(|h| h.addresses.clone()).unwrap_or_default();
+        let input: Vec<IpAddr> = addrsel_model::plan::hosts_lookup(self.s, name);
         let mut trace = SortTrace { input: input.clone(), ..Default::default() };
         let labels = self.gai.label_table();
         let precedence = self.gai.precedence_table();

@@ -20,16 +20,40 @@ pub struct Diagnostic {
     pub message: String,
 }
 
+/// Text from a scenario made safe to print: control characters (terminal escapes among
+/// them) shown as `\u{..}`, and at most `limit` characters, saying how many were left out.
+pub fn printable(text: &str, limit: usize) -> String {
+    let mut out = String::new();
+    for (n, c) in text.chars().enumerate() {
+        if n == limit {
+            out.push_str(&format!("… ({} more characters)", text.chars().count() - limit));
+            break;
+        }
+        if c.is_control() {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// How long a message may be when printed: messages quote scenario text.
+const MESSAGE_LIMIT: usize = 400;
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        if self.path.is_empty() {
-            return write!(f, "{kind}: {}", self.message);
+        let message = printable(&self.message, MESSAGE_LIMIT);
+        let path = printable(&self.path, MESSAGE_LIMIT);
+        match (self.path.is_empty(), self.line) {
+            (true, _) => write!(f, "{kind}: {message}"),
+            (false, 0) => write!(f, "{path}: {kind}: {message}"),
+            (false, line) => write!(f, "{path}:{line}:{}: {kind}: {message}", self.column),
         }
-        write!(f, "{}:{}:{}: {kind}: {}", self.path, self.line, self.column, self.message)
     }
 }
 
@@ -79,5 +103,16 @@ impl SourceMap<'_> {
         let raw = &self.text[span.start..span.end.min(self.text.len())];
         let opens_with_newline = ["\"\"\"\n", "'''\n", "\"\"\"\r\n", "'''\r\n"].iter().any(|d| raw.starts_with(d));
         if opens_with_newline { (start_line + k, true) } else { (start_line, k == 1) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn printed_text_is_safe_and_short() {
+        assert_eq!(super::printable("a\u{1b}[31mb\n", 100), "a\\u{1b}[31mb\\u{a}");
+        let long = "x".repeat(1 << 20);
+        let shown = super::printable(&long, 10);
+        assert_eq!(shown, format!("xxxxxxxxxx… ({} more characters)", (1 << 20) - 10));
     }
 }

@@ -10,6 +10,6 @@ pub mod results;
 pub mod scenario;
 pub mod sweep;
 
-pub use diag::{Diagnostic, Errors, Severity};
+pub use diag::{Diagnostic, Errors, Severity, printable};
 pub use parse::{Parsed, parse_scenario};
 pub use scenario::*;

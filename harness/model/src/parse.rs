@@ -351,7 +351,26 @@ impl Validator<'_> {
             probes: Vec::new(),
             expect: Vec::new(),
         };
-        s.routes = raw.routes.iter().filter_map(|r| self.route(&s, r)).collect();
+        for r in &raw.routes {
+            if let Some(route) = self.route(&s, r) {
+                // The kernel refuses a second route to the same prefix with the same metric
+                // (EEXIST), whatever its next hop.
+                let metric = |x: &Route| x.metric.unwrap_or(if x.to.addr().is_ipv4() { 0 } else { 1024 });
+                if let Some(first) = s.routes.iter().find(|x| x.to == route.to && metric(x) == metric(&route)) {
+                    self.error(
+                        &r.span(),
+                        format!(
+                            "a route to {} with metric {} is already declared (via {}): the kernel refuses the second with EEXIST; give one a different metric",
+                            route.to,
+                            metric(&route),
+                            first.via.map_or("its device".to_string(), |v| v.to_string())
+                        ),
+                    );
+                    continue;
+                }
+                s.routes.push(route);
+            }
+        }
         s.hosts = self.hosts(&raw.hosts);
         if let Some(policy) = &raw.policy {
             s.policy = self.policy(&s, policy);
@@ -547,13 +566,15 @@ impl Validator<'_> {
                 self.error(span, format!("next hop {via} is one of this host's own addresses"));
                 ok = false;
             }
-            if via.is_ipv4() {
+            let link_local = matches!(via, IpAddr::V6(v6) if v6.is_unicast_link_local());
+            if !link_local {
+                let family = if via.is_ipv4() { "IPv4" } else { "IPv6" };
                 let on_link = s
                     .addresses()
                     .filter(|(i, _)| dev.as_deref().is_none_or(|d| d == i.name))
-                    .any(|(_, a)| a.net().trunc().contains(via));
+                    .any(|(_, a)| a.net().trunc().contains(via) && a.prefix_len < if via.is_ipv4() { 32 } else { 128 });
                 if !on_link {
-                    self.error(span, format!("next hop {via} is not inside any IPv4 subnet of {} (the kernel refuses an unreachable gateway)", dev.as_deref().map_or("this host".to_string(), |d| format!("`{d}`"))));
+                    self.error(span, format!("next hop {via} is not inside any {family} subnet of {} (the kernel refuses an unreachable gateway)", dev.as_deref().map_or("this host".to_string(), |d| format!("`{d}`"))));
                     ok = false;
                 }
             }
@@ -828,6 +849,21 @@ impl Validator<'_> {
                 );
                 continue;
             }
+            // disable_ipv6 removes the interface's IPv6 addresses (and refuses new ones).
+            if let (SysctlOs::Linux, Some(dev)) =
+                (os, k.strip_prefix("net.ipv6.conf.").and_then(|r| r.strip_suffix(".disable_ipv6")))
+                && v != "0"
+                && let Some(i) = s.interfaces.iter().find(|i| {
+                    (dev == i.name || ((dev == "all" || dev == "default") && !i.is_loopback()))
+                        && i.addresses.iter().any(|a| a.addr.is_ipv6())
+                })
+            {
+                self.error(
+                    &value.span(),
+                    format!("`{k}` = {v} disables IPv6 on `{}`, which has IPv6 addresses in this scenario: the kernel would drop them", i.name),
+                );
+                continue;
+            }
             out.push((k.clone(), v.clone()));
         }
         out
@@ -989,12 +1025,15 @@ impl Validator<'_> {
                         }
                     }
                 }
-                let mut want = s.host(name).map(|h| h.addresses.clone()).unwrap_or_default();
+                let mut want = crate::plan::hosts_lookup(s, name);
                 let mut got = addrs.clone();
                 want.sort();
                 got.sort();
                 if want != got {
-                    self.error(&order.span(), format!("order must list exactly the addresses of `{name}` in [hosts]"));
+                    self.error(
+                        &order.span(),
+                        format!("order must list exactly the addresses /etc/hosts gives for `{name}` (its [hosts] lines, other spellings of it and, for localhost, the file's own lines)"),
+                    );
                     return None;
                 }
                 Expected::Order(addrs)
@@ -1076,6 +1115,10 @@ pub fn check_ifname(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Every per-namespace sysctl of a fresh Linux 6.18 network namespace (`conf.*`, `neigh.*`
+/// for any interface).
+const LINUX_SYSCTLS: &str = include_str!("linux_sysctls.txt");
+
 /// Only per-namespace (Linux) or per-VNET (FreeBSD) networking sysctls may be set: anything
 /// else would change the machine the harness runs on.
 fn check_sysctl_key(s: &Scenario, key: &str, os: SysctlOs) -> Result<(), String> {
@@ -1092,11 +1135,23 @@ fn check_sysctl_key(s: &Scenario, key: &str, os: SysctlOs) -> Result<(), String>
                     "`{key}`: only net.ipv4.* and net.ipv6.* sysctls (per network namespace) may be set"
                 ));
             }
-            if parts.len() >= 4 && parts[2] == "conf" {
+            if parts.len() >= 4 && (parts[2] == "conf" || parts[2] == "neigh") {
                 let dev = parts[3];
                 if !["all", "default"].contains(&dev) && s.interface(dev).is_none() {
                     return Err(format!("`{key}` names interface `{dev}`, which is not declared"));
                 }
+            }
+            let known = if parts.len() >= 4 && (parts[2] == "conf" || parts[2] == "neigh") {
+                let mut general = parts.clone();
+                general[3] = "*";
+                general.join(".")
+            } else {
+                key.to_string()
+            };
+            if !LINUX_SYSCTLS.lines().any(|l| l == known) {
+                return Err(format!(
+                    "`{key}` is not a per-namespace sysctl Linux has (harness/model/src/linux_sysctls.txt lists them)"
+                ));
             }
         }
         SysctlOs::Freebsd => {

@@ -87,15 +87,34 @@ pub fn linux_peer_name(index: usize) -> String {
     format!("addrselp{index}")
 }
 
-/// `/etc/hosts` for a scenario: localhost, then one line per address in [hosts] order.
-pub fn hosts_file(s: &Scenario) -> String {
-    let mut out = String::from("127.0.0.1 localhost\n::1 localhost\n");
+/// The lines of a scenario's `/etc/hosts`: localhost, then one line per address in [hosts]
+/// order.
+pub fn hosts_lines(s: &Scenario) -> Vec<(IpAddr, &str)> {
+    let mut lines: Vec<(IpAddr, &str)> = vec![
+        (IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), "localhost"),
+        (IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), "localhost"),
+    ];
     for h in &s.hosts {
-        for a in &h.addresses {
-            let _ = writeln!(out, "{a} {}", h.name);
-        }
+        lines.extend(h.addresses.iter().map(|a| (*a, h.name.as_str())));
+    }
+    lines
+}
+
+/// `/etc/hosts` for a scenario (see [`hosts_lines`]).
+pub fn hosts_file(s: &Scenario) -> String {
+    let mut out = String::new();
+    for (a, name) in hosts_lines(s) {
+        let _ = writeln!(out, "{a} {name}");
     }
     out
+}
+
+/// What the files backend of glibc (with `multi on`, as the plans write host.conf) and of
+/// FreeBSD's libc return for `name` from that file: every line whose name matches without
+/// regard to case, in file order, duplicates kept (glibc nss_files `gethostbyname4`,
+/// FreeBSD `_gethtent`). A redefined `localhost` merges with the file's own lines.
+pub fn hosts_lookup(s: &Scenario, name: &str) -> Vec<IpAddr> {
+    hosts_lines(s).into_iter().filter(|(_, n)| n.eq_ignore_ascii_case(name)).map(|(a, _)| a).collect()
 }
 
 // ---------------------------------------------------------------------------------------

@@ -230,3 +230,38 @@ proptest::proptest! {
         let _ = parse(&text);
     }
 }
+
+/// Inputs the kernel would refuse at setup are refused at parse time, with their place.
+#[test]
+fn setup_failures_are_parse_errors() {
+    let v6 = "[[interfaces]]\nname = \"eth0\"\naddresses = [\"2001:db8:1::2/64\", \"10.0.0.2/24\"]\n";
+    let cases = [
+        (
+            format!("name = \"t\"\n{v6}[[routes]]\nto = \"::/0\"\nvia = \"2001:db8:9::1\"\n"),
+            "7:7: next hop 2001:db8:9::1 is not inside any IPv6 subnet of this host",
+        ),
+        (
+            format!(
+                "name = \"t\"\n{v6}[[routes]]\nto = \"0.0.0.0/0\"\nvia = \"10.0.0.1\"\n[[routes]]\nto = \"0.0.0.0/0\"\nvia = \"10.0.0.254\"\n"
+            ),
+            "8:1: a route to 0.0.0.0/0 with metric 0 is already declared (via 10.0.0.1)",
+        ),
+        (
+            format!("name = \"t\"\n{v6}[sysctl.linux]\n\"net.ipv6.conf.eth0.no_such_key\" = 1\n"),
+            "6:1: `net.ipv6.conf.eth0.no_such_key` is not a per-namespace sysctl Linux has",
+        ),
+        (
+            format!("name = \"t\"\n{v6}[sysctl.linux]\n\"net.ipv6.conf.eth0.disable_ipv6\" = 1\n"),
+            "6:37: `net.ipv6.conf.eth0.disable_ipv6` = 1 disables IPv6 on `eth0`, which has IPv6 addresses",
+        ),
+    ];
+    for (text, want) in cases {
+        let got = first_error(&text);
+        assert!(got.starts_with(want), "{got}\nwanted: {want}\n{text}");
+    }
+    // The same routes with different metrics, and known sysctls, are fine.
+    let ok = format!(
+        "name = \"t\"\n{v6}[[routes]]\nto = \"0.0.0.0/0\"\nvia = \"10.0.0.1\"\n[[routes]]\nto = \"0.0.0.0/0\"\nvia = \"10.0.0.254\"\nmetric = 10\n[sysctl.linux]\n\"net.ipv6.conf.eth0.use_tempaddr\" = 2\n\"net.ipv4.ip_forward\" = 1\n"
+    );
+    parse(&ok).unwrap_or_else(|e| panic!("{e}"));
+}

@@ -181,7 +181,7 @@ fn scratch() -> std::path::PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
     let d = std::env::temp_dir().join(format!(
-        "addrsel-printf-{}-{}",
+        "addrsel-test-printf-{}-{}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
@@ -233,4 +233,25 @@ proptest::proptest! {
         proptest::prop_assert_eq!(got, text.as_bytes().to_vec());
         proptest::prop_assert_eq!(leftovers.len(), 1, "only the output file: {:?}", leftovers);
     }
+}
+
+/// The files backends of glibc and FreeBSD: names match without regard to case, every
+/// matching line counts in file order, and localhost keeps the file's own lines.
+#[test]
+fn hosts_lookup_merges_like_the_files_backends() {
+    let text = r#"
+name = "h"
+[[interfaces]]
+name = "eth0"
+addresses = ["10.0.0.2/24"]
+[hosts]
+"Server.example" = ["2001:db8::1"]
+"server.example" = ["192.0.2.1", "2001:db8::2"]
+"localhost" = ["10.0.0.9"]
+"#;
+    let s = parse_scenario("h.toml", text).unwrap().scenario;
+    let got = |n: &str| hosts_lookup(&s, n).iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    assert_eq!(got("server.example"), ["2001:db8::1", "192.0.2.1", "2001:db8::2"]);
+    assert_eq!(got("SERVER.EXAMPLE"), got("server.example"));
+    assert_eq!(got("localhost"), ["127.0.0.1", "::1", "10.0.0.9"]);
 }
