@@ -75,18 +75,41 @@ pub struct Outputs {
     markdown: Option<PathBuf>,
 }
 
+impl Outputs {
+    /// Every output file can be written: checked before a run, so a long run is not lost to
+    /// a typo in a path. A probe file is made and removed next to each.
+    pub fn check(&self) -> Result<(), String> {
+        for (option, path) in [("--json", &self.json), ("--junit", &self.junit), ("--markdown", &self.markdown)] {
+            let Some(path) = path else { continue };
+            if path.is_dir() {
+                return Err(format!("{option} {}: is a directory", path.display()));
+            }
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let probe = dir.join(format!(".addrsel-write-check-{}", std::process::id()));
+            std::fs::write(&probe, b"")
+                .map_err(|e| format!("{option} {}: cannot write in {}: {e}", path.display(), dir.display()))?;
+            let _ = std::fs::remove_file(&probe);
+        }
+        Ok(())
+    }
+}
+
 /// Prints the report, writes every requested format, and returns the exit status.
 pub fn finish(result: &report::MatrixResult, out: &Outputs, requested_not_run: bool) -> anyhow::Result<u8> {
+    use anyhow::Context as _;
     print!("{}", report::terminal(result));
     if let Some(p) = &out.json {
-        std::fs::write(p, report::json(result))?;
+        std::fs::write(p, report::json(result)).with_context(|| format!("cannot write --json {}", p.display()))?;
     }
     if let Some(p) = &out.junit {
-        std::fs::write(p, report::junit(result))?;
+        std::fs::write(p, report::junit(result)).with_context(|| format!("cannot write --junit {}", p.display()))?;
     }
     let md = report::markdown(result);
     if let Some(p) = &out.markdown {
-        std::fs::write(p, &md)?;
+        std::fs::write(p, &md).with_context(|| format!("cannot write --markdown {}", p.display()))?;
     }
     if let Ok(summary) = std::env::var("GITHUB_STEP_SUMMARY") {
         use std::io::Write as _;
@@ -107,6 +130,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let known = targets::all()?;
     // A shard of the default list is still the default list: its not-run targets (FreeBSD
     // here) do not make the exit status 3.
+    if let Err(e) = args.outputs.check() {
+        eprintln!("error: {e}");
+        return Ok(exit::BAD_INPUT);
+    }
     let explicit = !args.targets.is_empty();
     let chosen: Vec<targets::TargetDef> = if explicit {
         let mut v = Vec::new();
@@ -172,12 +199,25 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let progress = |target: &str, scenario: &str, done: usize, total: usize, elapsed: Duration| {
         eprintln!("  [{target}] {done}/{total} {scenario} ({:.1} s)", elapsed.as_secs_f64());
     };
+    // Ctrl-C or a TERM: the run stops its guests and agents, then reports what finished.
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // SAFETY: the handler only stores the signal's number in an atomic.
+        unsafe { signal_hook::low_level::register(sig, move || addrsel_runner::interrupt::set(sig)) }?;
+    }
     let mut result = run_matrix(&opts, &progress);
     for c in &mut result.cells {
         c.requested = explicit;
     }
     let requested_not_run = explicit && result.targets.iter().any(|t| t.not_run.is_some());
-    finish(&result, &args.outputs, requested_not_run)
+    let status = finish(&result, &args.outputs, requested_not_run)?;
+    Ok(match addrsel_runner::interrupt::requested() {
+        // As a shell reports a process killed by the signal: 128 + its number.
+        Some(sig) => {
+            eprintln!("interrupted by {}: the results above are what finished", addrsel_runner::interrupt::name(sig));
+            (128 + sig) as u8
+        }
+        None => status,
+    })
 }
 
 #[cfg(test)]

@@ -23,9 +23,17 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn explicit_freebsd_target_is_not_run_with_the_reason() {
-    let out = xtask(&["matrix", "--targets", "freebsd-14.5-amd64", "--no-snapshots"]);
+    let junit = std::env::temp_dir().join(format!("addrsel-freebsd-junit-{}.xml", std::process::id()));
+    let out =
+        xtask(&["matrix", "--targets", "freebsd-14.5-amd64", "--no-snapshots", "--junit", junit.to_str().unwrap()]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(3), "{t}");
+    // Asked for by name and not run: failures in JUnit too, not skipped tests.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let _ = std::fs::remove_file(&junit);
+    let scenarios =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../harness/scenarios")).unwrap().count();
+    assert!(xml.contains(&format!("failures=\"{scenarios}\" errors=\"0\" skipped=\"0\"")), "{xml}");
     let want = format!(
         "freebsd-14.5-amd64: not run: cannot download {CLOSED}/releases/CI-IMAGES/14.5-RELEASE/amd64/Latest/CHECKSUM.SHA256: "
     );

@@ -72,7 +72,8 @@ fn host_state() -> HostState {
     let temp = std::fs::read_dir(std::env::temp_dir())
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-        .filter(|n| n.starts_with("addrsel") && !n.starts_with("addrsel-test-"))
+        // Test scratch directories and a `cargo xtask fuzz` running beside are not the runs' own.
+        .filter(|n| n.starts_with("addrsel") && !n.starts_with("addrsel-test-") && !n.starts_with("addrsel-fuzz-"))
         .collect();
     let mut network: Vec<String> = [
         &["ip", "-o", "addr", "show"][..],
@@ -124,8 +125,12 @@ fn many_scenarios(dir: &Path, n: usize) {
 
 /// Starts a matrix run and returns once it reports `after` scenarios done.
 fn start_and_wait(dir: &Path, after: usize, env: &[(&str, &str)]) -> Child {
+    start_with(dir, after, env, &[])
+}
+
+fn start_with(dir: &Path, after: usize, env: &[(&str, &str)], extra: &[&str]) -> Child {
     let mut cmd = xtask();
-    cmd.args(["matrix", "--targets", "host", "--no-snapshots", "--scenarios"]).arg(dir);
+    cmd.args(["matrix", "--targets", "host", "--no-snapshots", "--scenarios"]).arg(dir).args(extra);
     cmd.stdout(Stdio::null()).stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
@@ -161,6 +166,7 @@ unsafe extern "C" {
 
 const SIGINT: i32 = 2;
 const SIGKILL: i32 = 9;
+const SIGTERM: i32 = 15;
 
 #[test]
 fn sigkill_midway_leaves_nothing() {
@@ -189,6 +195,33 @@ fn sigint_midway_leaves_nothing() {
     wait_for_no_agents();
     assert_eq!(host_state(), before);
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// SIGINT and SIGTERM stop the run, clean up as always, and still print and write what
+/// finished; the rest is marked interrupted; the exit status is 128 + the signal.
+#[test]
+fn interrupted_runs_keep_what_finished() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    for (sig, code) in [(SIGINT, 130), (SIGTERM, 143)] {
+        let before = host_state();
+        let dir = scratch("interrupted");
+        many_scenarios(&dir, 300);
+        let json = dir.join("out.json");
+        let mut child = start_with(&dir, 20, &[], &["--json", json.to_str().unwrap()]);
+        signal(-(child.id() as i32), sig);
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "signal {sig}");
+        wait_for_no_agents();
+        assert_eq!(host_state(), before);
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let cells = report["cells"].as_array().unwrap();
+        assert_eq!(cells.len(), 300);
+        let count = |st: &str| cells.iter().filter(|c| c["status"] == st).count();
+        assert!(count("agree") >= 20, "finished scenarios are kept: {} agree", count("agree"));
+        assert!(count("interrupted") > 0, "the rest is marked interrupted");
+        assert_eq!(count("agree") + count("interrupted"), 300);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
 
 #[test]

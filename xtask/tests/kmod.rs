@@ -79,7 +79,7 @@ fn checked_in_bindings_match_the_header_and_stale_ones_are_caught() {
 fn two_builds_at_once_from_an_empty_cache_both_succeed() {
     // Both download, unpack and assemble the same build root at the same time: every shared
     // directory appears in one rename, and the later one keeps the earlier one's copy.
-    let cache = std::env::temp_dir().join(format!("addrsel-kmod-race-{}", std::process::id()));
+    let cache = std::env::temp_dir().join(format!("addrsel-test-kmod-race-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&cache);
     let start = || {
         Command::new(env!("CARGO_BIN_EXE_xtask"))

@@ -152,3 +152,89 @@ fn module_whose_init_does_not_run_fails_the_target() {
     assert!(t.lines().any(|l| l.starts_with("v4-via-v6-route") && l.contains("agree")), "{t}");
     no_qemu_left();
 }
+
+fn cache_dir() -> std::path::PathBuf {
+    std::env::var_os("ADDRSEL_CACHE")
+        .map_or_else(|| Path::new(&std::env::var("HOME").unwrap()).join(".cache/addrsel"), std::path::PathBuf::from)
+}
+
+/// The cached file a run's progress line names after `label` (`kernel /path, ...`).
+fn used_file(output: &str, label: &str) -> std::path::PathBuf {
+    output
+        .lines()
+        .find_map(|l| l.split(&format!("] {label} ")).nth(1).or_else(|| l.split(&format!(", {label} ")).nth(1)))
+        .map(|rest| std::path::PathBuf::from(rest.split(',').next().unwrap().trim()))
+        .unwrap_or_else(|| panic!("no `{label}` file in the run's output:\n{output}"))
+}
+
+/// What the harness built into the cache is checked against the sha256 recorded when it was
+/// built: a damaged kernel, initramfs or test module is found, built again, and said so.
+#[test]
+fn damaged_built_files_are_built_again() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let out = matrix(&[], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let t = text(&out);
+    let damaged = [used_file(&t, "kernel"), used_file(&t, "initramfs"), used_file(&t, "test module")];
+    for f in &damaged {
+        assert!(f.starts_with(cache_dir()), "{} is not in the cache", f.display());
+    }
+    for f in &damaged {
+        let mut data = std::fs::read(f).unwrap();
+        let at = data.len() / 2;
+        data[at] ^= 0xff;
+        std::fs::write(f, data).unwrap();
+    }
+    let out = matrix(&[], &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    for f in &damaged {
+        assert!(
+            t.contains(&format!(
+                "{} does not match the sha256 recorded when it was built; building it again",
+                f.display()
+            )),
+            "{}: {t}",
+            f.display()
+        );
+    }
+    no_qemu_left();
+}
+
+/// A QEMU that dies from a signal is reported as such, not as a guest that powered off.
+#[test]
+fn a_killed_qemu_is_reported_with_its_signal() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let killer = std::thread::spawn(|| {
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(120) {
+            for e in std::fs::read_dir("/proc").unwrap().flatten() {
+                let is_qemu = std::fs::read_link(e.path().join("exe"))
+                    .is_ok_and(|x| x.to_string_lossy().contains("qemu-system-x86_64"));
+                // The scenario boot, not the KVM probe's QEMU: only the former passes `addrsel.results`.
+                let booted =
+                    std::fs::read_to_string(e.path().join("cmdline")).is_ok_and(|c| c.contains("addrsel.results"));
+                if is_qemu && booted {
+                    let pid: i32 = e.file_name().to_string_lossy().parse().unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    // SAFETY: plain kill(2) of the QEMU process found above.
+                    unsafe { libc_kill(pid, 9) };
+                    return true;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    });
+    let out = matrix(&[("ADDRSEL_GUEST_FAULT", "hang")], &["--deadline", "60", "--no-kmod"]);
+    assert!(killer.join().unwrap(), "QEMU was found and killed");
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("QEMU stopped before the agent finished") && t.contains("QEMU was killed by signal 9"), "{t}");
+    no_qemu_left();
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}

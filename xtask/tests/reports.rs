@@ -354,3 +354,65 @@ fn diff_of_the_seed_ip6addrctl_change() {
     assert!(!changes(&sweep).is_empty());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Faults an operator makes, each reported with the path and the right exit status.
+#[test]
+fn operator_faults_name_the_path() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scratch("faults");
+    let scenario = repo().join("harness/scenarios/loopback-preference.toml");
+    // An output that cannot be written is found before anything runs.
+    let out = xtask(&["matrix", "--targets", "host", "--json", "/nonexistent-dir/m.json", "--scenarios"])
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("--json /nonexistent-dir/m.json: cannot write in /nonexistent-dir"), "{t}");
+    assert!(!t.contains("[host]"), "nothing ran: {t}");
+    // --accept into a snapshot directory that cannot be made fails, naming it.
+    let not_a_dir = dir.join("plain-file");
+    std::fs::write(&not_a_dir, b"").unwrap();
+    let out = xtask(&["matrix", "--targets", "host", "--accept", "--scenarios"])
+        .arg(&scenario)
+        .env("ADDRSEL_SNAPSHOTS", &not_a_dir)
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains(&format!("cannot create the snapshot directory {}/host", not_a_dir.display())), "{t}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The deadline is kept by a timer: a scenario that takes far longer is stopped on time and
+/// the one that finished before it is kept.
+#[test]
+fn the_host_deadline_keeps_what_finished() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scratch("deadline");
+    std::fs::copy(repo().join("harness/scenarios/loopback-preference.toml"), dir.join("a-quick.toml")).unwrap();
+    let mut slow = String::from("name = \"z-slow\"\n");
+    for i in 0..4000 {
+        slow.push_str(&format!("[[interfaces]]\nname = \"e{i}\"\naddresses = [\"10.{}.{}.1/24\"]\n", i / 250, i % 250));
+    }
+    std::fs::write(dir.join("z-slow.toml"), slow).unwrap();
+    let start = std::time::Instant::now();
+    let out = xtask(&["matrix", "--targets", "host", "--no-snapshots", "--deadline", "3", "--json"])
+        .arg(dir.join("m.json"))
+        .arg("--scenarios")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("the agent did not finish within 3 s and was stopped; 1 of 2 scenarios finished"), "{t}");
+    assert!(took < std::time::Duration::from_secs(20), "stopped on time, not when the agent next spoke: {took:?}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();
+    let status = |name: &str| {
+        report["cells"].as_array().unwrap().iter().find(|c| c["scenario"] == name).unwrap()["status"].clone()
+    };
+    assert_eq!(status("loopback-preference"), "agree");
+    assert_eq!(status("z-slow"), "setup_failed");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -13,6 +13,7 @@ pub mod arch;
 pub mod cache;
 pub mod corpus;
 pub mod freebsd;
+pub mod interrupt;
 pub mod linux;
 pub mod matrix;
 pub mod module_elf;

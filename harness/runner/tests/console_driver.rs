@@ -24,7 +24,7 @@ fn scenarios(names: &[&str]) -> Vec<Loaded> {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("addrsel-console-{name}-{}", std::process::id()));
+    let d = std::env::temp_dir().join(format!("addrsel-test-console-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }

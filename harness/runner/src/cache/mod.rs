@@ -149,7 +149,7 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("addrsel-cache-{name}-{}", std::process::id()));
+        let d = std::env::temp_dir().join(format!("addrsel-test-cache-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d

@@ -272,7 +272,9 @@ pub fn disk(lock: &Lock, progress: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
     progress(&format!("decompressing {}", lock.disk.name));
     // A multi-GB sparse image is not hashed (the compressed download was verified): it is
     // published whole or not at all.
-    cache::publish(&raw, |partial| decompress_sparse(&xz, partial).map(|_| ()))?;
+    cache::publish(&raw, |partial| {
+        decompress_sparse(&xz, partial).map(|_| ()).with_context(|| format!("cannot write {}", partial.display()))
+    })?;
     let _ = std::fs::remove_file(
         raw.with_file_name(format!("{}.sha256", raw.file_name().expect("name").to_string_lossy())),
     );

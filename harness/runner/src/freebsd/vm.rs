@@ -168,6 +168,9 @@ pub fn run(def: &ImageDef, ctx: &RunContext) -> TargetRun {
     });
     cleanup();
     run.total = started.elapsed();
+    if let Some(sig) = crate::interrupt::requested() {
+        run.interrupted = Some(sig);
+    }
     match result {
         Err(e) => run.error = Some(format!("{e:#}")),
         Ok(messages) => {

@@ -63,6 +63,7 @@ pub fn prepare(def: &ImageDef, log: &dyn Fn(&str)) -> anyhow::Result<(PathBuf, G
     log("building the agent");
     let agent = crate::agent_build::for_linux(def.arch)?;
     let guest = initramfs::prepare(def, &lock, &agent, log)?;
+    log(&format!("kernel {}, initramfs {}", guest.kernel.boot_image.display(), guest.base.display()));
     Ok((binary, guest))
 }
 
@@ -79,6 +80,7 @@ pub fn test_module(def: &ImageDef, guest: &Guest, log: &dyn Fn(&str)) -> anyhow:
     let lock = crate::linux::image::load_lock(def)?;
     let fault = std::env::var("ADDRSEL_KMOD_FAULT").ok();
     let ko = crate::linux::module_build::build(def, &lock, &guest.kernel, fault.as_deref(), log)?;
+    log(&format!("test module {}", ko.display()));
     std::fs::read(&ko).with_context(|| format!("cannot read the module {}", ko.display()))
 }
 
@@ -115,6 +117,7 @@ fn why_it_ended(
             boot_within.as_secs(),
             console_log.display()
         ),
+        Ended::Interrupted(sig) => format!("interrupted by {}", crate::interrupt::name(sig)),
         Ended::Deadline { seconds, last_lines } => format!(
             "the guest did not finish within {seconds} s and was killed; last console lines:\n{last_lines}\nfull log: {}",
             console_log.display()
@@ -201,7 +204,7 @@ fn boot(def: &ImageDef, ctx: &RunContext, binary: &Path, guest: &Guest, archive:
     // A guest that never reaches the agent (stuck early in boot) is stopped long before the
     // run's deadline; guests here reach it in 2-8 s under TCG, well under one under KVM.
     let boot_within = ctx.deadline.min(if accel == Accel::Kvm { KVM_BOOT_DEADLINE } else { BOOT_DEADLINE });
-    let reached = booted.wait_until(vm.started + boot_within, |t| t.contains("addrsel-init:").then_some(()));
+    let (reached, _) = vm.wait_console(vm.started + boot_within, |t| t.contains("addrsel-init:").then_some(()));
     let no_start = matches!(reached, Waited::TimedOut) && crate::vm::console::panic_marker(&booted.text()).is_none();
     let ended = if no_start { vm.wait(Duration::ZERO) } else { vm.wait(ctx.deadline) };
     let _ = std::fs::remove_file(&initrd);
@@ -215,6 +218,9 @@ fn boot(def: &ImageDef, ctx: &RunContext, binary: &Path, guest: &Guest, archive:
     }
     if let Some(f) = run.facts.as_mut() {
         f.mip6 = f.mip6.or(Some(guest.kernel.mip6));
+    }
+    if let Ended::Interrupted(sig) = ended {
+        run.interrupted = Some(sig);
     }
     let finished = run.done && matches!(ended, Ended::Exited { .. });
     if !finished {

@@ -76,6 +76,8 @@ pub enum CellStatus {
     NotRun,
     SnapshotNew,
     SnapshotChanged,
+    /// The run was stopped (SIGINT, SIGTERM) before this scenario finished.
+    Interrupted,
     Unchecked,
     Disagree,
     SetupFailed,
@@ -90,6 +92,7 @@ impl CellStatus {
             CellStatus::NotRun => "not run",
             CellStatus::SnapshotNew => "SNAPSHOT NEW",
             CellStatus::SnapshotChanged => "SNAPSHOT CHANGED",
+            CellStatus::Interrupted => "interrupted",
             CellStatus::Unchecked => "EXPECTATION NOT CHECKED",
             CellStatus::Disagree => "DISAGREE",
             CellStatus::SetupFailed => "SETUP FAILED",
@@ -131,7 +134,8 @@ pub fn cells_for(
         }
         let Some(run) = target.scenarios.iter().find(|r| r.report.scenario == s.name) else {
             let why = target.error.clone().unwrap_or_else(|| "the target returned nothing for it".into());
-            cells.push(Cell { status: CellStatus::SetupFailed, setup_error: Some(why), ..base });
+            let status = if target.interrupted.is_some() { CellStatus::Interrupted } else { CellStatus::SetupFailed };
+            cells.push(Cell { status, setup_error: Some(why), ..base });
             continue;
         };
         let (results, engine, rfc) = compare(s, os, &target.name, target.facts.as_ref(), &run.report.results);

@@ -115,7 +115,18 @@ pub fn run_matrix(opts: &Options, progress: &targets::run::Progress) -> MatrixRe
                         let next = queue.lock().expect("queue").pop();
                         let Some(i) = next else { break };
                         let t = &opts.targets[i];
-                        mine.push((i, targets::run(t, &ctx)));
+                        // After an interrupt, targets not started are not started.
+                        let run = match crate::interrupt::requested() {
+                            Some(sig) => {
+                                let mut r = targets::run::TargetRun::new(&t.name);
+                                r.interrupted = Some(sig);
+                                r.error =
+                                    Some(format!("interrupted by {} before it started", crate::interrupt::name(sig)));
+                                r
+                            }
+                            None => targets::run(t, &ctx),
+                        };
+                        mine.push((i, run));
                     }
                     mine
                 })

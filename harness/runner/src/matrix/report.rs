@@ -356,8 +356,15 @@ fn xml_escape(s: &str) -> String {
 /// JUnit XML: one testsuite per target, one testcase per scenario.
 pub fn junit(m: &MatrixResult) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let failures = m.failures();
-    let skipped = m.cells.iter().filter(|c| matches!(c.status, CellStatus::NotRun | CellStatus::Unsupported)).count();
+    // A target named with --targets that could not run fails (exit status 3), so its cells
+    // are failures here, not skipped tests.
+    let required_not_run = |c: &&Cell| c.requested && c.status == CellStatus::NotRun;
+    let failures = m.failures() + m.cells.iter().filter(required_not_run).count();
+    let skipped = m
+        .cells
+        .iter()
+        .filter(|c| matches!(c.status, CellStatus::NotRun | CellStatus::Unsupported) && !required_not_run(c))
+        .count();
     let total_secs: f64 = m.targets.iter().map(|t| t.total_ms as f64 / 1000.0).sum();
     let _ = writeln!(
         out,
@@ -368,8 +375,11 @@ pub fn junit(m: &MatrixResult) -> String {
         let cells: Vec<&Cell> = m.cells.iter().filter(|c| c.target == t.name).collect();
         let problems: Vec<String> =
             m.target_problems().into_iter().filter(|(n, _)| *n == t.name).map(|(_, p)| p).collect();
-        let f = cells.iter().filter(|c| c.status.is_failure()).count() + problems.len();
-        let s = cells.iter().filter(|c| matches!(c.status, CellStatus::NotRun | CellStatus::Unsupported)).count();
+        let f = cells.iter().filter(|c| c.status.is_failure() || required_not_run(c)).count() + problems.len();
+        let s = cells
+            .iter()
+            .filter(|c| matches!(c.status, CellStatus::NotRun | CellStatus::Unsupported) && !required_not_run(c))
+            .count();
         let _ = writeln!(
             out,
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{f}\" errors=\"0\" skipped=\"{s}\" time=\"{:.3}\">",
@@ -402,6 +412,14 @@ pub fn junit(m: &MatrixResult) -> String {
                         st.word(),
                         xml_escape(&format!("{st:?}")),
                         xml_escape(&body)
+                    );
+                }
+                CellStatus::NotRun if c.requested => {
+                    let why = c.not_run.clone().unwrap_or_default();
+                    let _ = writeln!(
+                        out,
+                        ">\n      <failure message=\"asked for with --targets and not run\" type=\"NotRun\">{}</failure>\n    </testcase>",
+                        xml_escape(&why)
                     );
                 }
                 CellStatus::NotRun | CellStatus::Unsupported => {

@@ -132,7 +132,10 @@ pub struct Stored {
 pub fn read(path: &Path) -> anyhow::Result<Option<Stored>> {
     let content = match std::fs::read_to_string(path) {
         Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // A path whose directory is a file has no snapshot either (writing it will say why).
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+            return Ok(None);
+        }
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     parse(&content).map(Some).with_context(|| format!("{} is not a snapshot file", path.display()))

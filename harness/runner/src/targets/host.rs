@@ -74,22 +74,35 @@ pub fn run(ctx: &RunContext) -> TargetRun {
     let end = start + ctx.deadline;
     let mut timed_out = false;
     while !run.done {
+        if let Some(sig) = crate::interrupt::requested() {
+            run.interrupted = Some(sig);
+            break;
+        }
         let left = end.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
+        if left.is_zero() {
+            timed_out = true;
+            break;
+        }
+        // In slices, so an interrupt is noticed promptly.
+        match rx.recv_timeout(left.min(std::time::Duration::from_millis(100))) {
             Ok(line) => match serde_json::from_str::<AgentMessage>(&line) {
                 Ok(m) => run.take(m, ctx, start.elapsed()),
                 Err(e) => run.log.push(format!("unreadable agent line ({e}): {line}")),
             },
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                timed_out = true;
-                break;
-            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
     drop(guard);
     run.total = start.elapsed();
+    // The agent shares the terminal's process group: a Ctrl-C may end it before the loop
+    // saw the flag.
     if !run.done {
+        run.interrupted = run.interrupted.or(crate::interrupt::requested());
+    }
+    if let Some(sig) = run.interrupted {
+        run.error = Some(format!("interrupted by {}", crate::interrupt::name(sig)));
+    } else if !run.done {
         run.error = Some(if timed_out {
             format!(
                 "the agent did not finish within {} s and was stopped; {} of {} scenarios finished",

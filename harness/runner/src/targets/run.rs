@@ -58,6 +58,8 @@ pub struct TargetRun {
     pub done: bool,
     /// A boot under KVM failed the way broken KVM fails (what was seen): worth a TCG retry.
     pub kvm_failure: Option<String>,
+    /// The run was stopped by this signal (SIGINT, SIGTERM).
+    pub interrupted: Option<i32>,
 }
 
 impl TargetRun {
@@ -73,6 +75,7 @@ impl TargetRun {
             log: vec![],
             done: false,
             kvm_failure: None,
+            interrupted: None,
         }
     }
 

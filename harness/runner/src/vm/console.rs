@@ -23,6 +23,8 @@ pub enum Waited<T> {
     Found(T),
     Closed,
     TimedOut,
+    /// The run was interrupted (SIGINT, SIGTERM).
+    Interrupted,
 }
 
 impl Console {
@@ -61,6 +63,9 @@ impl Console {
             }
             if st.closed {
                 return Waited::Closed;
+            }
+            if crate::interrupt::requested().is_some() {
+                return Waited::Interrupted;
             }
             let now = Instant::now();
             if now >= deadline {

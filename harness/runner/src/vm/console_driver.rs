@@ -41,6 +41,7 @@ pub const FREEBSD: Login = Login {
 
 #[derive(Debug)]
 pub enum DriveError {
+    Interrupted(i32),
     Panic { marker: &'static str, last_lines: String },
     TimedOut { waiting_for: String, last_lines: String },
     Closed { waiting_for: String, last_lines: String },
@@ -51,6 +52,7 @@ impl std::error::Error for DriveError {}
 impl std::fmt::Display for DriveError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            DriveError::Interrupted(sig) => write!(f, "interrupted by {}", crate::interrupt::name(*sig)),
             DriveError::Panic { marker, last_lines } => {
                 write!(f, "guest kernel panic (`{marker}`); last console lines:\n{last_lines}")
             }
@@ -67,7 +69,7 @@ impl std::fmt::Display for DriveError {
 /// Waits for `what` to appear after byte `from`; returns the offset just past it. A panic
 /// marker anywhere after `from` ends the wait at once.
 fn expect(vm: &Vm, from: usize, what: &[&str], deadline: Instant, label: &str) -> Result<(usize, usize), DriveError> {
-    let found = vm.console.wait_until(deadline, |text| {
+    let (found, stalled) = vm.wait_console(deadline, |text| {
         let tail = text.get(from..).unwrap_or("");
         if let Some(m) = panic_marker(tail) {
             return Some(Err(m));
@@ -84,7 +86,14 @@ fn expect(vm: &Vm, from: usize, what: &[&str], deadline: Instant, label: &str) -
         Waited::TimedOut => {
             Err(DriveError::TimedOut { waiting_for: label.into(), last_lines: vm.console.last_lines(25) })
         }
-        Waited::Closed => Err(DriveError::Closed { waiting_for: label.into(), last_lines: vm.console.last_lines(25) }),
+        Waited::Closed => Err(DriveError::Closed {
+            waiting_for: match stalled {
+                Some(why) => format!("{label} (QEMU stopped the guest: {why})"),
+                None => label.into(),
+            },
+            last_lines: vm.console.last_lines(25),
+        }),
+        Waited::Interrupted => Err(DriveError::Interrupted(crate::interrupt::requested().unwrap_or(libc::SIGINT))),
     }
 }
 
@@ -126,5 +135,6 @@ pub fn wait_poweroff(vm: &mut Vm, deadline: Instant) -> Result<(), DriveError> {
         Ended::Exited { .. } => Ok(()),
         Ended::Panic { marker, last_lines } => Err(DriveError::Panic { marker, last_lines }),
         Ended::Deadline { last_lines, .. } => Err(DriveError::TimedOut { waiting_for: "power off".into(), last_lines }),
+        Ended::Interrupted(sig) => Err(DriveError::Interrupted(sig)),
     }
 }

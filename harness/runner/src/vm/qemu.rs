@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 
 use crate::arch::Arch;
 use crate::process::{KillOnDrop, die_with_parent};
-use crate::vm::console::{Console, panic_marker};
+use crate::vm::console::{Console, Waited, panic_marker};
 
 /// The results channel of a guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -262,6 +262,8 @@ pub enum Ended {
         seconds: u64,
         last_lines: String,
     },
+    /// The run was interrupted by this signal; QEMU was stopped.
+    Interrupted(i32),
 }
 
 /// A running guest.
@@ -294,6 +296,33 @@ impl Vm {
         Ok(Vm { guard: KillOnDrop(child), console, started, stderr: stderr_path })
     }
 
+    /// What QEMU said when it stopped running the guest without exiting: a KVM internal error
+    /// leaves the process alive with the guest paused, so waits ask for this too.
+    pub fn stalled(&self) -> Option<String> {
+        let stderr = std::fs::read_to_string(&self.stderr).ok()?;
+        stderr.contains("KVM internal error").then(|| stderr.lines().take(2).collect::<Vec<_>>().join(" "))
+    }
+
+    /// Waits for `f` to find something on the console, in short slices, giving up early when
+    /// QEMU has stalled the guest ([`Vm::stalled`]).
+    pub fn wait_console<T>(
+        &self,
+        deadline: Instant,
+        mut f: impl FnMut(&str) -> Option<T>,
+    ) -> (Waited<T>, Option<String>) {
+        loop {
+            let slice = deadline.min(Instant::now() + Duration::from_millis(250));
+            match self.console.wait_until(slice, &mut f) {
+                Waited::TimedOut if Instant::now() < deadline => {
+                    if let Some(why) = self.stalled() {
+                        return (Waited::Closed, Some(why));
+                    }
+                }
+                other => return (other, None),
+            }
+        }
+    }
+
     /// Types a line on the serial console.
     pub fn send(&mut self, line: &str) -> anyhow::Result<()> {
         let stdin = self.guard.0.stdin.as_mut().context("the console has no input")?;
@@ -309,6 +338,9 @@ impl Vm {
         let end = self.started + deadline;
         loop {
             if let Ok(Some(status)) = self.guard.0.try_wait() {
+                if let Some(sig) = crate::interrupt::requested() {
+                    return Ended::Interrupted(sig);
+                }
                 // Let the console reader drain what was left.
                 let _ = self.console.wait_until(Instant::now() + Duration::from_millis(200), |_| None::<()>);
                 if let Some(marker) = panic_marker(&self.console.text()) {
@@ -328,6 +360,14 @@ impl Vm {
                 let _ = self.console.wait_until(Instant::now() + Duration::from_millis(300), |_| None::<()>);
                 let _ = self.guard.0.kill();
                 return Ended::Panic { marker, last_lines: self.console.panic_context() };
+            }
+            if let Some(sig) = crate::interrupt::requested() {
+                let _ = self.guard.0.kill();
+                return Ended::Interrupted(sig);
+            }
+            if let Some(why) = self.stalled() {
+                let _ = self.guard.0.kill();
+                return Ended::Exited { status: None, how: "QEMU stopped the guest".into(), stderr: why };
             }
             if Instant::now() >= end {
                 let _ = self.guard.0.kill();
