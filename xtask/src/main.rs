@@ -9,6 +9,7 @@ mod bench;
 mod codegen;
 mod diff;
 mod explain;
+mod fuzz;
 mod image;
 mod kmod;
 mod matrix;
@@ -55,6 +56,9 @@ enum Command {
     /// Deliberate bugs in the engine, parsers and verdict, run against the tests that need
     /// no VM: which ones the tests catch.
     Mutants(mutants::Args),
+    /// Random and hostile inputs for the scenario and policy parsers and the repro scripts
+    /// (run in a shell with recording stubs), for a time; a finding is kept with its input.
+    Fuzz(fuzz::Args),
     /// Run every check CI runs: formatting, lints, unit and integration tests, real targets.
     Test(test::Args),
 }
@@ -105,6 +109,7 @@ fn main() -> ExitCode {
         Command::Kmod(c) => kmod::run(c),
         Command::Test(a) => test::run(a),
         Command::Mutants(a) => mutants::run(a),
+        Command::Fuzz(a) => fuzz::run(a),
         Command::Codegen(a) => codegen::run(a),
     };
     match result {
