@@ -59,7 +59,7 @@ fn run_cmd(argv: &[String], stdin: Option<&str>) -> Result<String, String> {
 
 fn apply(inst: &mut Instance, step: &Step) -> Result<(), String> {
     match step {
-        Step::Run { place, argv, stdin } => {
+        Step::Run { place, argv, stdin, fails } => {
             // `ifconfig {epairN} create`: let the kernel pick a free unit, remember it.
             if argv.len() == 3 && argv[0] == "ifconfig" && argv[2] == "create" && argv[1].starts_with("{epair") {
                 let key = argv[1].trim_matches(['{', '}']).to_string();
@@ -72,7 +72,11 @@ fn apply(inst: &mut Instance, step: &Step) -> Result<(), String> {
             if *place == Place::Scenario {
                 full.splice(0..0, ["jexec".to_string(), inst.vars["jail"].clone()]);
             }
-            run_cmd(&full, stdin.as_deref()).map(|_| ())
+            match (run_cmd(&full, stdin.as_deref()), fails) {
+                (Ok(_), Some(why)) => Err(format!("`{}` was expected to fail ({why}) but succeeded", full.join(" "))),
+                (Err(_), Some(_)) => Ok(()),
+                (result, None) => result.map(|_| ()),
+            }
         }
         Step::Sysctl { place, key, value } => {
             let mut argv = vec!["sysctl".to_string(), format!("{key}={value}")];
@@ -109,6 +113,9 @@ pub fn run_plan(plan: &Plan, target: &str, kmod: bool) -> (Report, Option<String
     let mut inst = Instance { vars: HashMap::new() };
     inst.vars.insert("jail".into(), format!("addrsel_{pid}_{n}"));
     inst.vars.insert("dir".into(), format!("/tmp/addrsel-{pid}-{n}"));
+    // The jail sees the root file system, where check() made sure the agent lives.
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default();
+    inst.vars.insert("agent".into(), exe);
     let mut error = None;
     for (i, step) in plan.setup.iter().enumerate() {
         if let Err(e) = apply(&mut inst, step) {

@@ -146,7 +146,7 @@ fn scenario_child(plan: &Plan, target: &str, kmod: bool) -> (Report, Option<Stri
 /// stdin, all in the same place.
 fn ip_batch(steps: &[Step]) -> usize {
     let key = |s: &Step| match s {
-        Step::Run { place, argv, stdin: None }
+        Step::Run { place, argv, stdin: None, fails: None }
             if argv.first().is_some_and(|a| a == "ip") && argv.len() > 1 && !argv[1].starts_with('-') =>
         {
             Some(*place)
@@ -223,7 +223,8 @@ impl Namespaces {
                 shown.push(format!("ip {}", args.join(" ")));
             }
         }
-        let step = Step::Run { place, argv: vec!["ip".into(), "-batch".into(), "-".into()], stdin: Some(lines) };
+        let step =
+            Step::Run { place, argv: vec!["ip".into(), "-batch".into(), "-".into()], stdin: Some(lines), fails: None };
         self.apply(&step, &mut 0).map_err(|e| {
             // ip reports "Command failed -:N" for the N-th line.
             let n = e
@@ -250,7 +251,7 @@ impl Namespaces {
 
     fn apply(&self, step: &Step, files: &mut usize) -> Result<(), String> {
         match step {
-            Step::Run { place, argv, stdin } => {
+            Step::Run { place, argv, stdin, fails } => {
                 let argv: Vec<String> = argv.iter().map(|a| self.fill(a)).collect();
                 let mut cmd = Command::new(&argv[0]);
                 cmd.args(&argv[1..]).stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
@@ -271,6 +272,13 @@ impl Namespaces {
                     let _ = input.write_all(text.as_bytes());
                 }
                 let out = child.wait_with_output().map_err(|e| format!("`{}`: {e}", argv.join(" ")))?;
+                match (out.status.success(), fails) {
+                    (true, Some(why)) => {
+                        return Err(format!("`{}` was expected to fail ({why}) but succeeded", argv.join(" ")));
+                    }
+                    (false, Some(_)) => return Ok(()),
+                    _ => {}
+                }
                 if !out.status.success() {
                     return Err(format!(
                         "`{}` exited with {}: {}",

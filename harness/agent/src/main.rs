@@ -7,6 +7,8 @@
 //!   addrsel-agent probe [--kmod] < ...  run probes in the current namespace (FreeBSD jails)
 //!   addrsel-agent check                 can scenarios run here? (exit 0 = yes)
 //!   addrsel-agent facts                 print the Facts message
+//!   addrsel-agent route-socket-add DST/LEN GATEWAY [DEV]
+//!                                       FreeBSD: add a route through a routing socket
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -25,6 +27,7 @@ mod kmod_abi;
 #[cfg(target_os = "linux")]
 mod linux;
 mod probe;
+mod route_socket;
 
 fn main() -> ExitCode {
     #[cfg(target_os = "linux")]
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         Some("run") => run(args.get(1).is_some_and(|a| a == "--framed")),
         Some("probe") => probe_here(args.get(1).is_some_and(|a| a == "--kmod")),
         Some("check") => check(),
+        Some("route-socket-add") => route_socket_add(&args[1..]),
         Some("facts") => {
             emit(&mut std::io::stdout(), &AgentMessage::Facts(facts()));
             ExitCode::SUCCESS
@@ -44,6 +48,37 @@ fn main() -> ExitCode {
             eprintln!("usage: addrsel-agent run|probe|check|facts   (input JSON on stdin)");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `route-socket-add DST/LEN GATEWAY [DEV]`, run by a FreeBSD plan inside the scenario's
+/// jail for a route with `install = "rtsock"`.
+fn route_socket_add(args: &[String]) -> ExitCode {
+    let parsed = match args {
+        [dst, gw, rest @ ..] if rest.len() <= 1 => {
+            dst.parse::<ipnet::IpNet>().ok().zip(gw.parse::<std::net::IpAddr>().ok())
+        }
+        _ => None,
+    };
+    let Some((dst, gateway)) = parsed else {
+        eprintln!("usage: addrsel-agent route-socket-add DST/LEN GATEWAY [DEV]");
+        return ExitCode::from(2);
+    };
+    #[cfg(target_os = "freebsd")]
+    {
+        match route_socket::add(dst, gateway, args.get(2).map(String::as_str)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+    #[cfg(not(target_os = "freebsd"))]
+    {
+        let _ = (dst, gateway);
+        eprintln!("route-socket-add is FreeBSD's (a routing-socket RTM_ADD)");
+        ExitCode::from(2)
     }
 }
 

@@ -9,7 +9,7 @@
 use std::cmp::Ordering;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use addrsel_model::{Scenario, SourcePreference};
+use addrsel_model::{RouteInstall, Scenario, SourcePreference};
 use addrsel_policy::{PolicyRow, PolicyTable, ip6addrctl, mapped};
 
 use crate::net::{self, Held, RouteEntry, RouteKind, errno, scope6};
@@ -25,6 +25,8 @@ pub struct Freebsd<'s> {
     s: &'s Scenario,
     /// The per-VNET policy table after `ip6addrctl install`.
     policy: PolicyTable,
+    /// Which rc.d branch (or scenario key) gave the table.
+    policy_origin: String,
     /// `V_in6_ifaddrhead`: IPv6 addresses in the order they were added.
     v6: Vec<Held>,
     routes4: Vec<Route4>,
@@ -41,6 +43,8 @@ struct Route4 {
     /// egress interface), which `in_pcbladdr` reads as 0.0.0.0.
     ifa: IpAddr,
     loopback: bool,
+    /// Which kernel function chose `ifa`, for explanations.
+    chosen_by: String,
 }
 
 impl<'s> Freebsd<'s> {
@@ -56,8 +60,7 @@ impl<'s> Freebsd<'s> {
             }
             Err(e) => notes.push(format!("ip6addrctl install failed ({e}): the policy table stays empty")),
         }
-        let sysctl =
-            |key: &str| s.sysctl.freebsd.iter().rev().find(|(k, _)| k == key).and_then(|(_, v)| v.parse::<i64>().ok());
+        let sysctl = |key: &str| sysctl_value(s, key);
         let all = net::held(s);
         let v6: Vec<Held> = all.iter().copied().filter(|h| h.addr.addr.is_ipv6()).collect();
         let mut routes6 = Vec::new();
@@ -97,6 +100,7 @@ impl<'s> Freebsd<'s> {
                 },
                 ifa: h.ip(),
                 loopback: true,
+                chosen_by: "the local address itself".into(),
             });
         }
         for h in
@@ -115,6 +119,7 @@ impl<'s> Freebsd<'s> {
                     },
                     ifa: h.ip(),
                     loopback: false,
+                    chosen_by: "the interface's own prefix route".into(),
                 });
             }
         }
@@ -141,18 +146,68 @@ impl<'s> Freebsd<'s> {
                 Some(gw) if gw.is_ipv4() == r.to.addr().is_ipv4() => gw,
                 _ => r.to.addr(),
             };
-            let ifa = on_dev(true, key).or_else(|| r.via.filter(|gw| gw.is_ipv6()).and_then(|gw| on_dev(false, gw)));
-            match ifa {
-                Some(ifa) => routes4.push(Route4 { entry, ifa, loopback: false }),
-                None => notes.push(format!(
-                    "route {}: `route add` fails with EINVAL (no address of a usable family on {}), so the route does not exist",
-                    r.to, s.interfaces[entry.dev].name
+            let dev_name = &s.interfaces[entry.dev].name;
+            if let Some(ifa) = on_dev(true, key) {
+                let chosen_by = format!("ifaof_ifpforaddr: {ifa}, an IPv4 address of {dev_name}");
+                routes4.push(Route4 { entry, ifa, loopback: false, chosen_by });
+                continue;
+            }
+            let gw6 = r.via.filter(|gw| gw.is_ipv6());
+            match (r.install, gw6) {
+                (RouteInstall::Rtsock, Some(_)) => {
+                    // rt_getifa_family -> in_findlocal: the first IPv4 address of the FIB that
+                    // is not 127/8 (a 127/8 one only for a loopback egress: the last one).
+                    let loopback_ok = s.interfaces[entry.dev].is_loopback();
+                    let v4: Vec<Ipv4Addr> = all
+                        .iter()
+                        .filter_map(|h| match h.addr.addr {
+                            IpAddr::V4(a) => Some(a),
+                            IpAddr::V6(_) => None,
+                        })
+                        .collect();
+                    let found = v4
+                        .iter()
+                        .find(|a| !a.is_loopback())
+                        .or_else(|| v4.iter().rev().find(|a| loopback_ok && a.is_loopback()));
+                    match found {
+                        Some(&a) => routes4.push(Route4 {
+                            entry,
+                            ifa: IpAddr::V4(a),
+                            loopback: false,
+                            chosen_by: format!(
+                                "routing socket: {dev_name} has no IPv4 address, so rt_getifa_family asks in_findlocal for the FIB's first IPv4 address, {a}"
+                            ),
+                        }),
+                        None => notes.push(format!(
+                            "route {}: RTM_ADD fails with ENETUNREACH ({dev_name} has no IPv4 address and in_findlocal finds none in the FIB), so the route does not exist",
+                            r.to
+                        )),
+                    }
+                }
+                (RouteInstall::Netlink, Some(gw)) => match on_dev(false, gw) {
+                    Some(ifa) => routes4.push(Route4 {
+                        entry,
+                        ifa,
+                        loopback: false,
+                        chosen_by: format!(
+                            "netlink (route(8) since 14.0): {dev_name} has no IPv4 address, so finalize_nhop takes its IPv6 address {ifa} (ifaof_ifpforaddr with the gateway)"
+                        ),
+                    }),
+                    None => notes.push(format!(
+                        "route {}: `route add` fails with EINVAL (no address of a usable family on {dev_name}), so the route does not exist",
+                        r.to
+                    )),
+                },
+                (_, None) => notes.push(format!(
+                    "route {}: `route add` fails with EINVAL (no IPv4 address on {dev_name}), so the route does not exist",
+                    r.to
                 )),
             }
         }
         Freebsd {
             s,
             policy,
+            policy_origin: effect.origin,
             v6,
             routes4,
             routes6,
@@ -174,7 +229,10 @@ impl<'s> Freebsd<'s> {
     pub fn connect(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> Selected {
         let mut selected = match dst {
             IpAddr::V4(d) => self.in_pcbladdr(d),
-            IpAddr::V6(d) => self.in6_selectsrc(d, zone, prefer),
+            IpAddr::V6(d) => match d.to_ipv4_mapped() {
+                Some(v4) => self.connect_mapped(v4, self.v6only()),
+                None => self.in6_selectsrc(d, zone, prefer),
+            },
         };
         let wide_multicast = match dst {
             IpAddr::V4(d) => d.is_multicast(),
@@ -184,6 +242,38 @@ impl<'s> Freebsd<'s> {
             selected.trace.unverified.push(UNVERIFIED_MULTICAST.into());
         }
         selected.trace.unverified.push(UNVERIFIED_SOURCE.into());
+        selected
+    }
+
+    /// `net.inet6.ip6.v6only`, which new AF_INET6 sockets take as `IPV6_V6ONLY` (default 1).
+    fn v6only(&self) -> bool {
+        self.sysctl("net.inet6.ip6.v6only") != Some(0)
+    }
+
+    fn sysctl(&self, key: &str) -> Option<i64> {
+        sysctl_value(self.s, key)
+    }
+
+    /// A UDP connect to `::ffff:a.b.c.d` on an AF_INET6 socket (`udp6_connect`): refused
+    /// with EINVAL while `IPV6_V6ONLY` is set; otherwise IPv4 selection (`in_pcbladdr`), and
+    /// `getsockname` gives the source back as `::ffff:<IPv4 source>` (`in6_mapped_sockaddr`).
+    fn connect_mapped(&self, dst: Ipv4Addr, v6only: bool) -> Selected {
+        if v6only {
+            let mut trace = SourceTrace::default();
+            trace.steps.push(format!(
+                "udp6_connect: ::ffff:{dst} is IPv4-mapped and the socket is IPV6_V6ONLY (net.inet6.ip6.v6only=1, the default): EINVAL"
+            ));
+            return Selected { result: Err(errno::EINVAL), trace };
+        }
+        let mut selected = self.in_pcbladdr(dst);
+        selected.trace.steps.insert(
+            0,
+            format!("udp6_connect: ::ffff:{dst} is IPv4-mapped and IPV6_V6ONLY is off: IPv4 source selection"),
+        );
+        if let Ok(IpAddr::V4(src)) = selected.result {
+            selected.result = Ok(IpAddr::V6(src.to_ipv6_mapped()));
+            selected.trace.steps.push(format!("getsockname gives it back IPv4-mapped: ::ffff:{src}"));
+        }
         selected
     }
 
@@ -203,6 +293,7 @@ impl<'s> Freebsd<'s> {
             ));
             return Selected { result: Ok(route.ifa), trace };
         }
+        trace.steps.push(format!("the route's nexthop address was chosen by {}", route.chosen_by));
         match route.ifa {
             IpAddr::V4(a) => {
                 trace.steps.push(format!("in_pcbladdr: the source is the route's ifa, {a}"));
@@ -408,7 +499,8 @@ impl<'s> Freebsd<'s> {
             hosts.iter().filter(|a| a.is_ipv6()).chain(hosts.iter().filter(|a| a.is_ipv4())).copied().collect();
         let mut trace = SortTrace { input: input.clone(), ..Default::default() };
         trace.notes.push(format!(
-            "kernel policy table: {}",
+            "kernel policy table ({}): {}",
+            self.policy_origin,
             if self.policy.rows.is_empty() {
                 "empty".to_string()
             } else {
@@ -437,7 +529,15 @@ impl<'s> Freebsd<'s> {
             .iter()
             .enumerate()
             .map(|(seq, &dst)| {
-                let sel = self.connect(dst, None, &[]);
+                // set_source() clears IPV6_V6ONLY for a v4-mapped destination.
+                let sel = match dst {
+                    IpAddr::V6(d) if d.to_ipv4_mapped().is_some() => {
+                        let mut sel = self.connect_mapped(d.to_ipv4_mapped().expect("mapped"), false);
+                        sel.trace.unverified.push(UNVERIFIED_SOURCE.into());
+                        sel
+                    }
+                    _ => self.connect(dst, None, &[]),
+                };
                 let (src, err) = match sel.result {
                     Ok(s) => (Some(s), None),
                     Err(e) => (None, Some(e)),
@@ -488,6 +588,11 @@ impl<'s> Freebsd<'s> {
         }
         (order.iter().map(|&i| entries[i].dst).collect(), trace)
     }
+}
+
+/// The last value a scenario sets for a FreeBSD sysctl.
+fn sysctl_value(s: &Scenario, key: &str) -> Option<i64> {
+    s.sysctl.freebsd.iter().rev().find(|(k, _)| k == key).and_then(|(_, v)| v.parse::<i64>().ok())
 }
 
 struct Aio {
@@ -545,7 +650,9 @@ fn comp_dst(d1: &Aio, d2: &Aio) -> (Ordering, Option<Decision>) {
     ) {
         return done(d);
     }
-    // Rule 3 reads the destination's flags, not the source's, so it never fires.
+    // Rule 3 never fires: set_source() asks for the flags with SIOCGIFAFLAG_IN6 on an
+    // `in6_ifreq` whose interface name it never fills in, so the ioctl fails with ENXIO and
+    // the flags stay 0 (and it would ask about the destination's address, not the source's).
     let label_match = |a: &Aio| matches!((a.dstpolicy, a.srcpolicy), (Some(d), Some(s)) if d.label == s.label);
     let (l1, l2) = (label_match(d1), label_match(d2));
     if let Some(d) = Decision::prefer(l1 && !l2, !l1 && l2, rules::destination(5), format!("labels match {l1} vs {l2}"))

@@ -32,7 +32,11 @@ pub fn glibc_msort<T: Copy>(v: &mut [T], cmp: &mut dyn FnMut(&T, &T) -> Ordering
 }
 
 /// FreeBSD libc's `qsort` (Bentley & McIlroy, with the insertion-sort switch for n < 7 and
-/// after a partition without swaps), as `lib/libc/stdlib/qsort.c` runs it.
+/// after a partition without swaps), as `lib/libc/stdlib/qsort.c` ran it before commit
+/// 5205b32de3fb (2025, "libc: Drop incorrect qsort optimization", which removed the switch
+/// after a partition without swaps). The difference changes only how many comparisons are
+/// made: `comp_dst` is a strict total order on every list getaddrinfo builds (its last rule
+/// compares original positions), so the sorted result is the same either way.
 pub fn freebsd_qsort<T: Copy>(v: &mut [T], cmp: &mut dyn FnMut(&T, &T) -> Ordering) {
     qsort_range(v, 0, v.len(), cmp);
 }

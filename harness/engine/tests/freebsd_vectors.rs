@@ -4,7 +4,10 @@
 //!   S1 lib/libc/net/getaddrinfo.c (reorder, comp_dst, set_source; 14.x text with
 //!      aio_initial_sequence), S2 sys/netinet6/in6_src.c (in6_selectsrc),
 //!   S7 tests/sys/netinet6/test_ip6_output.py, S9 sys/netinet/in_pcb.c (in_pcbladdr, 14.x),
-//!   S10 sys/netlink/route/rt.c (finalize_nhop), S4 libexec/rc/rc.d/ip6addrctl.
+//!   S10 sys/netlink/route/rt.c (finalize_nhop), S11 sys/net/route/route_ctl.c
+//!   (rt_getifa_family), S12 sys/netinet/in.c (in_findlocal), S4 libexec/rc/rc.d/ip6addrctl,
+//!   S15 sys/netinet6/udp6_usrreq.c (udp6_connect), S16 sys/netinet6/in6_pcb.c
+//!   (in6_mapped_sockaddr), S17 sys/netinet6/ip6_output.c (IPV6_V6ONLY sets INP_IPV4).
 //! None of these has been run on a FreeBSD kernel here; they pin the engine to FreeBSD's
 //! code as read.
 
@@ -286,6 +289,27 @@ fn in_pcbladdr() {
             "192.0.2.10",
         ),
         (
+            "P4r",
+            "S11 rt_getifa_family: the P4 route through a routing socket; em0 has no IPv4, in_findlocal gives the FIB's first one",
+            "[[interfaces]]\nname = \"em0\"\naddresses = [\"fe80::a/64\"]\n[[interfaces]]\nname = \"em1\"\naddresses = [\"198.51.100.1/24\", \"198.51.100.2/24\"]\n[[routes]]\nto = \"203.0.113.0/24\"\nvia = \"fe80::2\"\ndev = \"em0\"\ninstall = \"rtsock\"\n".into(),
+            connect("203.0.113.5"),
+            "198.51.100.1",
+        ),
+        (
+            "P4r-none",
+            "S11/S12: no IPv4 address but 127.0.0.1 in the FIB: RTM_ADD fails with ENETUNREACH, so there is no route",
+            "[[interfaces]]\nname = \"em0\"\naddresses = [\"fe80::a/64\"]\n[[routes]]\nto = \"203.0.113.0/24\"\nvia = \"fe80::2\"\ndev = \"em0\"\ninstall = \"rtsock\"\n".into(),
+            connect("203.0.113.5"),
+            "ENETUNREACH",
+        ),
+        (
+            "P5r",
+            "S11: with an IPv4 address on the egress interface both APIs take it (ifaof_ifpforaddr)",
+            "[[interfaces]]\nname = \"em0\"\naddresses = [\"192.0.2.10/24\", \"fe80::a/64\"]\n[[interfaces]]\nname = \"em1\"\naddresses = [\"198.51.100.1/24\"]\n[[routes]]\nto = \"203.0.113.0/24\"\nvia = \"fe80::2\"\ndev = \"em0\"\ninstall = \"rtsock\"\n".into(),
+            connect("203.0.113.5"),
+            "192.0.2.10",
+        ),
+        (
             "P6",
             "S9: no nexthop and no interface subnet holds it",
             "[[interfaces]]\nname = \"em0\"\naddresses = [\"192.0.2.10/24\"]\n".into(),
@@ -298,6 +322,127 @@ fn in_pcbladdr() {
             "[[interfaces]]\nname = \"em0\"\naddresses = [\"192.0.2.10/24\"]\n[[interfaces]]\nname = \"em1\"\naddresses = [\"198.51.100.10/24\"]\n".into(),
             connect("198.51.100.10"),
             "198.51.100.10",
+        ),
+    ];
+    check(&v);
+}
+
+/// IPv4-mapped destinations: `set_source()` clears `IPV6_V6ONLY` (S1:885-891), so the
+/// source comes from IPv4 selection and reads back as `::ffff:<IPv4 source>` (S16), label 4;
+/// a plain AF_INET6 socket keeps `net.inet6.ip6.v6only=1` and `udp6_connect` refuses (S15).
+#[test]
+fn v4_mapped_destinations() {
+    let v4_only = "[[interfaces]]\nname = \"em0\"\naddresses = [\"192.0.2.10/24\", \"fe80::a/64\"]\n[[routes]]\nto = \"0.0.0.0/0\"\nvia = \"192.0.2.1\"\n";
+    let v: Vec<Vector> = vec![
+        (
+            "M1",
+            "S15 udp6_connect: a v4-mapped destination on an IPV6_V6ONLY socket is EINVAL",
+            v4_only.into(),
+            connect("::ffff:198.51.100.7"),
+            "EINVAL",
+        ),
+        (
+            "M2",
+            "S15 with net.inet6.ip6.v6only=0: in_pcbladdr picks 192.0.2.10, S16 maps it",
+            format!("{v4_only}[sysctl.freebsd]\n\"net.inet6.ip6.v6only\" = 0\n"),
+            connect("::ffff:198.51.100.7"),
+            "::ffff:192.0.2.10",
+        ),
+        (
+            "M3",
+            "S1 set_source for ::ffff:a.b.c.d: usable with ::ffff:192.0.2.10 (label 4, scope 14); \
+             2001:db8:5::1 has no IPv6 route (R1 last); the mapped one is IPv6, so first by R10",
+            format!("{v4_only}{}", hosts(&["2001:db8:5::1", "::ffff:198.51.100.7", "198.51.100.7"])),
+            RESOLVE.into(),
+            "::ffff:198.51.100.7 198.51.100.7 2001:db8:5::1",
+        ),
+    ];
+    check(&v);
+}
+
+/// `ip6addrctl_policy` as rc.d reads it (S4 ip6addrctl_start, 65-113): which table a boot
+/// installs decides the order of a dual-stack answer.
+#[test]
+fn rc_d_policy_states() {
+    let state = |value: &str, extra: &str| {
+        format!(
+            "{}{}",
+            dual(&format!("[policy.freebsd]\nip6addrctl_policy = \"{value}\"\n{extra}")),
+            hosts(&["2001:db8:5::5", "192.0.2.55"])
+        )
+    };
+    // No IPv6 route: a sorted table puts the unusable IPv6 answer last, no table leaves it first.
+    let v4_only = |value: &str| {
+        format!(
+            "[[interfaces]]\nname = \"em0\"\naddresses = [\"192.0.2.10/24\"]\n[[routes]]\nto = \"0.0.0.0/0\"\nvia = \"192.0.2.1\"\n[policy.freebsd]\nip6addrctl_policy = \"{value}\"\n{}",
+            hosts(&["2001:db8:5::5", "192.0.2.55"])
+        )
+    };
+    let v: Vec<Vector> = vec![
+        (
+            "T6",
+            "S4:88-90 ipv6_prefer: R6 40 over 35",
+            state("ipv6_prefer", ""),
+            RESOLVE.into(),
+            "2001:db8:5::5 192.0.2.55",
+        ),
+        (
+            "T4",
+            "S4:85-87 ipv4_prefer: R6 100 over 40",
+            state("ipv4_prefer", ""),
+            RESOLVE.into(),
+            "192.0.2.55 2001:db8:5::5",
+        ),
+        ("YES", "S4:91-94 checkyesno true: ipv6_prefer", state("YES", ""), RESOLVE.into(), "2001:db8:5::5 192.0.2.55"),
+        ("off", "S4:95-98 checkyesno false: ipv4_prefer", state("off", ""), RESOLVE.into(), "192.0.2.55 2001:db8:5::5"),
+        (
+            "upper",
+            "S4:102-106 IPV6_PREFER is not a value: warned, ipv4_prefer",
+            state("IPV6_PREFER", ""),
+            RESOLVE.into(),
+            "192.0.2.55 2001:db8:5::5",
+        ),
+        (
+            "AUTO-v4",
+            "S4:80-81 AUTO, no conf, no IPv6 in rc.conf: ipv4_prefer",
+            state("auto", ""),
+            RESOLVE.into(),
+            "192.0.2.55 2001:db8:5::5",
+        ),
+        (
+            "AUTO-v6",
+            "S4:76-79 AUTO, rc.conf configures IPv6: ipv6_prefer",
+            state("AUTO", "rc_conf_ipv6 = true\n"),
+            RESOLVE.into(),
+            "2001:db8:5::5 192.0.2.55",
+        ),
+        (
+            "AUTO-conf",
+            "S4:72-74 AUTO with a non-empty ip6addrctl.conf: flush, install it",
+            state("AUTO", "ip6addrctl_conf = \"::/0 40 1\\n::ffff:0:0/96 50 4\\n\"\n"),
+            RESOLVE.into(),
+            "192.0.2.55 2001:db8:5::5",
+        ),
+        (
+            "AUTO-empty-conf",
+            "S4:72 an empty ip6addrctl.conf fails `-s`: AUTO goes on to ipv4_prefer",
+            state("AUTO", "ip6addrctl_conf = \"\"\n"),
+            RESOLVE.into(),
+            "192.0.2.55 2001:db8:5::5",
+        ),
+        (
+            "NONE",
+            "S4:99-101 NONE: flushed, libc does not sort",
+            v4_only("none"),
+            RESOLVE.into(),
+            "2001:db8:5::5 192.0.2.55",
+        ),
+        (
+            "T6-R1",
+            "the same host with ipv6_prefer: R1 puts the unusable answer last",
+            v4_only("ipv6_prefer"),
+            RESOLVE.into(),
+            "192.0.2.55 2001:db8:5::5",
         ),
     ];
     check(&v);

@@ -153,6 +153,7 @@ struct RawRoute {
     dev: Option<Spanned<String>>,
     src: Option<Spanned<String>>,
     metric: Option<Spanned<u32>>,
+    install: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -207,6 +208,8 @@ impl<'de> Deserialize<'de> for RawLabelRow {
 #[serde(deny_unknown_fields)]
 struct RawFreebsdPolicy {
     ip6addrctl_conf: Option<Spanned<String>>,
+    ip6addrctl_policy: Option<Spanned<String>>,
+    rc_conf_ipv6: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -322,6 +325,10 @@ impl Validator<'_> {
             severity: Severity::Error,
             message: message.into(),
         });
+    }
+
+    fn warn(&mut self, span: &Range<usize>, message: impl Into<String>) {
+        self.warnings.push(self.map.at(span.start, Severity::Warning, message));
     }
 
     fn warn_at_line(&mut self, line: usize, message: impl Into<String>) {
@@ -600,7 +607,31 @@ impl Validator<'_> {
                 }
             },
         };
-        ok.then(|| Route { to, via: via.map(|(a, _)| a), dev, src, metric: r.metric.as_ref().map(|m| *m.get_ref()) })
+        let install = match r.install.as_ref().map(|i| (i.get_ref().as_str(), i.span())) {
+            None | Some(("netlink", _)) => RouteInstall::Netlink,
+            Some(("rtsock", span)) if r.via.is_none() => {
+                self.error(&span, "install = \"rtsock\" needs `via`: the agent's RTM_ADD names a gateway");
+                ok = false;
+                RouteInstall::Rtsock
+            }
+            Some(("rtsock", _)) => RouteInstall::Rtsock,
+            Some((other, span)) => {
+                self.error(
+                    &span,
+                    format!("install = `{other}`: a FreeBSD route is added through \"netlink\" or \"rtsock\""),
+                );
+                ok = false;
+                RouteInstall::Netlink
+            }
+        };
+        ok.then(|| Route {
+            to,
+            via: via.map(|(a, _)| a),
+            dev,
+            src,
+            metric: r.metric.as_ref().map(|m| *m.get_ref()),
+            install,
+        })
     }
 
     fn hosts(&mut self, raw: &Ordered<Spanned<String>, Spanned<Vec<Spanned<String>>>>) -> Vec<HostEntry> {
@@ -719,6 +750,28 @@ impl Validator<'_> {
                 self.check_ip6addrctl_conf(text);
                 fp.ip6addrctl_conf = Some(text.get_ref().clone());
             }
+            if let Some(value) = &f.ip6addrctl_policy {
+                let state = Ip6addrctlPolicy::from_rc_conf(value.get_ref());
+                match &state {
+                    Ip6addrctlPolicy::Invalid(v) => self.warn(
+                        &value.span(),
+                        format!("rc.d warns that `{v}` is invalid and installs the ipv4_prefer table; the values are AUTO, ipv6_prefer, ipv4_prefer, NONE or a yes/no"),
+                    ),
+                    Ip6addrctlPolicy::Auto => {}
+                    other if f.ip6addrctl_conf.is_some() => self.warn(
+                        &value.span(),
+                        format!("rc.d reads ip6addrctl_conf only under AUTO; with {other:?} it is not installed"),
+                    ),
+                    _ => {}
+                }
+                fp.ip6addrctl_policy = Some(state);
+            }
+            if let Some(flag) = &f.rc_conf_ipv6 {
+                if !matches!(fp.ip6addrctl_policy, Some(Ip6addrctlPolicy::Auto)) {
+                    self.warn(&flag.span(), "rc_conf_ipv6 matters only with ip6addrctl_policy = \"AUTO\"".to_string());
+                }
+                fp.rc_conf_ipv6 = *flag.get_ref();
+            }
             policy.freebsd = Some(fp);
         }
         policy
@@ -805,9 +858,21 @@ impl Validator<'_> {
 
     fn check_ip6addrctl_conf(&mut self, text: &Spanned<String>) {
         match ip6addrctl::parse_conf(text.get_ref()) {
-            Err(issue) => {
-                let (line, _) = self.map.value_line(text.span(), issue.line);
-                self.error_at_line(line, format!("ip6addrctl_conf line {}: {}", issue.line, issue.message));
+            // What the tool then does is unknowable: refuse.
+            Err(e) if e.undefined => {
+                let (line, _) = self.map.value_line(text.span(), e.issue.line);
+                self.error_at_line(line, format!("ip6addrctl_conf line {}: {}", e.issue.line, e.issue.message));
+            }
+            // A file FreeBSD refuses is a real state (the jail's table stays empty): model it.
+            Err(e) => {
+                let (line, _) = self.map.value_line(text.span(), e.issue.line);
+                self.warn_at_line(
+                    line,
+                    format!(
+                        "ip6addrctl_conf line {}: {}; the jail's policy table stays empty",
+                        e.issue.line, e.issue.message
+                    ),
+                );
             }
             Ok(rows) => {
                 let mut kernel = PolicyTable::default();

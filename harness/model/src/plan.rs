@@ -2,8 +2,9 @@
 //!
 //! The agent executes a plan (argv only, never through a shell); `cargo xtask repro` prints
 //! it as a shell script a person can paste. Arguments may hold placeholders the executor
-//! fills in: `{peer}` (Linux: the peer network namespace), `{jail}`, `{dir}` and `{epairN}`
-//! (FreeBSD: jail name, private directory, epair unit of interface N). Scenario values can
+//! fills in: `{peer}` (Linux: the peer network namespace), `{jail}`, `{dir}`, `{epairN}` and
+//! `{agent}` (FreeBSD: jail name, private directory, epair unit of interface N, the agent's
+//! own path). Scenario values can
 //! never contain `{`, so placeholders cannot be forged.
 
 use std::fmt::Write as _;
@@ -55,6 +56,10 @@ pub enum Step {
         argv: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stdin: Option<String>,
+        /// The command is expected to fail, for this reason (FreeBSD's `ip6addrctl install`
+        /// of a file it cannot parse): the run goes on, and a success is a setup error.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fails: Option<String>,
     },
     Sysctl {
         place: Place,
@@ -75,11 +80,11 @@ pub enum Step {
 }
 
 fn run(place: Place, argv: &[&str]) -> Step {
-    Step::Run { place, argv: argv.iter().map(|s| s.to_string()).collect(), stdin: None }
+    Step::Run { place, argv: argv.iter().map(|s| s.to_string()).collect(), stdin: None, fails: None }
 }
 
 fn run_owned(place: Place, argv: Vec<String>) -> Step {
-    Step::Run { place, argv, stdin: None }
+    Step::Run { place, argv, stdin: None, fails: None }
 }
 
 /// Name of the far end of the veth pair for declared interface `index` (1-based).
@@ -127,6 +132,9 @@ pub fn linux(s: &Scenario) -> Plan {
     let mut setup = Vec::new();
     let mut unsupported = Vec::new();
     let mut notes = Vec::new();
+    for r in s.routes.iter().filter(|r| r.install == RouteInstall::Rtsock) {
+        notes.push(format!("route {}: install = \"rtsock\" is FreeBSD's; Linux adds every route the same way", r.to));
+    }
     // `default` sysctls only affect interfaces created later.
     let (defaults, others): (Vec<_>, Vec<_>) =
         s.sysctl.linux.iter().partition(|(k, _)| k.split('.').nth(3) == Some("default"));
@@ -334,6 +342,9 @@ pub fn freebsd(s: &Scenario) -> Plan {
         place: Scenario,
         argv: ["ip6addrctl", "install", "/dev/stdin"].map(String::from).into(),
         stdin: Some(policy.ip6addrctl_conf.clone()),
+        fails: addrsel_policy::ip6addrctl::parse_conf(&policy.ip6addrctl_conf)
+            .err()
+            .map(|e| format!("ip6addrctl_conf {}: the jail's policy table stays empty", e.issue)),
     });
     if !s.policy.linux.as_ref().is_none_or(|l| l.gai_conf.is_none() && l.addrlabels.is_empty()) {
         notes.push("[policy.linux] applies to Linux only".into());
@@ -375,6 +386,12 @@ fn freebsd_dev(dev: &str) -> String {
 }
 
 fn freebsd_route(r: &Route) -> Vec<String> {
+    if let (RouteInstall::Rtsock, Some(via)) = (r.install, r.via) {
+        // route(8) talks netlink since 14.0: the agent writes the RTM_ADD itself.
+        let mut argv = vec!["{agent}".to_string(), "route-socket-add".into(), r.to.to_string(), via.to_string()];
+        argv.extend(r.dev.as_deref().map(freebsd_dev));
+        return argv;
+    }
     let mut argv: Vec<String> = vec!["route".into(), "add".into()];
     let family = if r.to.addr().is_ipv4() { "-4" } else { "-6" };
     argv.push(family.into());
@@ -411,7 +428,7 @@ pub fn shell_quote(arg: &str) -> String {
 /// Placeholders become shell variables the script defines at the top.
 fn shell_arg(arg: &str) -> String {
     let mut out = arg.to_string();
-    for (from, to) in [("{peer}", "$peer"), ("{jail}", "$jail"), ("{dir}", "$dir")] {
+    for (from, to) in [("{peer}", "$peer"), ("{jail}", "$jail"), ("{dir}", "$dir"), ("{agent}", "$agent")] {
         out = out.replace(from, to);
     }
     while let Some(start) = out.find("{epair") {
@@ -538,9 +555,12 @@ impl Dialect {
 /// One plan step as script lines; `files` numbers Linux's private files.
 fn step_lines(d: &Dialect, step: &Step, files: &mut usize) -> String {
     match step {
-        Step::Run { place, argv, stdin } => {
+        Step::Run { place, argv, stdin, fails } => {
             let cmd: Vec<String> = argv.iter().map(|a| shell_arg(a)).collect();
-            let line = format!("{}{}", d.place(*place), cmd.join(" "));
+            let mut line = format!("{}{}", d.place(*place), cmd.join(" "));
+            if let Some(why) = fails {
+                line = format!("{}{line} || true", comment(&format!("expected to fail: {why}")));
+            }
             match stdin {
                 Some(text) => format!("{} | {line}\n", printf_exact(text)),
                 None => format!("{line}\n"),
@@ -621,6 +641,16 @@ pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
         out.push_str(&comment(&format!("note: {n}")));
     }
     out.push_str(d.preamble);
+    let uses_agent =
+        plan.setup.iter().any(|s| matches!(s, Step::Run { argv, .. } if argv.iter().any(|a| a == "{agent}")));
+    if uses_agent {
+        out.push_str(
+            "# Routes added through a routing socket (route(8) uses netlink since 14.0): addrsel's agent
+# writes the RTM_ADD message (addrsel-agent route-socket-add DST GATEWAY [DEV]).
+agent=${ADDRSEL_AGENT:-addrsel-agent}
+",
+        );
+    }
     let mut files = 0;
     for step in &plan.setup {
         out.push_str(&step_lines(d, step, &mut files));

@@ -62,7 +62,8 @@ impl PolicyFile {
                 s.policy.linux = Some(LinuxPolicy { gai_conf: Some(text.clone()), addrlabels });
             }
             PolicyFile::Ip6addrctl(text) => {
-                s.policy.freebsd = Some(FreebsdPolicy { ip6addrctl_conf: Some(text.clone()) });
+                s.policy.freebsd =
+                    Some(FreebsdPolicy { ip6addrctl_conf: Some(text.clone()), ..FreebsdPolicy::default() });
             }
             PolicyFile::Table(t) => {
                 s.policy.table = Some(t.clone());
@@ -117,12 +118,12 @@ pub fn load(path: &str, text: &str, format: Option<PolicyFormat>) -> Result<Poli
         PolicyFormat::GaiConf => Ok(PolicyFile::GaiConf(text.to_string())),
         PolicyFormat::Ip6addrctl => match ip6addrctl::parse_conf(text) {
             Ok(_) => Ok(PolicyFile::Ip6addrctl(text.to_string())),
-            Err(issue) => Err(Errors(vec![Diagnostic {
+            Err(e) => Err(Errors(vec![Diagnostic {
                 path: path.to_string(),
-                line: issue.line,
+                line: e.issue.line,
                 column: 1,
                 severity: Severity::Error,
-                message: issue.message,
+                message: e.issue.message,
             }])),
         },
         PolicyFormat::Table => load_table(&map),

@@ -98,6 +98,29 @@ pub struct Route {
     /// Preferred source (Linux `src`).
     pub src: Option<IpAddr>,
     pub metric: Option<u32>,
+    /// FreeBSD: the API that adds the route, which decides the nexthop's address for an
+    /// IPv4 route through an IPv6 gateway.
+    #[serde(skip_serializing_if = "RouteInstall::is_netlink")]
+    pub install: RouteInstall,
+}
+
+/// How a FreeBSD route is added.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteInstall {
+    /// Netlink, what `route(8)` uses since FreeBSD 14.0: `finalize_nhop` takes an address of
+    /// the egress interface, of the gateway's family when the interface has no IPv4.
+    #[default]
+    Netlink,
+    /// A routing socket (`RTM_ADD`), as route(8) before 14.0 and routing daemons do:
+    /// `rt_getifa_family` falls back to `in_findlocal`, the first IPv4 address of the FIB.
+    Rtsock,
+}
+
+impl RouteInstall {
+    pub fn is_netlink(&self) -> bool {
+        *self == RouteInstall::Netlink
+    }
 }
 
 impl Route {
@@ -133,9 +156,46 @@ pub struct LinuxPolicy {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct FreebsdPolicy {
-    /// Text installed with `ip6addrctl install`; `None` means rc.d's ipv6_prefer table and
-    /// `Some("")` an empty kernel table.
+    /// Text installed with `ip6addrctl install` (`/etc/ip6addrctl.conf`); `None` means
+    /// rc.d's ipv6_prefer table and `Some("")` an empty kernel table.
     pub ip6addrctl_conf: Option<String>,
+    /// `ip6addrctl_policy` in rc.conf: which table rc.d installs at boot.
+    pub ip6addrctl_policy: Option<Ip6addrctlPolicy>,
+    /// rc.conf configures IPv6 (`ipv6_activate_all_interfaces` or an `ifconfig_*_ipv6`),
+    /// which rc.d's AUTO reads when there is no ip6addrctl.conf.
+    pub rc_conf_ipv6: bool,
+}
+
+/// `ip6addrctl_policy` as `libexec/rc/rc.d/ip6addrctl` reads it (`ip6addrctl_start`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Ip6addrctlPolicy {
+    /// `AUTO` (any case, rc.conf's default): `/etc/ip6addrctl.conf` when it is readable and
+    /// not empty; otherwise ipv6_prefer when rc.conf configures IPv6, else ipv4_prefer.
+    Auto,
+    /// `ipv6_prefer`, or a yes/true/on/1 value.
+    Ipv6Prefer,
+    /// `ipv4_prefer`, or a no/false/off/0 value.
+    Ipv4Prefer,
+    /// `NONE` (any case): flush only, an empty table.
+    None,
+    /// Anything else: rc.d warns that it is invalid and uses ipv4_prefer.
+    Invalid(String),
+}
+
+impl Ip6addrctlPolicy {
+    /// The rc.d `case` on the value, branch for branch.
+    pub fn from_rc_conf(value: &str) -> Self {
+        let lower = value.to_ascii_lowercase();
+        match value {
+            _ if lower == "auto" => Ip6addrctlPolicy::Auto,
+            "ipv4_prefer" => Ip6addrctlPolicy::Ipv4Prefer,
+            "ipv6_prefer" => Ip6addrctlPolicy::Ipv6Prefer,
+            _ if ["yes", "true", "on", "1"].contains(&lower.as_str()) => Ip6addrctlPolicy::Ipv6Prefer,
+            _ if ["no", "false", "off", "0"].contains(&lower.as_str()) => Ip6addrctlPolicy::Ipv4Prefer,
+            _ if lower == "none" => Ip6addrctlPolicy::None,
+            other => Ip6addrctlPolicy::Invalid(other.to_string()),
+        }
+    }
 }
 
 /// What the Linux host ends up with, derived from [`Policy`].
@@ -153,8 +213,8 @@ pub struct LinuxPolicyEffect {
 pub struct FreebsdPolicyEffect {
     /// The ip6addrctl.conf text installed into the (initially empty) per-VNET table.
     pub ip6addrctl_conf: String,
-    /// Where the text came from, for plans and explanations.
-    pub origin: &'static str,
+    /// Where the text came from (which rc.d branch), for plans and explanations.
+    pub origin: String,
 }
 
 impl Policy {
@@ -179,18 +239,43 @@ impl Policy {
     }
 
     pub fn freebsd(&self) -> FreebsdPolicyEffect {
+        use addrsel_policy::ip6addrctl::print_conf;
+        let effect = |text: String, origin: &str| FreebsdPolicyEffect { ip6addrctl_conf: text, origin: origin.into() };
+        let ipv6_prefer = || print_conf(&PolicyTable::rfc6724());
+        let ipv4_prefer = || print_conf(&PolicyTable::freebsd_ipv4_prefer());
+        if let Some(FreebsdPolicy { ip6addrctl_policy: Some(state), ip6addrctl_conf, rc_conf_ipv6 }) = &self.freebsd {
+            return match state {
+                Ip6addrctlPolicy::Auto => match ip6addrctl_conf.as_ref().filter(|t| !t.is_empty()) {
+                    Some(text) => effect(text.clone(), "rc.d AUTO: flush, then install /etc/ip6addrctl.conf"),
+                    None if *rc_conf_ipv6 => effect(
+                        ipv6_prefer(),
+                        "rc.d AUTO: no ip6addrctl.conf, rc.conf configures IPv6: the ipv6_prefer table",
+                    ),
+                    None => effect(
+                        ipv4_prefer(),
+                        "rc.d AUTO: no ip6addrctl.conf and no IPv6 in rc.conf: the ipv4_prefer table",
+                    ),
+                },
+                Ip6addrctlPolicy::Ipv6Prefer => effect(ipv6_prefer(), "rc.d ipv6_prefer: the RFC 6724 table"),
+                Ip6addrctlPolicy::Ipv4Prefer => {
+                    effect(ipv4_prefer(), "rc.d ipv4_prefer: RFC 6724 with ::ffff:0:0/96 at 100")
+                }
+                Ip6addrctlPolicy::None => effect(String::new(), "rc.d NONE: flushed, an empty table"),
+                Ip6addrctlPolicy::Invalid(v) => effect(
+                    ipv4_prefer(),
+                    &format!("rc.d: `{v}` is invalid, so it warns and installs the ipv4_prefer table"),
+                ),
+            };
+        }
         match (&self.freebsd, &self.table) {
-            (Some(FreebsdPolicy { ip6addrctl_conf: Some(text) }), _) => {
-                FreebsdPolicyEffect { ip6addrctl_conf: text.clone(), origin: "[policy.freebsd] ip6addrctl_conf" }
+            (Some(FreebsdPolicy { ip6addrctl_conf: Some(text), .. }), _) => {
+                effect(text.clone(), "[policy.freebsd] ip6addrctl_conf")
             }
-            (_, Some(table)) => FreebsdPolicyEffect {
-                ip6addrctl_conf: addrsel_policy::ip6addrctl::print_conf(table),
-                origin: "[policy] table",
-            },
-            _ => FreebsdPolicyEffect {
-                ip6addrctl_conf: addrsel_policy::ip6addrctl::print_conf(&PolicyTable::rfc6724()),
-                origin: "rc.d ip6addrctl ipv6_prefer default",
-            },
+            (_, Some(table)) => effect(print_conf(table), "[policy] table"),
+            _ => effect(
+                ipv6_prefer(),
+                "rc.d AUTO on a host whose rc.conf configures IPv6: the ipv6_prefer table (the default here)",
+            ),
         }
     }
 }

@@ -18,6 +18,7 @@ use anyhow::{Context as _, bail, ensure};
 
 /// Every command a Linux or FreeBSD repro script may run.
 const COMMANDS: &[&str] = &[
+    "addrsel-agent",
     "ip",
     "mount",
     "umount",
@@ -138,7 +139,11 @@ struct Expected {
 }
 
 fn fill(arg: &str, peer: &str, dir: &str) -> String {
-    let mut out = arg.replace("{peer}", peer).replace("{jail}", "addrsel_repro").replace("{dir}", dir);
+    let mut out = arg
+        .replace("{peer}", peer)
+        .replace("{jail}", "addrsel_repro")
+        .replace("{dir}", dir)
+        .replace("{agent}", "addrsel-agent");
     while let Some(start) = out.find("{epair") {
         let end = start + out[start..].find('}').expect("a closed placeholder");
         let index: usize = out[start + 6..end].parse().expect("a numbered epair");

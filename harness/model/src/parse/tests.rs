@@ -133,7 +133,31 @@ fn ip6addrctl_bad_line_points_into_the_string() {
         format!("{BASE}[policy.freebsd]\nip6addrctl_conf = \"\"\"\n::1/128 50 0\nfd00::/8 37\n::/0 40 1\n\"\"\"\n");
     let errs = parse(&text).unwrap_err().0;
     assert_eq!(errs[0].line, 9, "{}", errs[0]);
-    assert!(errs[0].message.contains("parse failed at line 2"));
+    assert!(errs[0].message.contains("parse failed at line 2") && errs[0].message.contains("undefined"));
+}
+
+/// A file FreeBSD refuses (`parse failed`) is modelled, not refused: a warning at its line,
+/// the jail's table empty, the plan's install step expected to fail.
+#[test]
+fn ip6addrctl_file_that_freebsd_refuses_is_a_warning() {
+    let text = format!("{BASE}[policy.freebsd]\nip6addrctl_conf = \"\"\"\n::1/128 50 0\n2a01::/16 83 \n\"\"\"\n");
+    let parsed = parse(&text).unwrap();
+    let w = &parsed.warnings[0];
+    assert_eq!(w.line, 9, "{w}");
+    assert!(w.message.contains("parse failed at line 2") && w.message.contains("stays empty"), "{w}");
+    let plan = crate::plan::freebsd(&parsed.scenario);
+    let fails: Vec<&String> = plan
+        .setup
+        .iter()
+        .filter_map(|s| match s {
+            crate::plan::Step::Run { fails: Some(why), .. } => Some(why),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fails.len(), 1);
+    assert!(fails[0].contains("parse failed at line 2"), "{}", fails[0]);
+    let script = crate::plan::repro_script(&plan, &parsed.scenario);
+    assert!(script.contains("ip6addrctl install /dev/stdin || true"), "{script}");
 }
 
 #[test]
@@ -264,4 +288,34 @@ fn setup_failures_are_parse_errors() {
         "name = \"t\"\n{v6}[[routes]]\nto = \"0.0.0.0/0\"\nvia = \"10.0.0.1\"\n[[routes]]\nto = \"0.0.0.0/0\"\nvia = \"10.0.0.254\"\nmetric = 10\n[sysctl.linux]\n\"net.ipv6.conf.eth0.use_tempaddr\" = 2\n\"net.ipv4.ip_forward\" = 1\n"
     );
     parse(&ok).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// `ip6addrctl_policy` takes rc.conf's values; what rc.d would warn about is a warning here,
+/// at the value.
+#[test]
+fn ip6addrctl_policy_values_as_rc_d_reads_them() {
+    use crate::scenario::Ip6addrctlPolicy as P;
+    for (value, want) in [
+        ("AUTO", P::Auto),
+        ("auto", P::Auto),
+        ("ipv6_prefer", P::Ipv6Prefer),
+        ("ipv4_prefer", P::Ipv4Prefer),
+        ("YES", P::Ipv6Prefer),
+        ("0", P::Ipv4Prefer),
+        ("None", P::None),
+        ("IPV4_PREFER", P::Invalid("IPV4_PREFER".into())),
+    ] {
+        assert_eq!(P::from_rc_conf(value), want, "{value}");
+    }
+    let text = format!("{BASE}[policy.freebsd]\nip6addrctl_policy = \"prefer_v6\"\n");
+    let w = &parse(&text).unwrap().warnings[0];
+    assert_eq!((w.line, w.column), (7, 21), "{w}");
+    assert!(w.message.contains("`prefer_v6` is invalid"), "{w}");
+    let text =
+        format!("{BASE}[policy.freebsd]\nip6addrctl_policy = \"ipv4_prefer\"\nip6addrctl_conf = \"::/0 40 1\\n\"\n");
+    let parsed = parse(&text).unwrap();
+    assert!(parsed.warnings[0].message.contains("only under AUTO"), "{}", parsed.warnings[0]);
+    let effect = parsed.scenario.policy.freebsd();
+    assert!(effect.origin.starts_with("rc.d ipv4_prefer"), "{}", effect.origin);
+    assert!(effect.ip6addrctl_conf.contains("::ffff:0.0.0.0/96") && effect.ip6addrctl_conf.contains(" 100 "));
 }

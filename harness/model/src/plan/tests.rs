@@ -255,3 +255,38 @@ addresses = ["10.0.0.2/24"]
     assert_eq!(got("SERVER.EXAMPLE"), got("server.example"));
     assert_eq!(got("localhost"), ["127.0.0.1", "::1", "10.0.0.9"]);
 }
+
+/// A route with `install = "rtsock"`: FreeBSD's plan has the agent write the RTM_ADD inside
+/// the jail (route(8) would use netlink), the script names the agent once, Linux notes it.
+#[test]
+fn routing_socket_routes() {
+    let text = r#"
+name = "r"
+[[interfaces]]
+name = "bge2"
+addresses = ["fe80::1/64"]
+[[routes]]
+to = "203.0.113.2/32"
+via = "fe80::2"
+dev = "bge2"
+install = "rtsock"
+"#;
+    let s = parse_scenario("r.toml", text).unwrap().scenario;
+    let p = freebsd(&s);
+    let agent_steps: Vec<&Vec<String>> = p
+        .setup
+        .iter()
+        .filter_map(|st| match st {
+            Step::Run { place: Place::Scenario, argv, .. } if argv[0] == "{agent}" => Some(argv),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(agent_steps, [&vec!["{agent}", "route-socket-add", "203.0.113.2/32", "fe80::2", "bge2"]]);
+    assert!(!p.setup.iter().any(|st| matches!(st, Step::Run { argv, .. } if argv[0] == "route")));
+    let script = repro_script(&p, &s);
+    assert!(script.contains("\nagent=${ADDRSEL_AGENT:-addrsel-agent}\n"), "{script}");
+    assert!(script.contains("jexec $jail \"$agent\" route-socket-add 203.0.113.2/32 fe80::2 bge2\n"), "{script}");
+    assert!(linux(&s).notes.iter().any(|n| n.contains("rtsock\" is FreeBSD's")));
+    let err = parse_scenario("r.toml", &text.replace("via = \"fe80::2\"\n", "")).unwrap_err().to_string();
+    assert!(err.contains("r.toml:9:11: error: install = \"rtsock\" needs `via`"), "{err}");
+}
