@@ -103,6 +103,13 @@ answer_inet(const struct addrsel_query *q, struct addrsel_answer *a)
 	}
 	NET_EPOCH_ENTER(et);
 	nh = fib4_lookup(RT_DEFAULT_FIB, dst.sin_addr, 0, NHR_NONE, 0);
+	if (nh != NULL && nh->nh_ifa != NULL) {
+		/* The cause, not only the symptom: an IPv6 address here is read as INADDR_ANY. */
+		if (nh->nh_ifa->ifa_addr->sa_family == AF_INET6)
+			a->nexthop_family = ADDRSEL_FAMILY_INET6;
+		else if (nh->nh_ifa->ifa_addr->sa_family == AF_INET)
+			a->nexthop_family = ADDRSEL_FAMILY_INET;
+	}
 	if (nh == NULL || nh->nh_ifp == NULL) {
 		/* No route: assume dst is on a directly connected network. */
 		ia = ifa_for_destination(&dst, false);

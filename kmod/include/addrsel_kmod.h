@@ -44,7 +44,10 @@ struct addrsel_answer {
 	uint32_t version; /* ADDRSEL_KMOD_VERSION */
 	int32_t error;    /* 0, or a positive errno */
 	uint32_t family;  /* of src */
-	uint32_t reserved;
+	/* FreeBSD, IPv4: the family of the route's nexthop address (ADDRSEL_FAMILY_*), which
+	 * in_pcbladdr() reads as an IPv4 address whatever it is; 0 when there is no nexthop
+	 * or the module does not say (Linux). */
+	uint32_t nexthop_family;
 	uint8_t src[16];  /* IPv4 in the first four bytes, network order */
 };
 

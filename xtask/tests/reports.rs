@@ -141,6 +141,9 @@ fn failing_cells_in_every_format() {
     assert!(t.contains("the expectation on scenario line"), "{t}");
     assert!(t.contains("- to-peer-v4: connect 203.0.113.2 -> 10.0.0.51"), "{t}");
     assert!(t.contains("+ to-peer-v4: connect 203.0.113.2 -> 10.0.0.50"), "{t}");
+    // The path shown is the one ADDRSEL_SNAPSHOTS chose.
+    let shown = format!("snapshot changed ({})", snaps.join("host/stale-snapshot.snap").display());
+    assert!(t.contains(&shown), "{t}");
     // Both explanations, side by side, for the disagreement and for the changed snapshot line.
     assert_eq!(t.matches("explain to-peer-v4 (linux | rfc6724):").count(), 2, "{t}");
     let json: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();

@@ -34,7 +34,7 @@ pub struct addrsel_answer {
     pub version: u32,
     pub error: i32,
     pub family: u32,
-    pub reserved: u32,
+    pub nexthop_family: u32,
     pub src: [u8; 16usize],
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
@@ -44,6 +44,7 @@ const _: () = {
     ["Offset of field: addrsel_answer::version"][::core::mem::offset_of!(addrsel_answer, version) - 0usize];
     ["Offset of field: addrsel_answer::error"][::core::mem::offset_of!(addrsel_answer, error) - 4usize];
     ["Offset of field: addrsel_answer::family"][::core::mem::offset_of!(addrsel_answer, family) - 8usize];
-    ["Offset of field: addrsel_answer::reserved"][::core::mem::offset_of!(addrsel_answer, reserved) - 12usize];
+    ["Offset of field: addrsel_answer::nexthop_family"]
+        [::core::mem::offset_of!(addrsel_answer, nexthop_family) - 12usize];
     ["Offset of field: addrsel_answer::src"][::core::mem::offset_of!(addrsel_answer, src) - 16usize];
 };

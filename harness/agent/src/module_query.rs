@@ -52,17 +52,28 @@ fn errno_name(e: i32) -> String {
 /// The answer as the report shows it.
 pub fn decode(a: &addrsel_answer) -> KernelAnswer {
     if a.version != ADDRSEL_KMOD_VERSION {
-        return KernelAnswer { source: None, error: Some(format!("module ABI version {}", a.version)) };
+        return KernelAnswer { source: None, error: Some(format!("module ABI version {}", a.version)), nexthop: None };
     }
+    let nexthop = match a.nexthop_family {
+        ADDRSEL_FAMILY_INET => Some("IPv4".to_string()),
+        ADDRSEL_FAMILY_INET6 => Some("IPv6".to_string()),
+        _ => None,
+    };
     if a.error != 0 {
-        return KernelAnswer { source: None, error: Some(errno_name(a.error)) };
+        return KernelAnswer { source: None, error: Some(errno_name(a.error)), nexthop };
     }
     let source = match a.family {
         ADDRSEL_FAMILY_INET => Some(IpAddr::V4(Ipv4Addr::new(a.src[0], a.src[1], a.src[2], a.src[3]))),
         ADDRSEL_FAMILY_INET6 => Some(IpAddr::V6(Ipv6Addr::from(a.src))),
-        other => return KernelAnswer { source: None, error: Some(format!("unknown family {other} in the answer")) },
+        other => {
+            return KernelAnswer {
+                source: None,
+                error: Some(format!("unknown family {other} in the answer")),
+                nexthop,
+            };
+        }
     };
-    KernelAnswer { source, error: None }
+    KernelAnswer { source, error: None, nexthop }
 }
 
 fn as_bytes<T: Copy>(v: &T) -> &[u8] {
@@ -108,7 +119,7 @@ pub fn ask(q: &addrsel_query) -> Result<addrsel_answer, String> {
 pub fn kernel_answer(dst: IpAddr, ifindex: u32, prefer: &[SourcePreference]) -> KernelAnswer {
     match ask(&query(dst, ifindex, prefer)) {
         Ok(a) => decode(&a),
-        Err(e) => KernelAnswer { source: None, error: Some(format!("module not asked: {e}")) },
+        Err(e) => KernelAnswer { source: None, error: Some(format!("module not asked: {e}")), nexthop: None },
     }
 }
 
@@ -178,9 +189,13 @@ mod tests {
         raw[8..12].copy_from_slice(&4u32.to_ne_bytes());
         raw[16..20].copy_from_slice(&[10, 0, 0, 50]);
         let a = from_bytes(&raw).unwrap();
-        assert_eq!(decode(&a), KernelAnswer { source: Some("10.0.0.50".parse().unwrap()), error: None });
+        assert_eq!(decode(&a), KernelAnswer { source: Some("10.0.0.50".parse().unwrap()), error: None, nexthop: None });
         raw[4..8].copy_from_slice(&libc::EHOSTUNREACH.to_ne_bytes());
         assert_eq!(decode(&from_bytes(&raw).unwrap()).error.as_deref(), Some("EHOSTUNREACH"));
+        // FreeBSD's module says why: the nexthop's address is IPv6 (bytes 12..16).
+        raw[12..16].copy_from_slice(&6u32.to_ne_bytes());
+        let k = decode(&from_bytes(&raw).unwrap());
+        assert_eq!((k.error.as_deref(), k.nexthop.as_deref()), (Some("EHOSTUNREACH"), Some("IPv6")));
         assert!(from_bytes(&raw[..31]).is_none());
     }
 }

@@ -29,14 +29,15 @@ pub fn run(p: &Probe, ask_kmod: bool) -> Outcome {
             };
             let kernel = ask_kmod.then(|| match zone.as_deref().map_or(Ok(0), nix::net::if_::if_nametoindex) {
                 Ok(ifindex) => crate::module_query::kernel_answer(*dst, ifindex, &p.prefer),
-                Err(e) => KernelAnswer { source: None, error: Some(errno_name(e)) },
+                Err(e) => KernelAnswer { source: None, error: Some(errno_name(e)), nexthop: None },
             });
             Outcome::Connect {
                 dst: text,
                 source,
                 error,
                 kernel_source: kernel.as_ref().and_then(|k| k.source),
-                kernel_error: kernel.and_then(|k| k.error),
+                kernel_error: kernel.as_ref().and_then(|k| k.error.clone()),
+                kernel_nexthop: kernel.and_then(|k| k.nexthop),
             }
         }
         ProbeKind::Resolve { name } => {

@@ -142,7 +142,7 @@ fn probe(m: &dyn Model, p: &addrsel_model::Probe) -> (Outcome, Trace) {
             };
             let dst = p.kind.dst_text().unwrap_or_default();
             (
-                Outcome::Connect { dst, source, error, kernel_source: None, kernel_error: None },
+                Outcome::Connect { dst, source, error, kernel_source: None, kernel_error: None, kernel_nexthop: None },
                 Trace::Connect(sel.trace),
             )
         }

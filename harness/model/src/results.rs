@@ -36,6 +36,10 @@ pub enum Outcome {
         kernel_source: Option<IpAddr>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         kernel_error: Option<String>,
+        /// FreeBSD's module, IPv4: the family of the route's nexthop address (`IPv4`,
+        /// `IPv6`), the cause behind an EHOSTUNREACH over an RFC 5549 route.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kernel_nexthop: Option<String>,
     },
     Resolve {
         name: String,
@@ -53,6 +57,9 @@ pub enum Outcome {
 pub struct KernelAnswer {
     pub source: Option<IpAddr>,
     pub error: Option<String>,
+    /// The family of the route's nexthop address, when the module says (FreeBSD, IPv4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nexthop: Option<String>,
 }
 
 impl Outcome {
@@ -71,10 +78,14 @@ impl Outcome {
     /// The kernel module's answer, when it was asked.
     pub fn kernel_answer(&self) -> Option<KernelAnswer> {
         match self {
-            Outcome::Connect { kernel_source, kernel_error, .. }
+            Outcome::Connect { kernel_source, kernel_error, kernel_nexthop, .. }
                 if kernel_source.is_some() || kernel_error.is_some() =>
             {
-                Some(KernelAnswer { source: *kernel_source, error: kernel_error.clone() })
+                Some(KernelAnswer {
+                    source: *kernel_source,
+                    error: kernel_error.clone(),
+                    nexthop: kernel_nexthop.clone(),
+                })
             }
             _ => None,
         }
@@ -89,6 +100,7 @@ impl Outcome {
                 error: error.clone(),
                 kernel_source: None,
                 kernel_error: None,
+                kernel_nexthop: None,
             },
             other => other.clone(),
         }
@@ -107,6 +119,7 @@ mod tests {
             error: Some("EINVAL".into()),
             kernel_source: Some("fe80::10".parse().unwrap()),
             kernel_error: None,
+            kernel_nexthop: None,
         };
         let json = serde_json::to_string(&o).unwrap();
         assert_eq!(
@@ -114,7 +127,10 @@ mod tests {
             r#"{"kind":"connect","dst":"fe80::1","source":null,"error":"EINVAL","kernel_source":"fe80::10"}"#
         );
         let back: Outcome = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.kernel_answer(), Some(KernelAnswer { source: Some("fe80::10".parse().unwrap()), error: None }));
+        assert_eq!(
+            back.kernel_answer(),
+            Some(KernelAnswer { source: Some("fe80::10".parse().unwrap()), error: None, nexthop: None })
+        );
         assert_eq!(back.decision().kernel_answer(), None);
         let not_asked: Outcome =
             serde_json::from_str(r#"{"kind":"connect","dst":"::1","source":"::1","error":null}"#).unwrap();
@@ -135,6 +151,7 @@ mod tests {
                         error: None,
                         kernel_source: None,
                         kernel_error: None,
+                        kernel_nexthop: None,
                     },
                 },
                 ProbeResult {

@@ -262,6 +262,7 @@ evidence = "made up for this test"
             error: error.map(String::from),
             kernel_source: None,
             kernel_error: None,
+            kernel_nexthop: None,
         }
     }
 
@@ -272,7 +273,7 @@ evidence = "made up for this test"
                     Ok(a) => (Some(a), None),
                     Err(_) => (None, Some(module.to_string())),
                 };
-                Outcome::Connect { dst, source, error, kernel_source: ks, kernel_error: ke }
+                Outcome::Connect { dst, source, error, kernel_source: ks, kernel_error: ke, kernel_nexthop: None }
             }
             other => other,
         }

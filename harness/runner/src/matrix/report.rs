@@ -94,11 +94,12 @@ impl MatrixResult {
                         let word = |s: &Option<std::net::IpAddr>, e: &Option<String>| {
                             s.map_or_else(|| e.clone().unwrap_or_default(), |a| a.to_string())
                         };
+                        let nexthop = k.nexthop.map_or_else(String::new, |f| format!(" (nexthop address {f})"));
                         differ.push(KmodDifference {
                             scenario: c.scenario.clone(),
                             target: c.target.clone(),
                             probe: r.observed.probe.clone(),
-                            module: word(&k.source, &k.error),
+                            module: format!("{}{nexthop}", word(&k.source, &k.error)),
                             socket: word(source, error),
                         });
                     }
@@ -237,7 +238,11 @@ pub fn terminal(m: &MatrixResult) -> String {
                 out.push_str(&snapshot::diff(old, new));
             }
             Some(SnapshotState::New { text }) => {
-                let _ = writeln!(out, "no snapshot yet; observed:\n{text}");
+                let _ = writeln!(
+                    out,
+                    "no snapshot yet ({}; `cargo xtask matrix --accept` stores it); observed:\n{text}",
+                    snapshot::path(&c.target, &c.scenario).display()
+                );
             }
             _ => {}
         }

@@ -94,8 +94,9 @@ pub fn render(s: &Scenario, results: &[ProbeResult]) -> String {
                 let module = match r.outcome.kernel_answer() {
                     Some(_) if varies => " (kernel module: varies between boots, not recorded)".to_string(),
                     Some(k) => format!(
-                        " (kernel module: {})",
-                        k.source.map_or_else(|| k.error.clone().unwrap_or_default(), |a| a.to_string())
+                        " (kernel module: {}{})",
+                        k.source.map_or_else(|| k.error.clone().unwrap_or_default(), |a| a.to_string()),
+                        k.nexthop.map_or_else(String::new, |f| format!(", nexthop address {f}"))
                     ),
                     None => String::new(),
                 };
