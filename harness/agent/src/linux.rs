@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use addrsel_model::ProbeKind;
 use addrsel_model::plan::{Place, Plan, Step};
 use addrsel_model::results::{Outcome, ProbeResult, Report};
 use nix::mount::{MsFlags, mount};
@@ -137,8 +138,25 @@ fn scenario_child(plan: &Plan, target: &str, kmod: bool) -> (Report, Option<Stri
     if crate::fault("panic-in-scenario") == Some(plan.scenario.as_str()) {
         panic!("fault injected after setting up {}", plan.scenario);
     }
-    report.results =
-        plan.probes.iter().map(|p| ProbeResult { probe: p.id.clone(), outcome: probe::run(p, kmod) }).collect();
+    report.results = plan
+        .probes
+        .iter()
+        .map(|p| {
+            let outcome = match &p.kind {
+                // The sender sits on the far side of the link, in the peer namespace.
+                ProbeKind::IcmpTimeExceeded { to, sender, .. } => {
+                    match env.in_peer(|| crate::icmp_probe::time_exceeded(*sender, *to)) {
+                        Ok(Ok(outcome)) => outcome,
+                        Ok(Err(e)) | Err(e) => {
+                            Outcome::Unsupported { reason: format!("the probe packet could not be sent: {e}") }
+                        }
+                    }
+                }
+                _ => probe::run(p, kmod),
+            };
+            ProbeResult { probe: p.id.clone(), outcome }
+        })
+        .collect();
     (report, None)
 }
 
@@ -167,6 +185,21 @@ struct Namespaces {
 }
 
 impl Namespaces {
+    /// Runs `f` on a thread that has joined the peer namespace (setns changes the calling
+    /// thread only), so the scenario process stays where it is.
+    fn in_peer<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, String> {
+        let peer = self.peer_ns.as_fd();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    setns(peer, CloneFlags::CLONE_NEWNET).map_err(|e| format!("entering the peer namespace: {e}"))?;
+                    Ok(f())
+                })
+                .join()
+                .map_err(|_| "the peer-namespace thread panicked".to_string())?
+        })
+    }
+
     fn enter() -> Result<Namespaces, String> {
         if !nix::unistd::geteuid().is_root() {
             enter_user_namespace()?;
@@ -289,12 +322,18 @@ impl Namespaces {
                 }
                 Ok(())
             }
-            Step::Sysctl { key, value, .. } => {
-                let path = Path::new("/proc/sys").join(key.replace('.', "/"));
-                if !path.exists() {
-                    return Err(format!("sysctl {key} does not exist in this network namespace"));
+            Step::Sysctl { place, key, value } => {
+                let write = || {
+                    let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+                    if !path.exists() {
+                        return Err(format!("sysctl {key} does not exist in this network namespace"));
+                    }
+                    std::fs::write(&path, format!("{value}\n")).map_err(|e| format!("sysctl {key}={value}: {e}"))
+                };
+                match place {
+                    Place::Peer => self.in_peer(write)?,
+                    _ => write(),
                 }
-                std::fs::write(&path, format!("{value}\n")).map_err(|e| format!("sysctl {key}={value}: {e}"))
             }
             Step::PrivateFile { target, content } => {
                 let target = Path::new(target);

@@ -25,6 +25,8 @@ mod module_query;
 #[rustfmt::skip]
 mod kmod_abi;
 #[cfg(target_os = "linux")]
+mod icmp_probe;
+#[cfg(target_os = "linux")]
 mod linux;
 mod probe;
 mod route_socket;

@@ -44,6 +44,10 @@ pub fn run(p: &Probe, ask_kmod: bool) -> Outcome {
             let (order, error) = resolve(name);
             Outcome::Resolve { name: name.clone(), order, error }
         }
+        // Its sender is on the far side of a link: the scenario process sends it (Linux).
+        ProbeKind::IcmpTimeExceeded { .. } => {
+            Outcome::Unsupported { reason: "an ICMP probe needs a sender on the far side of the link".into() }
+        }
     }
 }
 

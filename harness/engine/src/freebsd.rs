@@ -21,6 +21,10 @@ pub const UNVERIFIED_MULTICAST: &str = "FreeBSD's source for a multicast destina
 pub const UNVERIFIED_SOURCE: &str = "FreeBSD's source selection (in6_selectsrc, in_pcbladdr) is modelled from FreeBSD 14/15 sources; no FreeBSD kernel has confirmed it yet";
 pub const UNVERIFIED_V4_VIA_V6: &str = "FreeBSD's EHOSTUNREACH for an IPv4 route with an IPv6 next hop and no IPv4 address on the egress interface is modelled from in_pcbladdr and netlink's finalize_nhop; not yet confirmed on a FreeBSD kernel";
 
+/// Said of every FreeBSD ICMP prediction.
+const UNVERIFIED_ICMP: &str =
+    "FreeBSD's ICMP error source (icmp_reflect) is modelled from its source; no FreeBSD kernel has confirmed it yet";
+
 pub struct Freebsd<'s> {
     s: &'s Scenario,
     /// The per-VNET policy table after `ip6addrctl install`.
@@ -307,6 +311,65 @@ impl<'s> Freebsd<'s> {
                 Selected { result: Err(errno::EHOSTUNREACH), trace }
             }
         }
+    }
+
+    /// `ip_forward` meeting TTL 1, then `icmp_reflect` choosing the source: the address the
+    /// packet was sent to if it is ours, the receiving interface's first IPv4 address with
+    /// `net.inet.icmp.reply_from_interface`, else the route back's nexthop address, read as
+    /// IPv4 whatever its family (as in_pcbladdr does).
+    pub fn icmp_time_exceeded(&self, from: &str, to: IpAddr, sender: IpAddr) -> IcmpReply {
+        let mut trace = SourceTrace::default();
+        let (IpAddr::V4(_), IpAddr::V4(sender)) = (to, sender) else {
+            return IcmpReply {
+                result: Err("FreeBSD's ICMPv6 error source (icmp6_reflect) is not modelled".into()),
+                trace,
+            };
+        };
+        trace.unverified.push(UNVERIFIED_ICMP.into());
+        if self.sysctl("net.inet.ip.forwarding") != Some(1) {
+            trace.steps.push("net.inet.ip.forwarding is 0: ip_input drops the packet, no ICMP error is sent".into());
+            return IcmpReply { result: Ok(None), trace };
+        }
+        if self.sysctl("net.inet.icmp.reply_src").is_some() {
+            return IcmpReply { result: Err("net.inet.icmp.reply_src is not modelled".into()), trace };
+        }
+        trace.steps.push("ip_forward: TTL 1 runs out: icmp_error(ICMP_TIMXCEED), icmp_reflect picks the source".into());
+        let message = "time exceeded".to_string();
+        if self.sysctl("net.inet.icmp.reply_from_interface") == Some(1) {
+            let first = self.s.interface(from).and_then(|i| {
+                i.addresses.iter().find_map(|a| match a.addr {
+                    IpAddr::V4(v4) => Some(v4),
+                    IpAddr::V6(_) => None,
+                })
+            });
+            match first {
+                Some(a) => {
+                    trace.steps.push(format!("reply_from_interface: {from}'s first IPv4 address, {a}"));
+                    return IcmpReply { result: Ok(Some((message, IpAddr::V4(a)))), trace };
+                }
+                None => {
+                    trace.steps.push(format!("reply_from_interface: {from} has no IPv4 address, so on to the route"))
+                }
+            }
+        }
+        let entries: Vec<RouteEntry> = self.routes4.iter().map(|r| r.entry.clone()).collect();
+        let Some(hit) = net::lookup(&entries, IpAddr::V4(sender), None) else {
+            trace
+                .steps
+                .push(format!("fib4_lookup({sender}) finds no route back: no ICMP error is sent (icps_noroute)"));
+            return IcmpReply { result: Ok(None), trace };
+        };
+        let route = self.routes4.iter().find(|r| &r.entry == hit).expect("same entry");
+        trace.steps.push(format!("fib4_lookup back to {sender}: {}", route.entry.describe(self.s)));
+        trace.steps.push(format!("the route's nexthop address was chosen by {}", route.chosen_by));
+        let source = match route.ifa {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(a) => {
+                trace.steps.push(format!("the nexthop's address is the IPv6 {a}, read as IPv4: 0.0.0.0"));
+                Ipv4Addr::UNSPECIFIED
+            }
+        };
+        IcmpReply { result: Ok(Some((message, IpAddr::V4(source)))), trace }
     }
 
     /// Outgoing interface for an IPv6 destination (`in6_selectif`): `Err` is the errno.
@@ -707,6 +770,10 @@ fn label_text(l: Option<i32>) -> String {
 impl crate::Model for Freebsd<'_> {
     fn connect(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> Selected {
         Freebsd::connect(self, dst, zone, prefer)
+    }
+
+    fn icmp_time_exceeded(&self, from: &str, to: IpAddr, sender: IpAddr) -> IcmpReply {
+        Freebsd::icmp_time_exceeded(self, from, to, sender)
     }
 
     fn resolve(&self, name: &str) -> (Result<Vec<IpAddr>, String>, SortTrace) {

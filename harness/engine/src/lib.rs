@@ -116,6 +116,12 @@ pub trait Model {
     fn connect(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> trace::Selected;
     /// The order `getaddrinfo(AF_UNSPEC)` returns (or its error), and how it was sorted.
     fn resolve(&self, name: &str) -> (Result<Vec<IpAddr>, String>, trace::SortTrace);
+    /// The ICMP error this host, as a router, sends for a packet from `sender` that enters on
+    /// `from` towards `to` with TTL 1.
+    fn icmp_time_exceeded(&self, from: &str, to: IpAddr, sender: IpAddr) -> trace::IcmpReply {
+        let _ = (from, to, sender);
+        trace::IcmpReply { result: Err("this profile has no model of ICMP errors".into()), trace: Default::default() }
+    }
     /// Facts about the whole host (a policy table that could not be installed, ...).
     fn notes(&self) -> Vec<String> {
         Vec::new()
@@ -145,6 +151,17 @@ fn probe(m: &dyn Model, p: &addrsel_model::Probe) -> (Outcome, Trace) {
                 Outcome::Connect { dst, source, error, kernel_source: None, kernel_error: None, kernel_nexthop: None },
                 Trace::Connect(sel.trace),
             )
+        }
+        ProbeKind::IcmpTimeExceeded { from, to, sender } => {
+            let reply = m.icmp_time_exceeded(from, *to, *sender);
+            let to = to.to_string();
+            match reply.result {
+                Ok(Some((message, source))) => {
+                    (Outcome::Icmp { to, message: Some(message), source: Some(source) }, Trace::Connect(reply.trace))
+                }
+                Ok(None) => (Outcome::Icmp { to, message: None, source: None }, Trace::Connect(reply.trace)),
+                Err(reason) => (Outcome::Unsupported { reason }, Trace::Unsupported),
+            }
         }
         ProbeKind::Resolve { name } => {
             let (result, trace) = m.resolve(name);

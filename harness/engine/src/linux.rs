@@ -144,6 +144,142 @@ impl<'s> Linux<'s> {
         Selected { result: Ok(IpAddr::V4(chosen)), trace }
     }
 
+    /// Forwarding on `dev` after the plan's writes: the ICMP pins (all off), `default` keys
+    /// before the links exist, then the scenario's own in file order (`ip_forward` and `all`
+    /// reach every device).
+    fn forwarding(&self, v4: bool, dev: &str) -> bool {
+        let fam = if v4 { "ipv4" } else { "ipv6" };
+        let all =
+            [format!("net.{fam}.conf.all.forwarding"), if v4 { "net.ipv4.ip_forward".into() } else { String::new() }];
+        let (defaults, others): (Vec<_>, Vec<_>) =
+            self.s.sysctl.linux.iter().partition(|(k, _)| k.split('.').nth(3) == Some("default"));
+        let mut on = false;
+        for (k, v) in defaults.into_iter().chain(others) {
+            let value = v.parse::<i64>().is_ok_and(|n| n != 0);
+            if all.contains(k)
+                || *k == format!("net.{fam}.conf.default.forwarding")
+                || *k == format!("net.{fam}.conf.{dev}.forwarding")
+            {
+                on = value;
+            }
+        }
+        on
+    }
+
+    /// `ip_forward`/`ip6_forward` meeting TTL 1 (`icmp_send`/`icmp6_send` with Time
+    /// Exceeded), or the input route finding nothing towards `to`.
+    pub fn icmp_time_exceeded(&self, from: &str, to: IpAddr, sender: IpAddr) -> IcmpReply {
+        let mut trace = SourceTrace::default();
+        let Some(ingress) = self.devs.iter().position(|d| d.name == from) else {
+            return IcmpReply { result: Err(format!("no interface {from}")), trace };
+        };
+        let v4 = to.is_ipv4();
+        let family = if v4 { "IPv4" } else { "IPv6" };
+        if !self.forwarding(v4, from) {
+            trace.steps.push(format!(
+                "{family} forwarding is off on {from}: the packet is dropped on input, no ICMP error is sent"
+            ));
+            return IcmpReply { result: Ok(None), trace };
+        }
+        let routes = if v4 { &self.routes4 } else { &self.routes6 };
+        let message = match net::lookup(routes, to, None) {
+            Some(r) => {
+                trace.steps.push(format!(
+                    "input route to {to}: {}; TTL 1 runs out in forwarding: Time Exceeded",
+                    r.describe(self.s)
+                ));
+                "time exceeded".to_string()
+            }
+            None => {
+                trace.steps.push(format!("no route to {to}: the input route sends Destination Unreachable (no route)"));
+                trace.unverified.push("the ICMP error for a forwarded packet with no route onwards is modelled from the source, not measured".into());
+                "destination unreachable (code 0)".to_string()
+            }
+        };
+        let source = match (sender, v4) {
+            (IpAddr::V4(sender), true) => self.icmp4_source(ingress, sender, &mut trace),
+            (IpAddr::V6(sender), false) => self.icmp6_source(ingress, sender, &mut trace),
+            _ => return IcmpReply { result: Err("`sender` and `to` of one family".into()), trace },
+        };
+        IcmpReply { result: Ok(source.map(|s| (message, s))), trace }
+    }
+
+    /// `__icmp_send`: the inbound interface's address with `icmp_errors_use_inbound_ifaddr`,
+    /// else the route back's; 192.0.0.8 (RFC 7600) when that is still 0.0.0.0.
+    fn icmp4_source(&self, ingress: usize, sender: Ipv4Addr, trace: &mut SourceTrace) -> Option<IpAddr> {
+        let inbound = self
+            .s
+            .sysctl
+            .linux
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "net.ipv4.icmp_errors_use_inbound_ifaddr")
+            .is_some_and(|(_, v)| v.parse::<i64>().is_ok_and(|n| n != 0));
+        let chosen = if inbound {
+            trace.steps.push(format!(
+                "icmp_errors_use_inbound_ifaddr = 1: inet_select_addr on {}, the interface the packet came in on",
+                self.dev_name(ingress)
+            ));
+            Some(self.inet_select_addr(ingress, Some(sender), SCOPE_LINK, trace)).filter(|a| !a.is_unspecified())
+        } else {
+            None
+        };
+        trace.steps.push(format!("icmp_route_lookup: the route back to the sender {sender}"));
+        let back = self.connect4(sender);
+        trace.steps.extend(back.trace.steps);
+        trace.candidates.extend(back.trace.candidates);
+        let from_route = match back.result {
+            Ok(IpAddr::V4(a)) => a,
+            _ => {
+                trace.steps.push("no route back to the sender: no ICMP error is sent".into());
+                return None;
+            }
+        };
+        // ndisc_solicit takes the Neighbor Solicitation's source from the packet waiting for
+        // it when that is IPv6 and ours; an IPv4 packet gives none, so it needs a link-local
+        // address on the device, or no solicitation is sent and the error waits forever.
+        if let Some(route) = net::lookup(&self.routes4, IpAddr::V4(sender), None)
+            && let Some(IpAddr::V6(gw)) = route.via
+            && !self.devs[route.dev].v6.iter().any(|h| h.v6().is_some_and(|a| a.is_unicast_link_local()))
+        {
+            trace.steps.push(format!(
+                "the next hop {gw} is IPv6 and {} has no link-local address: ndisc_solicit has no source for the Neighbor Solicitation, so {gw} is never resolved and the error is never sent (unless other traffic resolved it first)",
+                self.dev_name(route.dev)
+            ));
+            return None;
+        }
+        let source = chosen.unwrap_or(from_route);
+        if source.is_unspecified() {
+            trace.steps.push("the source is still 0.0.0.0: 192.0.0.8 (INADDR_DUMMY, RFC 7600)".into());
+            return Some(IpAddr::V4(Ipv4Addr::new(192, 0, 0, 8)));
+        }
+        trace.steps.push(format!("the ICMP error leaves from {source}"));
+        Some(IpAddr::V4(source))
+    }
+
+    /// `icmp6_send`: with no preferred source on the route back, ordinary source selection
+    /// towards the sender with the interface the packet came in on as the outgoing one.
+    fn icmp6_source(&self, ingress: usize, sender: Ipv6Addr, trace: &mut SourceTrace) -> Option<IpAddr> {
+        let Some(back) = net::lookup(&self.routes6, IpAddr::V6(sender), None) else {
+            trace.steps.push(format!("no route back to the sender {sender}: no ICMPv6 error is sent"));
+            return None;
+        };
+        trace.steps.push(format!("route back to the sender: {}", back.describe(self.s)));
+        if let Some(src) = back.prefsrc {
+            trace.steps.push(format!("the route back has `src` {src}: the error leaves from it"));
+            return Some(src);
+        }
+        trace.steps.push(format!(
+            "ipv6_dev_get_saddr towards {sender} with {} (where the packet came in) as the outgoing device",
+            self.dev_name(ingress)
+        ));
+        let chosen = self.ipv6_dev_get_saddr(sender, Some(ingress), 0, trace);
+        if chosen.is_none() {
+            trace.steps.push("no candidate source: no ICMPv6 error is sent".into());
+        }
+        chosen.map(IpAddr::V6)
+    }
+
     fn inet_select_addr(&self, dev: usize, dst: Option<Ipv4Addr>, scope: u8, trace: &mut SourceTrace) -> Ipv4Addr {
         let d = &self.devs[dev];
         let gw_text = match dst {
@@ -838,6 +974,10 @@ impl Score {
 impl crate::Model for Linux<'_> {
     fn connect(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> Selected {
         Linux::connect(self, dst, zone, prefer)
+    }
+
+    fn icmp_time_exceeded(&self, from: &str, to: IpAddr, sender: IpAddr) -> IcmpReply {
+        Linux::icmp_time_exceeded(self, from, to, sender)
     }
 
     fn resolve(&self, name: &str) -> (Result<Vec<IpAddr>, String>, SortTrace) {

@@ -399,6 +399,13 @@ fn label_text(l: Option<i32>) -> String {
 }
 
 impl crate::Model for Rfc<'_> {
+    fn icmp_time_exceeded(&self, _from: &str, _to: IpAddr, _sender: IpAddr) -> IcmpReply {
+        IcmpReply {
+            result: Err("RFC 6724 does not choose ICMP error sources (RFC 1812 4.3.2.4 and RFC 4443 2.2 do)".into()),
+            trace: SourceTrace::default(),
+        }
+    }
+
     fn connect(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> Selected {
         let c = self.select(dst, zone, prefer);
         Selected { result: c.result.map(|h| h.ip()), trace: c.trace }

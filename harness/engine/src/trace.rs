@@ -77,6 +77,14 @@ pub struct Selected {
     pub trace: SourceTrace,
 }
 
+/// The ICMP error a router sends back for an expired packet, and how its source was chosen.
+pub struct IcmpReply {
+    /// `Ok(Some((message, source)))`; `Ok(None)`: no error is sent; `Err`: this profile has
+    /// no model for it (why).
+    pub result: Result<Option<(String, IpAddr)>, String>,
+    pub trace: SourceTrace,
+}
+
 /// How a source address was chosen (or why none was).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SourceTrace {

@@ -5,7 +5,8 @@
 //!      aio_initial_sequence), S2 sys/netinet6/in6_src.c (in6_selectsrc),
 //!   S7 tests/sys/netinet6/test_ip6_output.py, S9 sys/netinet/in_pcb.c (in_pcbladdr, 14.x),
 //!   S10 sys/netlink/route/rt.c (finalize_nhop), S11 sys/net/route/route_ctl.c
-//!   (rt_getifa_family), S12 sys/netinet/in.c (in_findlocal), S4 libexec/rc/rc.d/ip6addrctl,
+//!   (rt_getifa_family), S12 sys/netinet/in.c (in_findlocal), S13 sys/netinet/ip_icmp.c
+//!   (icmp_reflect), S4 libexec/rc/rc.d/ip6addrctl,
 //!   S15 sys/netinet6/udp6_usrreq.c (udp6_connect), S16 sys/netinet6/in6_pcb.c
 //!   (in6_mapped_sockaddr), S17 sys/netinet6/ip6_output.c (IPV6_V6ONLY sets INP_IPV4).
 //! None of these has been run on a FreeBSD kernel here; they pin the engine to FreeBSD's
@@ -42,6 +43,8 @@ fn answer(body: &str, probe: &str) -> String {
     match &p.probes[0].result.outcome {
         Outcome::Connect { source: Some(a), .. } => a.to_string(),
         Outcome::Connect { error: Some(e), .. } => e.clone(),
+        Outcome::Icmp { source: Some(a), .. } => a.to_string(),
+        Outcome::Icmp { .. } => "none".into(),
         Outcome::Resolve { order, error: None, .. } => {
             order.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" ")
         }
@@ -443,6 +446,49 @@ fn rc_d_policy_states() {
             v4_only("ipv6_prefer"),
             RESOLVE.into(),
             "192.0.2.55 2001:db8:5::5",
+        ),
+    ];
+    check(&v);
+}
+
+/// `icmp_reflect` (S13 sys/netinet/ip_icmp.c): the route back's nexthop address read as
+/// IPv4, or the receiving interface's with `net.inet.icmp.reply_from_interface`.
+#[test]
+fn icmp_reflect() {
+    let router = |eth1: &str, extra: &str| {
+        format!(
+            "[[interfaces]]\nname = \"eth1\"\naddresses = [{eth1}]\n[[interfaces]]\nname = \"eth2\"\naddresses = [\"2001:db8:b::1/64\", \"198.51.100.1/24\"]\n[[routes]]\nto = \"10.0.0.0/24\"\nvia = \"2001:db8:a::1\"\ndev = \"eth1\"\n[[routes]]\nto = \"203.0.113.0/24\"\nvia = \"198.51.100.2\"\n[sysctl.freebsd]\n\"net.inet.ip.forwarding\" = 1\n{extra}"
+        )
+    };
+    let probe = "icmp_time_exceeded = { from = \"eth1\", to = \"203.0.113.5\", sender = \"10.0.0.1\" }".to_string();
+    let v: Vec<Vector> = vec![
+        (
+            "I1",
+            "S13 step 5 with S10's IPv6 nexthop address: 0.0.0.0",
+            router("\"2001:db8:a::2/64\"", ""),
+            probe.clone(),
+            "0.0.0.0",
+        ),
+        (
+            "I2",
+            "S13 step 3: reply_from_interface, eth1's first IPv4 address",
+            router("\"2001:db8:a::2/64\", \"192.0.2.2/24\"", "\"net.inet.icmp.reply_from_interface\" = 1\n"),
+            probe.clone(),
+            "192.0.2.2",
+        ),
+        (
+            "I3",
+            "S13 step 3 falls through: eth1 has no IPv4 address",
+            router("\"2001:db8:a::2/64\"", "\"net.inet.icmp.reply_from_interface\" = 1\n"),
+            probe.clone(),
+            "0.0.0.0",
+        ),
+        (
+            "I4",
+            "ip_input without forwarding: dropped, nothing sent",
+            router("\"2001:db8:a::2/64\"", "").replace("\"net.inet.ip.forwarding\" = 1\n", ""),
+            probe,
+            "none",
         ),
     ];
     check(&v);

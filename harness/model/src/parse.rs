@@ -252,9 +252,18 @@ struct RawProbe {
     id: Spanned<String>,
     connect: Option<Spanned<String>>,
     resolve: Option<Spanned<String>>,
+    icmp_time_exceeded: Option<Spanned<RawIcmp>>,
     #[serde(default)]
     prefer: Vec<Spanned<String>>,
     kernel_module_varies: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIcmp {
+    from: Spanned<String>,
+    to: Spanned<String>,
+    sender: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -949,8 +958,12 @@ impl Validator<'_> {
                 self.error(&p.id.span(), format!("probe id `{id}` is used twice"));
                 continue;
             }
-            let kind = match (&p.connect, &p.resolve) {
-                (Some(c), None) => {
+            let kind = match (&p.connect, &p.resolve, &p.icmp_time_exceeded) {
+                (None, None, Some(icmp)) => match self.icmp_probe(s, icmp) {
+                    Some(kind) => kind,
+                    None => continue,
+                },
+                (Some(c), None, None) => {
                     let text = c.get_ref();
                     let (addr_text, zone) = match text.split_once('%') {
                         Some((a, z)) => (a, Some(z.to_string())),
@@ -972,7 +985,7 @@ impl Validator<'_> {
                     }
                     ProbeKind::Connect { dst, zone }
                 }
-                (None, Some(r)) => {
+                (None, Some(r), None) => {
                     if s.host(r.get_ref()).is_none() {
                         self.error(
                             &r.span(),
@@ -983,10 +996,17 @@ impl Validator<'_> {
                     ProbeKind::Resolve { name: r.get_ref().clone() }
                 }
                 _ => {
-                    self.error(&span, "a probe needs exactly one of `connect` (an address) or `resolve` (a host name)");
+                    self.error(
+                        &span,
+                        "a probe needs exactly one of `connect` (an address), `resolve` (a host name) or `icmp_time_exceeded`",
+                    );
                     continue;
                 }
             };
+            if !p.prefer.is_empty() && !matches!(kind, ProbeKind::Connect { .. }) {
+                self.error(&span, "`prefer` applies to connect probes (it is a socket option)");
+                continue;
+            }
             let mut prefer = Vec::new();
             for w in &p.prefer {
                 match SourcePreference::ALL.iter().find(|(word, _)| word == w.get_ref()) {
@@ -1019,6 +1039,68 @@ impl Validator<'_> {
             out.push(Probe { id: id.clone(), kind, prefer, kernel_module_varies });
         }
         out
+    }
+
+    /// `icmp_time_exceeded = { from, to, sender }`: the packet must be able to reach this host
+    /// on `from` (an address of `from` to send it to) and come from elsewhere.
+    fn icmp_probe(&mut self, s: &Scenario, raw: &Spanned<RawIcmp>) -> Option<ProbeKind> {
+        let r = raw.get_ref();
+        let from = r.from.get_ref();
+        match s.interface(from) {
+            None => {
+                self.error(&r.from.span(), format!("`{from}` is not a declared interface"));
+                return None;
+            }
+            Some(i) if i.is_loopback() => {
+                self.error(&r.from.span(), "the probe's packet enters on a link: not the loopback");
+                return None;
+            }
+            Some(_) => {}
+        }
+        let address = |v: &mut Self, text: &Spanned<String>, what: &str| -> Option<IpAddr> {
+            let Ok(a) = text.get_ref().parse::<IpAddr>() else {
+                v.error(&text.span(), format!("`{}` is not an address", text.get_ref()));
+                return None;
+            };
+            if s.addresses().any(|(_, x)| x.addr == a) {
+                v.error(&text.span(), format!("{a} is one of this host's addresses: the {what} must be elsewhere"));
+                return None;
+            }
+            if a.is_multicast() || a.is_unspecified() || a.is_loopback() {
+                v.error(&text.span(), format!("{a} cannot be the {what} of a forwarded packet"));
+                return None;
+            }
+            Some(a)
+        };
+        let to = address(self, &r.to, "destination")?;
+        let sender = match &r.sender {
+            Some(text) => {
+                let a = address(self, text, "sender")?;
+                if a.is_ipv4() != to.is_ipv4() {
+                    self.error(&text.span(), "`sender` and `to` must be of one family");
+                    return None;
+                }
+                a
+            }
+            None => match crate::plan::default_icmp_sender(s, from, to.is_ipv4()) {
+                Some(a) => a,
+                None => {
+                    self.error(
+                        &raw.span(),
+                        format!("`{from}` has no {} subnet to take a sender from: give `sender`", family(to)),
+                    );
+                    return None;
+                }
+            },
+        };
+        if crate::plan::icmp_entry_address(s, from, to.is_ipv4()).is_none() {
+            self.error(
+                &r.from.span(),
+                format!("`{from}` has no address for the packet towards {to} to be sent to (an IPv4 packet can use an IPv6 one)"),
+            );
+            return None;
+        }
+        Some(ProbeKind::IcmpTimeExceeded { from: from.clone(), to, sender })
     }
 
     fn expect(&mut self, s: &Scenario, raw: &Spanned<RawExpect>) -> Option<Expect> {
@@ -1061,13 +1143,19 @@ impl Validator<'_> {
             None => None,
         };
         let outcome = match (&e.source, &e.error, &e.order, &probe.kind) {
-            (Some(src), None, None, ProbeKind::Connect { .. }) => match src.get_ref().parse() {
-                Ok(a) => Expected::Source(a),
-                Err(_) => {
-                    self.error(&src.span(), format!("`{}` is not an address", src.get_ref()));
-                    return None;
+            (Some(src), None, None, ProbeKind::Connect { .. } | ProbeKind::IcmpTimeExceeded { .. }) => {
+                match src.get_ref().parse() {
+                    Ok(a) => Expected::Source(a),
+                    Err(_) => {
+                        self.error(&src.span(), format!("`{}` is not an address", src.get_ref()));
+                        return None;
+                    }
                 }
-            },
+            }
+            (None, Some(_), None, ProbeKind::IcmpTimeExceeded { .. }) => {
+                self.error(&span, "an icmp_time_exceeded probe expects `source` (the ICMP error's source)");
+                return None;
+            }
             (None, Some(err), None, _) => {
                 let name = err.get_ref();
                 if !(name.starts_with('E')
@@ -1165,6 +1253,10 @@ fn is_hostname(s: &str) -> bool {
 }
 
 /// Interface names valid on both Linux and FreeBSD and safe in sysctl keys and argv.
+fn family(a: IpAddr) -> &'static str {
+    if a.is_ipv4() { "IPv4" } else { "IPv6" }
+}
+
 pub fn check_ifname(name: &str) -> Result<(), String> {
     let valid = (1..=15).contains(&name.len())
         && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())

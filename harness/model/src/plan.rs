@@ -138,6 +138,9 @@ pub fn linux(s: &Scenario) -> Plan {
     // `default` sysctls only affect interfaces created later.
     let (defaults, others): (Vec<_>, Vec<_>) =
         s.sysctl.linux.iter().partition(|(k, _)| k.split('.').nth(3) == Some("default"));
+    if s.probes.iter().any(|p| matches!(p.kind, ProbeKind::IcmpTimeExceeded { .. })) {
+        setup.extend(icmp_pins());
+    }
     for (key, value) in defaults {
         setup.push(Step::Sysctl { place: Scenario, key: key.clone(), value: value.clone() });
     }
@@ -225,6 +228,7 @@ pub fn linux(s: &Scenario) -> Plan {
         }
         setup.push(run_owned(Scenario, argv));
     }
+    setup.extend(icmp_far_side(s));
     for (target, content) in [
         ("/etc/gai.conf", policy.gai_conf.clone()),
         ("/etc/hosts", hosts_file(s)),
@@ -246,6 +250,145 @@ pub fn linux(s: &Scenario) -> Plan {
 }
 
 // ---------------------------------------------------------------------------------------
+// ICMP probes: this host as a router, and the far side of its links
+
+/// A new network namespace copies IPv4 forwarding and reverse-path filtering from the
+/// machine's own (`devconf_inherit_init_net`), so a scenario with an ICMP probe starts from
+/// the kernel's defaults, before its own sysctls: forwarding off, and no reverse-path filter
+/// here or on the far side (the errors come back from sources the far side has no route to).
+fn icmp_pins() -> Vec<Step> {
+    let mut out = Vec::new();
+    for place in [Place::Scenario, Place::Peer] {
+        for key in ["net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"] {
+            out.push(Step::Sysctl { place, key: key.into(), value: "0".into() });
+        }
+    }
+    for key in ["net.ipv4.conf.all.forwarding", "net.ipv6.conf.all.forwarding"] {
+        out.push(Step::Sysctl { place: Place::Scenario, key: key.into(), value: "0".into() });
+    }
+    out
+}
+
+fn bits(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(a.to_bits()),
+        IpAddr::V6(a) => a.to_bits(),
+    }
+}
+
+fn from_bits(v4: bool, b: u128) -> IpAddr {
+    if v4 { IpAddr::V4(std::net::Ipv4Addr::from_bits(b as u32)) } else { IpAddr::V6(std::net::Ipv6Addr::from_bits(b)) }
+}
+
+fn is_link_local(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V6(v6) if v6.is_unicast_link_local())
+}
+
+/// The sender an ICMP probe uses when the scenario names none: the first free address of
+/// `from`'s first subnet of that family (not link-local).
+pub fn default_icmp_sender(s: &Scenario, from: &str, v4: bool) -> Option<IpAddr> {
+    let iface = s.interface(from)?;
+    let max = if v4 { 32 } else { 128 };
+    let taken = |a: IpAddr| s.addresses().any(|(_, x)| x.addr == a);
+    iface
+        .addresses
+        .iter()
+        .filter(|a| a.addr.is_ipv4() == v4 && !is_link_local(a.addr) && a.prefix_len < max - 1)
+        .find_map(|a| {
+            let net = a.net().trunc();
+            (1..=4u128).map(|k| from_bits(v4, bits(net.network()) + k)).find(|c| net.contains(c) && !taken(*c))
+        })
+}
+
+/// The address of `from` the far side sends the probe packet to: one of the packet's family
+/// (not link-local for IPv6 when there is another), else for IPv4 an IPv6 one (RFC 5549).
+pub fn icmp_entry_address(s: &Scenario, from: &str, v4: bool) -> Option<IpAddr> {
+    let iface = s.interface(from)?;
+    let pick = |want_v4: bool| {
+        let of: Vec<IpAddr> = iface.addresses.iter().map(|a| a.addr).filter(|a| a.is_ipv4() == want_v4).collect();
+        of.iter().find(|a| !is_link_local(**a)).or(of.first()).copied()
+    };
+    pick(v4).or_else(|| if v4 { pick(false) } else { None })
+}
+
+/// Where this host sends a reply to `to`: the interface and next hop of the longest declared
+/// or connected route (the kernel decides for real; this only tells the far side which
+/// addresses to answer for).
+fn return_hop(s: &Scenario, to: IpAddr) -> Option<(usize, Option<IpAddr>)> {
+    let mut best: Option<(u8, usize, Option<IpAddr>)> = None;
+    let mut consider = |len: u8, dev: usize, via: Option<IpAddr>| {
+        if best.is_none_or(|(l, _, _)| len > l) {
+            best = Some((len, dev, via));
+        }
+    };
+    for (i, iface) in s.interfaces.iter().enumerate().filter(|(_, i)| !i.is_loopback()) {
+        for a in iface.addresses.iter().filter(|a| a.addr.is_ipv4() == to.is_ipv4()) {
+            if a.net().trunc().contains(&to) {
+                consider(a.prefix_len, i, None);
+            }
+        }
+    }
+    for r in s.routes.iter().filter(|r| r.to.addr().is_ipv4() == to.is_ipv4() && r.to.contains(&to)) {
+        let dev = match (&r.dev, r.via) {
+            (Some(d), _) => s.interfaces.iter().position(|i| &i.name == d),
+            (None, Some(via)) => {
+                s.interfaces.iter().position(|i| i.addresses.iter().any(|a| a.net().trunc().contains(&via)))
+            }
+            (None, None) => None,
+        };
+        if let Some(dev) = dev {
+            consider(r.to.prefix_len(), dev, r.via);
+        }
+    }
+    best.map(|(_, dev, via)| (dev, via))
+}
+
+/// The far side of each ICMP probe's link, in the peer namespace: the sender's address, a
+/// route for the packet to this host's address on `from`, and the address this host's reply
+/// goes to (its next hop, or the sender on the reply's link) so that it answers ARP and ND.
+fn icmp_far_side(s: &Scenario) -> Vec<Step> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let host_len = |a: IpAddr| if a.is_ipv4() { "32" } else { "128" };
+    let mut add = |argv: Vec<String>| {
+        if !out.contains(&argv) {
+            out.push(argv);
+        }
+    };
+    let addr_add = |a: IpAddr, dev: &str| {
+        let mut argv: Vec<String> =
+            ["ip", "addr", "add", &format!("{a}/{}", host_len(a)), "dev", dev].map(String::from).into();
+        if a.is_ipv6() {
+            argv.push("nodad".into());
+        }
+        argv
+    };
+    for p in &s.probes {
+        let ProbeKind::IcmpTimeExceeded { from, to, sender } = &p.kind else {
+            continue;
+        };
+        let Some(index) = s.interfaces.iter().position(|i| &i.name == from) else {
+            continue;
+        };
+        let near = linux_peer_name(index);
+        add(addr_add(*sender, &near));
+        if let Some(entry) = icmp_entry_address(s, from, to.is_ipv4()) {
+            let mut argv: Vec<String> =
+                ["ip", "route", "add", &format!("{to}/{}", host_len(*to)), "via"].map(String::from).into();
+            if to.is_ipv4() && entry.is_ipv6() {
+                argv.push("inet6".into());
+            }
+            argv.extend([entry.to_string(), "dev".into(), near.clone(), "onlink".into()]);
+            add(argv);
+        }
+        if let Some((dev, via)) = return_hop(s, *sender) {
+            let answer_for = via.unwrap_or(*sender);
+            add(addr_add(answer_for, &linux_peer_name(dev)));
+        }
+    }
+    out.into_iter().map(|argv| run_owned(Place::Peer, argv)).collect()
+}
+
+// ---------------------------------------------------------------------------------------
 // FreeBSD
 
 /// Name of the epair end inside the jail for declared interface `index`, before renaming.
@@ -261,6 +404,12 @@ pub fn freebsd(s: &Scenario) -> Plan {
     let mut setup = Vec::new();
     let mut unsupported = Vec::new();
     let mut notes = Vec::new();
+    for p in s.probes.iter().filter(|p| matches!(p.kind, ProbeKind::IcmpTimeExceeded { .. })) {
+        unsupported.push(format!(
+            "probe {}: the FreeBSD plan has no sender on the far side of an epair yet (icmp_time_exceeded runs on Linux)",
+            p.id
+        ));
+    }
     let declared: Vec<(usize, &Interface)> =
         s.interfaces.iter().enumerate().filter(|(_, i)| !i.is_loopback()).collect();
     for (index, _) in &declared {
@@ -498,6 +647,28 @@ fn prefer_setsockopt(os: PlanOs, prefer: &[SourcePreference]) -> String {
     }
 }
 
+/// The ICMP probe in python: a UDP packet with TTL 1 from the sender, then the error queue
+/// (`IP_RECVERR`/`IPV6_RECVERR`) says what came back and from where (`SO_EE_OFFENDER`).
+const ICMP_PROBE_PY: &str = "import select,socket,struct,sys
+src,dst=sys.argv[1],sys.argv[2]
+v6=':' in dst
+f=socket.AF_INET6 if v6 else socket.AF_INET
+s=socket.socket(f,socket.SOCK_DGRAM)
+if v6: s.setsockopt(41,25,1); s.setsockopt(41,16,1)
+else: s.setsockopt(0,11,1); s.setsockopt(0,2,1)
+s.bind((src,0)); s.connect((dst,33434))
+for i in range(3):
+ try: s.send(b'addrsel')
+ except OSError: pass
+ select.select([s],[],[],1.0)
+ try: d,anc,fl,a=s.recvmsg(64,512,socket.MSG_ERRQUEUE)
+ except BlockingIOError: continue
+ for l,t,c in anc:
+  e,o,ty,co=struct.unpack_from('IBBB',c,0)
+  m='time exceeded' if ty==(3 if v6 else 11) else 'destination unreachable (code %d)'%co if ty==(1 if v6 else 3) else 'type %d code %d'%(ty,co)
+  print(m,'from',socket.inet_ntop(f,c[24:40] if v6 else c[20:24])); sys.exit(0)
+print('no ICMP error')";
+
 /// What a repro script says and does differently per OS.
 struct Dialect {
     name: &'static str,
@@ -584,6 +755,20 @@ fn probe_lines(d: &Dialect, os: PlanOs, p: &Probe) -> String {
     let mut out = String::new();
     let python = format!("{}python3 -c", d.in_scenario);
     match &p.kind {
+        ProbeKind::IcmpTimeExceeded { from, to, sender } => {
+            let _ = writeln!(out, "echo '== {}: ICMP error for {sender} -> {to}, TTL 1, entering {from}'", p.id);
+            if os == PlanOs::Freebsd {
+                let _ = writeln!(out, "echo 'not in the FreeBSD plan yet'");
+                return out;
+            }
+            // The sender sits in the peer namespace, as the agent's probe does.
+            let _ = writeln!(
+                out,
+                "if command -v python3 >/dev/null; then {}python3 -c {} {sender} {to}; else\n  echo 'python3 is needed to send the probe packet'; fi",
+                d.in_peer,
+                shell_quote(ICMP_PROBE_PY)
+            );
+        }
         ProbeKind::Connect { dst, zone } => {
             let target = match zone {
                 Some(z) => format!("{dst}%{z}"),

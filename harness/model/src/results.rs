@@ -48,6 +48,15 @@ pub enum Outcome {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// The ICMP error that came back for an `icmp_time_exceeded` probe: its kind and source,
+    /// both `None` when none came.
+    Icmp {
+        /// The probe packet's destination.
+        to: String,
+        /// `time exceeded`, or `destination unreachable (code N)`.
+        message: Option<String>,
+        source: Option<IpAddr>,
+    },
     /// This target cannot express part of the scenario, so the probe was not run.
     Unsupported { reason: String },
 }
@@ -71,6 +80,8 @@ impl Outcome {
             Outcome::Connect { .. } => "no answer".into(),
             Outcome::Resolve { error: Some(e), .. } => e.clone(),
             Outcome::Resolve { order, .. } => order.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
+            Outcome::Icmp { message: Some(m), source: Some(s), .. } => format!("{m} from {s}"),
+            Outcome::Icmp { .. } => "no ICMP error".into(),
             Outcome::Unsupported { reason } => format!("unsupported: {reason}"),
         }
     }

@@ -309,6 +309,11 @@ pub enum ProbeKind {
     Connect { dst: IpAddr, zone: Option<String> },
     /// `getaddrinfo(name, AF_UNSPEC, SOCK_DGRAM)`: the library's destination order.
     Resolve { name: String },
+    /// This host as a router: a UDP packet with TTL (hop limit) 1 from `sender`, on the far
+    /// side of interface `from`, towards `to`. What comes back: the ICMP error's source (Time
+    /// Exceeded, or the error that replaced it), or that none came.
+    #[serde(rename = "icmp_time_exceeded")]
+    IcmpTimeExceeded { from: String, to: IpAddr, sender: IpAddr },
 }
 
 impl ProbeKind {
@@ -317,7 +322,7 @@ impl ProbeKind {
         match self {
             ProbeKind::Connect { dst, zone: Some(z) } => Some(format!("{dst}%{z}")),
             ProbeKind::Connect { dst, zone: None } => Some(dst.to_string()),
-            ProbeKind::Resolve { .. } => None,
+            ProbeKind::Resolve { .. } | ProbeKind::IcmpTimeExceeded { .. } => None,
         }
     }
 }
@@ -418,7 +423,9 @@ impl Expected {
     pub fn holds_for(&self, outcome: &crate::results::Outcome) -> bool {
         use crate::results::Outcome;
         match (self, outcome) {
-            (Expected::Source(want), Outcome::Connect { source, .. }) => source.as_ref() == Some(want),
+            (Expected::Source(want), Outcome::Connect { source, .. } | Outcome::Icmp { source, .. }) => {
+                source.as_ref() == Some(want)
+            }
             (Expected::Error(want), Outcome::Connect { error, .. } | Outcome::Resolve { error, .. }) => {
                 error.as_ref() == Some(want)
             }

@@ -123,10 +123,17 @@ fn cited_measurements_show_what_the_expectations_say() {
         for e in &l.scenario.expect {
             for file in cited_files(&e.evidence).iter().filter(|f| f.starts_with("harness/measurements/")) {
                 let text = std::fs::read_to_string(repo().join(file)).unwrap();
-                let Some(lines) = addrsel_runner::corpus::measured_probe_output(&text, &e.probe) else {
+                let Some(mut lines) = addrsel_runner::corpus::measured_probe_output(&text, &e.probe) else {
                     problems.push(format!("{file}: no output for probe {}", e.probe));
                     continue;
                 };
+                // An ICMP probe prints `time exceeded from ADDRESS`; the expectation is the source.
+                if l.scenario
+                    .probe(&e.probe)
+                    .is_some_and(|p| matches!(p.kind, addrsel_model::ProbeKind::IcmpTimeExceeded { .. }))
+                {
+                    lines = lines.iter().map(|x| x.rsplit(" from ").next().unwrap_or(x).to_string()).collect();
+                }
                 let want: Vec<String> = match &e.outcome {
                     Expected::Source(a) => vec![a.to_string()],
                     Expected::Error(x) => vec![x.clone()],

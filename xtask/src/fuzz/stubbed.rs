@@ -134,8 +134,8 @@ struct Expected {
     stdin: String,
     /// The content `mount` must see (Linux private files).
     file: Option<String>,
-    /// A probe's python code, which is checked only for being python's.
-    probe: bool,
+    /// Where a probe's python code is in `argv` (checked only for being python's).
+    probe: Option<usize>,
 }
 
 fn fill(arg: &str, peer: &str, dir: &str) -> String {
@@ -166,7 +166,7 @@ fn expected(plan: &Plan, peer: &str, dir: &str, files: &str) -> Vec<Expected> {
         Step::Run { place, argv, stdin, .. } => {
             let mut a = prefix(*place);
             a.extend(argv.iter().map(|x| fill(x, peer, dir)));
-            out.push(Expected { argv: a, stdin: stdin.clone().unwrap_or_default(), file: None, probe: false });
+            out.push(Expected { argv: a, stdin: stdin.clone().unwrap_or_default(), file: None, probe: None });
         }
         Step::Sysctl { place, key, value } => {
             let mut a = prefix(*place);
@@ -175,12 +175,12 @@ fn expected(plan: &Plan, peer: &str, dir: &str, files: &str) -> Vec<Expected> {
                 a.push("-qw".into());
             }
             a.push(format!("{key}={value}"));
-            out.push(Expected { argv: a, stdin: String::new(), file: None, probe: false });
+            out.push(Expected { argv: a, stdin: String::new(), file: None, probe: None });
         }
         Step::PrivateFile { target, content } => {
             let argv = vec!["mount".into(), "--bind".into(), format!("{files}/{private}"), target.clone()];
             private += 1;
-            out.push(Expected { argv, stdin: String::new(), file: Some(content.clone()), probe: false });
+            out.push(Expected { argv, stdin: String::new(), file: Some(content.clone()), probe: None });
         }
         Step::WriteFile { .. } => {}
     };
@@ -188,14 +188,19 @@ fn expected(plan: &Plan, peer: &str, dir: &str, files: &str) -> Vec<Expected> {
         step(s, &mut out);
     }
     for p in &plan.probes {
-        let arg = match &p.kind {
-            ProbeKind::Connect { dst, zone: Some(z) } => format!("{dst}%{z}"),
-            ProbeKind::Connect { dst, zone: None } => dst.to_string(),
-            ProbeKind::Resolve { name } => name.clone(),
+        let (place, args) = match &p.kind {
+            ProbeKind::Connect { dst, zone: Some(z) } => (Place::Scenario, vec![format!("{dst}%{z}")]),
+            ProbeKind::Connect { dst, zone: None } => (Place::Scenario, vec![dst.to_string()]),
+            ProbeKind::Resolve { name } => (Place::Scenario, vec![name.clone()]),
+            // FreeBSD's script only says it has no sender; Linux's sends from the peer.
+            ProbeKind::IcmpTimeExceeded { .. } if plan.os == PlanOs::Freebsd => continue,
+            ProbeKind::IcmpTimeExceeded { to, sender, .. } => (Place::Peer, vec![sender.to_string(), to.to_string()]),
         };
-        let mut argv = prefix(Place::Scenario);
-        argv.extend(["python3".to_string(), "-c".to_string(), String::new(), arg]);
-        out.push(Expected { argv, stdin: String::new(), file: None, probe: true });
+        let mut argv = prefix(place);
+        argv.extend(["python3".to_string(), "-c".to_string(), String::new()]);
+        let code = argv.len() - 1;
+        argv.extend(args);
+        out.push(Expected { argv, stdin: String::new(), file: None, probe: Some(code) });
     }
     for s in &plan.cleanup {
         step(s, &mut out);
@@ -290,9 +295,8 @@ fn run_and_compare(plan: &Plan, script: &str, stubs: &Path, scratch: &Path) -> a
     let want = expected(plan, &peer, &dir, &files);
     for (i, (w, c)) in want.iter().zip(&calls).enumerate() {
         let mut got = c.argv.clone();
-        if w.probe {
-            let code = got.len() - 2;
-            ensure!(got[code].starts_with("import "), "call {i}: not a python probe: {got:?}");
+        if let Some(code) = w.probe {
+            ensure!(got.get(code).is_some_and(|c| c.starts_with("import ")), "call {i}: not a python probe: {got:?}");
             got[code].clear();
         }
         ensure!(got == w.argv, "call {i}: ran {:?}, the plan says {:?}", c.argv, w.argv);

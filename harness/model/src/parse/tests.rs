@@ -319,3 +319,49 @@ fn ip6addrctl_policy_values_as_rc_d_reads_them() {
     assert!(effect.origin.starts_with("rc.d ipv4_prefer"), "{}", effect.origin);
     assert!(effect.ip6addrctl_conf.contains("::ffff:0.0.0.0/96") && effect.ip6addrctl_conf.contains(" 100 "));
 }
+
+/// An ICMP probe's packet must come from elsewhere and reach this host on a link it has an
+/// address on; a missing sender is taken from that link's subnet.
+#[test]
+fn icmp_probes_are_checked_where_they_are_written() {
+    let base = "name = \"r\"\n[[interfaces]]\nname = \"eth1\"\naddresses = [\"10.0.0.2/24\", \"2001:db8:a::2/64\"]\n[[interfaces]]\nname = \"eth2\"\naddresses = [\"fe80::2/64\"]\n[[probes]]\nid = \"t\"\n";
+    let probe = |line: &str| format!("{base}icmp_time_exceeded = {line}\n");
+    let s = parse(&probe("{ from = \"eth1\", to = \"203.0.113.5\" }")).unwrap().scenario;
+    assert_eq!(
+        s.probes[0].kind,
+        ProbeKind::IcmpTimeExceeded {
+            from: "eth1".into(),
+            to: "203.0.113.5".parse().unwrap(),
+            sender: "10.0.0.1".parse().unwrap()
+        }
+    );
+    for (line, want) in [
+        ("{ from = \"eth9\", to = \"203.0.113.5\" }", "10:31: `eth9` is not a declared interface"),
+        ("{ from = \"lo\", to = \"203.0.113.5\" }", "10:31: the probe's packet enters on a link"),
+        ("{ from = \"eth1\", to = \"10.0.0.2\" }", "10:44: 10.0.0.2 is one of this host's addresses"),
+        (
+            "{ from = \"eth1\", to = \"203.0.113.5\", sender = \"2001:db8::1\" }",
+            "10:68: `sender` and `to` must be of one family",
+        ),
+        ("{ from = \"eth2\", to = \"203.0.113.5\" }", "10:22: `eth2` has no IPv4 subnet to take a sender from"),
+    ] {
+        let e = first_error(&probe(line));
+        assert!(e.starts_with(want), "{line}: {e}");
+    }
+    // An IPv4 packet can reach a link that has only IPv6 (RFC 5549); the sender must be given.
+    let s = parse(&probe("{ from = \"eth2\", to = \"203.0.113.5\", sender = \"10.9.0.1\" }")).unwrap().scenario;
+    let far: Vec<String> = crate::plan::linux(&s)
+        .setup
+        .iter()
+        .filter_map(|st| match st {
+            crate::plan::Step::Run { place: crate::plan::Place::Peer, argv, .. } if argv[1] != "link" => {
+                Some(argv.join(" "))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        far,
+        ["ip addr add 10.9.0.1/32 dev addrselp2", "ip route add 203.0.113.5/32 via inet6 fe80::2 dev addrselp2 onlink"]
+    );
+}

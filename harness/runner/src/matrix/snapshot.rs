@@ -110,6 +110,7 @@ pub fn render(s: &Scenario, results: &[ProbeResult]) -> String {
                     order.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
                 ),
             },
+            Outcome::Icmp { to, .. } => format!("{}: icmp {to} -> {}", r.probe, r.outcome.summary()),
             Outcome::Unsupported { reason } => format!("{}: unsupported: {reason}", r.probe),
         };
         out.push_str(&line);
