@@ -114,8 +114,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             return Ok(exit::DISAGREE);
         }
     }
-    // The FreeBSD agent cannot be linked here (no FreeBSD libc), but it can be type-checked
-    // with a standard library built from source for the FreeBSD targets.
+    // The FreeBSD agent and host mode (the runner and this command line, whose `host` target
+    // runs VNET jails on FreeBSD) cannot be linked here (no FreeBSD libc), but they can be
+    // type-checked with a standard library built from source for the FreeBSD targets.
     let (build_cargo, build_rustc) = match build_std_toolchain() {
         Ok(t) => t,
         Err(e) => {
@@ -125,12 +126,16 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     for triple in ["x86_64-unknown-freebsd", "aarch64-unknown-freebsd"] {
         let mut cmd = Command::new(&build_cargo);
-        cmd.args(["check", "--quiet", "-Zbuild-std=std,panic_abort", "--package", "addrsel-agent", "--target", triple])
+        cmd.args(["check", "--quiet", "-Zbuild-std=std,panic_abort", "--target", triple])
+            .args(["--package", "addrsel-agent", "--package", "addrsel-runner", "--package", "xtask"])
             .args(["--target-dir", "target/freebsd-check"])
             .env("RUSTC", &build_rustc)
             .env("RUSTC_BOOTSTRAP", "1")
             .current_dir(&root);
-        if !step(&format!("FreeBSD agent type-check ({triple}, build-std, {})", build_rustc.display()), &mut cmd)? {
+        if !step(
+            &format!("FreeBSD agent, runner and xtask type-check ({triple}, build-std, {})", build_rustc.display()),
+            &mut cmd,
+        )? {
             return Ok(exit::DISAGREE);
         }
     }

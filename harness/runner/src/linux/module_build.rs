@@ -5,8 +5,11 @@
 //! never used: a bookworm machine has no gcc-14 for trixie kernels, and a newer gcc
 //! point release would still be the wrong compiler.
 
+#[cfg(target_os = "linux")]
 use std::ffi::CString;
+#[cfg(target_os = "linux")]
 use std::os::unix::ffi::OsStrExt;
+#[cfg(target_os = "linux")]
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -82,6 +85,7 @@ fn assemble_root(def: &ImageDef, packages: &[LockedPackage], progress: &dyn Fn(&
 
 /// binfmt_misc registration for arm64 ELF executables (the magic and mask QEMU documents),
 /// run by `interpreter`; `F`: the interpreter is opened now, so it works inside the chroot.
+#[cfg(target_os = "linux")]
 fn binfmt_aarch64(interpreter: &Path) -> Vec<u8> {
     let mut r = b":addrsel-aarch64:M::".to_vec();
     // Written as `\xNN` text, which the kernel decodes.
@@ -94,6 +98,7 @@ fn binfmt_aarch64(interpreter: &Path) -> Vec<u8> {
 
 /// write(2) of a whole buffer, with no allocation (it runs between fork and exec in a
 /// process that may have other threads).
+#[cfg(target_os = "linux")]
 fn write_file(path: &std::ffi::CStr, data: &[u8]) -> std::io::Result<()> {
     // SAFETY: a NUL-terminated path; the buffer is valid for its length.
     unsafe {
@@ -124,6 +129,12 @@ fn private_binfmt_misc() -> anyhow::Result<()> {
 /// then chroot. As root directly; otherwise in a user namespace that maps the caller to root.
 /// With `emulator`, the root's arm64 programs run under it: registered in a binfmt_misc
 /// instance private to a new user namespace (Linux 6.7+), so the host's is never touched.
+#[cfg(not(target_os = "linux"))]
+fn in_root(_: &Path, _: &str, _: &[String], _: &str, _: Option<&Path>) -> anyhow::Result<Command> {
+    anyhow::bail!("building a Linux test module needs Linux (mount and user namespaces); build it on a Linux machine")
+}
+
+#[cfg(target_os = "linux")]
 fn in_root(root: &Path, program: &str, args: &[String], cwd: &str, emulator: Option<&Path>) -> anyhow::Result<Command> {
     let c = |p: &Path| CString::new(p.as_os_str().as_bytes());
     let (root_c, dev_c, cwd_c) = (c(root)?, c(&root.join("dev"))?, c(Path::new(cwd))?);

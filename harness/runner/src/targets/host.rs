@@ -6,12 +6,26 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use addrsel_model::plan;
 use addrsel_model::protocol::{AgentInput, AgentMessage};
+use addrsel_model::{Os, plan};
 use anyhow::Context as _;
 
 use crate::process::KillOnDrop;
 use crate::targets::run::{RunContext, TargetRun};
+
+/// The OS the host target is: the one this program runs on (FreeBSD runs each scenario in a
+/// VNET jail with the same agent, Linux in namespaces).
+pub fn os() -> Os {
+    if cfg!(target_os = "freebsd") { Os::Freebsd } else { Os::Linux }
+}
+
+/// The plans the host's agent runs: its OS's.
+pub fn plans(os: Os, scenarios: &[crate::corpus::Loaded]) -> Vec<plan::Plan> {
+    scenarios
+        .iter()
+        .map(|l| if os == Os::Freebsd { plan::freebsd(&l.scenario) } else { plan::linux(&l.scenario) })
+        .collect()
+}
 
 /// Whether the agent can make namespaces here (root, or unprivileged user namespaces).
 pub fn check(agent: &Path) -> anyhow::Result<String> {
@@ -38,11 +52,7 @@ pub fn run(ctx: &RunContext) -> TargetRun {
     if let Err(why) = check(&agent) {
         return run.not_run(format!("cannot create namespaces here: {why:#}"));
     }
-    let input = AgentInput {
-        target: name.into(),
-        plans: ctx.scenarios.iter().map(|l| plan::linux(&l.scenario)).collect(),
-        kmod: false,
-    };
+    let input = AgentInput { target: name.into(), plans: plans(os(), ctx.scenarios), kmod: false };
     let log_path = ctx.dir.join("host-agent.stderr");
     let stderr = match std::fs::File::create(&log_path) {
         Ok(f) => Stdio::from(f),
@@ -115,4 +125,24 @@ pub fn run(ctx: &RunContext) -> TargetRun {
         });
     }
     run
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On FreeBSD the host target's agent gets FreeBSD plans (VNET jails), on Linux Linux's;
+    /// this machine is Linux, so the FreeBSD side is checked as data.
+    #[test]
+    fn the_host_runs_its_own_os_plans() {
+        let scenarios = crate::corpus::load(&[crate::corpus::builtin_dir()]).unwrap();
+        assert_eq!(os(), Os::Linux);
+        let freebsd = plans(Os::Freebsd, &scenarios);
+        let linux = plans(Os::Linux, &scenarios);
+        assert_eq!(freebsd.len(), scenarios.len());
+        assert!(freebsd.iter().all(|p| p.os == plan::PlanOs::Freebsd));
+        assert!(linux.iter().all(|p| p.os == plan::PlanOs::Linux));
+        let all = crate::targets::all().unwrap();
+        assert_eq!((all[0].name.as_str(), all[0].os), ("host", Os::Linux));
+    }
 }

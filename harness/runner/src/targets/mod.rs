@@ -29,8 +29,12 @@ pub struct TargetDef {
 pub fn all() -> anyhow::Result<Vec<TargetDef>> {
     let mut out = vec![TargetDef {
         name: "host".into(),
-        os: Os::Linux,
-        description: "this machine's Linux kernel and glibc, each scenario in fresh namespaces".into(),
+        os: host::os(),
+        description: if host::os() == Os::Freebsd {
+            "this machine's FreeBSD kernel and libc, each scenario in a fresh VNET jail".into()
+        } else {
+            "this machine's Linux kernel and glibc, each scenario in fresh namespaces".into()
+        },
         kind: Kind::Host,
     }];
     let dir = crate::linux::image::images_dir();
@@ -65,8 +69,8 @@ pub fn all() -> anyhow::Result<Vec<TargetDef>> {
 pub fn availability(t: &TargetDef) -> anyhow::Result<String> {
     match &t.kind {
         Kind::Host => {
-            if std::env::consts::OS != "linux" {
-                anyhow::bail!("the host target needs Linux (this is {})", std::env::consts::OS);
+            if !["linux", "freebsd"].contains(&std::env::consts::OS) {
+                anyhow::bail!("the host target needs Linux or FreeBSD (this is {})", std::env::consts::OS);
             }
             let agent = crate::agent_build::for_host()?;
             host::check(&agent)
