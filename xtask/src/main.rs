@@ -9,6 +9,7 @@ mod bench;
 mod codegen;
 mod diff;
 mod explain;
+mod fix;
 mod fuzz;
 mod image;
 mod kmod;
@@ -46,6 +47,9 @@ enum Command {
     Report(report::Command),
     /// Show which decisions a policy change (gai.conf, ip6addrctl.conf or a table) changes.
     Diff(diff::Args),
+    /// The smallest policy change (gai.conf, ip addrlabel, ip6addrctl.conf) that gives the
+    /// answers you want, why it works, and what else it changes.
+    Fix(fix::Args),
     /// Print the commands that configure a scenario on an OS, as a shell script.
     Repro(explain::ReproArgs),
     /// Measure by hand: run a scenario's repro script in a throwaway namespace on this kernel
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
         Command::Repro(a) => explain::repro(a),
         Command::Measure(a) => measure::run(a),
         Command::Diff(a) => diff::run(a),
+        Command::Fix(a) => fix::run(a),
         Command::Report(c) => report::run(c),
         Command::Bench(a) => bench::run(a),
         Command::Image(a) => image::run(a),

@@ -89,6 +89,7 @@ fn every_format_from_a_passing_host_run() {
             match r["kind"].as_str().unwrap() {
                 "connect" => assert!(r["dst"].is_string() && r.get("source").is_some() && r.get("error").is_some()),
                 "resolve" => assert!(r["name"].is_string() && r["order"].is_array()),
+                "icmp" => assert!(r["to"].is_string() && r.get("source").is_some() && r.get("message").is_some()),
                 other => panic!("kind {other}"),
             }
             assert!(r["predicted"].is_object() && r["rfc6724"].is_object());
@@ -303,6 +304,10 @@ fn diff_of_the_seed_gai_conf_change_matches_the_host() {
     let got = changes(&out);
     let mut expected = Vec::new();
     for (s, p) in [
+        ("cross-site-ula-partner", "resolve-partner"),
+        ("cross-site-ula-partner", "resolve-server"),
+        ("cross-site-ula-partner-fixed", "resolve-partner"),
+        ("cross-site-ula-partner-fixed", "resolve-server"),
         ("freebsd-ula-fix-fc00-37-1", "resolve-server"),
         ("freebsd-ula-label-mismatch", "resolve-server"),
         ("freebsd-ula-site-label-14", "resolve-server"),
@@ -311,7 +316,9 @@ fn diff_of_the_seed_gai_conf_change_matches_the_host() {
         ("ula-gai-conf-full-labels-fix", "resolve-server"),
         ("ula-gai-conf-label-fix", "resolve-server"),
         ("ula-only-host-prefers-ipv4", "resolve-server"),
+        ("ula-only-host-prefers-ipv4-fixed", "resolve-server"),
         ("wifibox-fd00-64-37-1", "resolve-server"),
+        ("wifibox-fd00-64-37-1-fixed", "resolve-server"),
     ] {
         expected.push(format!("{s} / {p} [engine:linux]"));
         expected.push(format!("{s} / {p} [host]"));
