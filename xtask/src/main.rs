@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod capture;
 mod codegen;
 mod diff;
 mod explain;
@@ -47,6 +48,9 @@ enum Command {
     Report(report::Command),
     /// Show which decisions a policy change (gai.conf, ip6addrctl.conf or a table) changes.
     Diff(diff::Args),
+    /// This host as a scenario: its addresses, routes and policy, with probes whose live
+    /// answers become expectations.
+    Capture(capture::Args),
     /// The smallest policy change (gai.conf, ip addrlabel, ip6addrctl.conf) that gives the
     /// answers you want, why it works, and what else it changes.
     Fix(fix::Args),
@@ -108,6 +112,7 @@ fn main() -> ExitCode {
         Command::Measure(a) => measure::run(a),
         Command::Diff(a) => diff::run(a),
         Command::Fix(a) => fix::run(a),
+        Command::Capture(a) => capture::run(a),
         Command::Report(c) => report::run(c),
         Command::Bench(a) => bench::run(a),
         Command::Image(a) => image::run(a),

@@ -1,0 +1,225 @@
+//! Linux: iproute2's JSON (`ip -j addr show`, `ip -j -4/-6 route show table main`,
+//! `ip -j addrlabel list`), read with serde rather than scraped.
+
+use std::net::IpAddr;
+
+use addrsel_policy::addrlabel::KernelLabels;
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::{Addr, Host, Interface, Route, usable_name};
+
+#[derive(Deserialize)]
+struct Link {
+    ifname: String,
+    #[serde(default)]
+    flags: Vec<String>,
+    #[serde(default)]
+    addr_info: Vec<AddrInfo>,
+}
+
+#[derive(Deserialize)]
+struct AddrInfo {
+    family: String,
+    local: IpAddr,
+    prefixlen: u8,
+    #[serde(default)]
+    deprecated: bool,
+    #[serde(default)]
+    temporary: bool,
+    #[serde(default)]
+    home: bool,
+    #[serde(default)]
+    mngtmpaddr: bool,
+    #[serde(default)]
+    tentative: bool,
+    #[serde(default)]
+    dadfailed: bool,
+    #[serde(default)]
+    optimistic: bool,
+    preferred_life_time: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct RouteJson {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    dst: String,
+    gateway: Option<IpAddr>,
+    via: Option<Via>,
+    dev: Option<String>,
+    prefsrc: Option<IpAddr>,
+    metric: Option<u32>,
+    protocol: Option<String>,
+    #[serde(default)]
+    nexthops: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Via {
+    host: IpAddr,
+}
+
+#[derive(Deserialize)]
+struct LabelJson {
+    address: std::net::Ipv6Addr,
+    prefixlen: u8,
+    label: u32,
+    dev: Option<String>,
+}
+
+fn is_implicit_loopback(a: &AddrInfo) -> bool {
+    (a.local == IpAddr::from([127, 0, 0, 1]) && a.prefixlen == 8)
+        || (a.local == IpAddr::from(std::net::Ipv6Addr::LOCALHOST) && a.prefixlen == 128)
+}
+
+/// The host from iproute2's JSON outputs.
+pub fn read(addr_json: &str, route4_json: &str, route6_json: &str, addrlabel_json: &str) -> Result<Host, String> {
+    let links: Vec<Link> = serde_json::from_str(addr_json).map_err(|e| format!("ip -j addr show: {e}"))?;
+    let mut host = Host { os: Some(addrsel_model::Os::Linux), ..Host::default() };
+    let mut all: Vec<Interface> = Vec::new();
+    for l in links {
+        if !usable_name(&l.ifname) {
+            host.skipped.push(format!("interface `{}`: its name is not usable in a scenario", l.ifname));
+            continue;
+        }
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for a in l.addr_info.iter().filter(|a| !(l.ifname == "lo" && is_implicit_loopback(a))) {
+            let mut x = Addr::plain(a.local, a.prefixlen);
+            x.deprecated = a.deprecated || (a.preferred_life_time == Some(0) && a.family == "inet6");
+            x.temporary = a.temporary;
+            x.home = a.home;
+            for (on, what) in [
+                (a.mngtmpaddr, "mngtmpaddr (the kernel makes temporary addresses from it)"),
+                (a.tentative, "tentative (in duplicate address detection)"),
+                (a.dadfailed, "dadfailed"),
+                (a.optimistic, "optimistic"),
+            ] {
+                if on {
+                    x.unsupported.push(what.into());
+                }
+            }
+            if a.family == "inet6" { v6.push(x) } else { v4.push(x) }
+        }
+        // The kernel lists IPv6 addresses newest first within a scope: added in the
+        // reverse order, they come back in this one.
+        v6.reverse();
+        v4.extend(v6);
+        all.push(Interface { name: l.ifname.clone(), addresses: v4, down: !l.flags.iter().any(|f| f == "UP") });
+    }
+    let names: Vec<String> = all.iter().map(|i| i.name.clone()).collect();
+    let subnets: Vec<(String, IpNet)> = all
+        .iter()
+        .flat_map(|i| {
+            i.addresses.iter().map(move |a| (i.name.clone(), IpNet::new(a.addr, a.prefix_len).map(|n| n.trunc())))
+        })
+        .filter_map(|(n, r)| r.ok().map(|net| (n, net)))
+        .collect();
+    let mut routes = Vec::new();
+    for (family, text) in [("-4", route4_json), ("-6", route6_json)] {
+        let list: Vec<RouteJson> =
+            serde_json::from_str(text).map_err(|e| format!("ip -j {family} route show table main: {e}"))?;
+        for r in list {
+            if let Some(route) = route(&r, family, &names, &subnets, &mut host.skipped) {
+                if routes.iter().any(|x: &Route| x.to == route.to && x.metric == route.metric) {
+                    host.skipped.push(format!("route {}: a second route with the same prefix and metric", route.to));
+                    continue;
+                }
+                routes.push(route);
+            }
+        }
+    }
+    let used: Vec<&str> = routes.iter().filter_map(|r| r.dev.as_deref()).collect();
+    host.interfaces = all.into_iter().filter(|i| !i.addresses.is_empty() || used.contains(&i.name.as_str())).collect();
+    host.routes = routes;
+    labels(addrlabel_json, &mut host)?;
+    Ok(host)
+}
+
+fn route(
+    r: &RouteJson,
+    family: &str,
+    names: &[String],
+    subnets: &[(String, IpNet)],
+    skipped: &mut Vec<String>,
+) -> Option<Route> {
+    if r.protocol.as_deref() == Some("kernel") {
+        return None; // made by the kernel for an address: the scenario's addresses make it too
+    }
+    let kind = r.kind.as_deref().unwrap_or("unicast");
+    let to: IpNet = match r.dst.as_str() {
+        "default" if family == "-4" => "0.0.0.0/0".parse().expect("prefix"),
+        "default" => "::/0".parse().expect("prefix"),
+        d if d.contains('/') => d.parse().ok()?,
+        d => IpNet::from(d.parse::<IpAddr>().ok()?),
+    };
+    if kind != "unicast" {
+        skipped.push(format!("route {to}: type {kind}"));
+        return None;
+    }
+    if !r.nexthops.is_empty() {
+        skipped.push(format!("route {to}: a multipath route"));
+        return None;
+    }
+    let via = r.gateway.or(r.via.as_ref().map(|v| v.host));
+    if let Some(d) = &r.dev
+        && !names.contains(d)
+    {
+        skipped.push(format!("route {to} dev {d}: that interface is not captured"));
+        return None;
+    }
+    if let Some(g) = via {
+        let link_local = matches!(g, IpAddr::V6(v6) if v6.is_unicast_link_local());
+        let on_link = subnets.iter().any(|(dev, net)| {
+            r.dev.as_ref().is_none_or(|d| d == dev) && net.contains(&g) && net.prefix_len() < net.max_prefix_len()
+        });
+        if !link_local && !on_link {
+            skipped.push(format!("route {to} via {g}: the gateway is on no subnet of its device (an onlink route)"));
+            return None;
+        }
+    }
+    let default_metric = if family == "-4" { 0 } else { 1024 };
+    Some(Route { to, via, dev: r.dev.clone(), src: r.prefsrc, metric: r.metric.filter(|m| *m != default_metric) })
+}
+
+fn labels(json: &str, host: &mut Host) -> Result<(), String> {
+    let rows: Vec<LabelJson> = serde_json::from_str(json).map_err(|e| format!("ip -j addrlabel list: {e}"))?;
+    let defaults = KernelLabels::default().list();
+    for d in &defaults {
+        if !rows
+            .iter()
+            .any(|r| r.address == d.prefix.addr() && r.prefixlen == d.prefix.prefix_len() && r.label == d.label)
+        {
+            host.skipped.push(format!(
+                "the kernel's default label row {} {} was removed or changed",
+                addrsel_policy::c_style(&d.prefix),
+                d.label
+            ));
+        }
+    }
+    for r in rows {
+        let is_default = r.dev.is_none()
+            && defaults
+                .iter()
+                .any(|d| d.prefix.addr() == r.address && d.prefix.prefix_len() == r.prefixlen && d.label == r.label);
+        if is_default {
+            continue;
+        }
+        if r.dev.is_some() {
+            host.skipped.push(format!("label row {}/{} {} for one device", r.address, r.prefixlen, r.label));
+            continue;
+        }
+        host.addrlabels.push((format!("{}/{}", r.address, r.prefixlen), r.label));
+    }
+    Ok(())
+}
+
+/// The per-interface sysctls source selection reads, where they differ from the default.
+pub fn sysctls(values: &[(String, &str, i64)]) -> Vec<(String, String)> {
+    values
+        .iter()
+        .filter(|(_, _, v)| *v != 0)
+        .map(|(dev, key, v)| (format!("net.ipv6.conf.{dev}.{key}"), v.to_string()))
+        .collect()
+}
