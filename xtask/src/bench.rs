@@ -20,6 +20,53 @@ pub struct Args {
     /// Also boot the Linux VM targets: boot-to-results, time per scenario, the whole matrix.
     #[arg(long)]
     vms: bool,
+    /// Time this machine's getaddrinfo for NAME here (inside the namespace `bench` sets up).
+    #[arg(long, hide = true, value_name = "NAME")]
+    getaddrinfo_here: Option<String>,
+}
+
+/// Calls per second of the real getaddrinfo for `name`, in this process's namespaces.
+fn getaddrinfo_here(name: &str, rounds: usize) -> f64 {
+    use std::net::ToSocketAddrs;
+    let per_round: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let start = Instant::now();
+            let mut count = 0u64;
+            while start.elapsed() < Duration::from_millis(300) {
+                std::hint::black_box((name, 0).to_socket_addrs().map(|a| a.count()).unwrap_or(0));
+                count += 1;
+            }
+            count as f64 / start.elapsed().as_secs_f64()
+        })
+        .collect();
+    median(per_round)
+}
+
+/// The same scenario configured for real in a throwaway namespace (its repro script without
+/// the probes), and this binary timing glibc's getaddrinfo there.
+fn real_glibc(n: usize, rounds: usize) -> Result<f64, String> {
+    let s = scenario(n);
+    let mut plan = addrsel_model::plan::linux(&s);
+    plan.probes.clear();
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let script = format!(
+        "{}\n\"$1\" bench --getaddrinfo-here h.example --rounds {rounds}\n",
+        addrsel_model::plan::repro_script(&plan, &s)
+    );
+    let out = Command::new("unshare")
+        .args(["--net", "--mount", "--propagation", "private", "sh", "-c", &script, "sh"])
+        .arg(&exe)
+        .output()
+        .map_err(|e| format!("unshare: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("needs root for a namespace: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .lines()
+        .last()
+        .and_then(|l| l.parse().ok())
+        .ok_or_else(|| "no timing".into())
 }
 
 /// One VM target, alone (no other guest competing for the cores).
@@ -128,7 +175,7 @@ fn engine(rounds: usize) {
     println!(
         "engine: getaddrinfo sorts per second (each sort includes the kernel source selection for every destination), median of {rounds} rounds"
     );
-    println!("{:<10} {:>12} {:>12} {:>12}", "profile", "2 dests", "8 dests", "32 dests");
+    println!("{:<14} {:>12} {:>12} {:>12}", "profile", "2 dests", "8 dests", "32 dests");
     for name in Profile::NAMES {
         let profile = Profile::from_name(name).expect("known");
         let mut row = Vec::new();
@@ -147,11 +194,28 @@ fn engine(rounds: usize) {
                 .collect();
             row.push(median(per_round));
         }
-        println!("{:<10} {:>12.0} {:>12.0} {:>12.0}", name, row[0], row[1], row[2]);
+        println!("{:<14} {:>12.0} {:>12.0} {:>12.0}", name, row[0], row[1], row[2]);
+    }
+    // The system the Linux profile models, in the same run: glibc getaddrinfo, whose sort
+    // makes one connect() per address.
+    let real: Vec<Result<f64, String>> = [2, 8, 32].iter().map(|&n| real_glibc(n, rounds)).collect();
+    match real.iter().find_map(|r| r.as_ref().err()) {
+        None => {
+            let v: Vec<f64> = real.into_iter().map(|r| r.unwrap_or(0.0)).collect();
+            println!(
+                "{:<14} {:>12.0} {:>12.0} {:>12.0}   (this machine's glibc getaddrinfo, calls/s)",
+                "real glibc", v[0], v[1], v[2]
+            );
+        }
+        Some(e) => println!("real glibc     not measured: {e}"),
     }
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
+    if let Some(name) = &args.getaddrinfo_here {
+        println!("{}", getaddrinfo_here(name, args.rounds));
+        return Ok(exit::OK);
+    }
     if args.engine_here {
         engine(args.rounds);
         if args.vms {

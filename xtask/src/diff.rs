@@ -18,9 +18,15 @@ use crate::{exit, load_scenarios};
 #[derive(clap::Args)]
 pub struct Args {
     /// The policy in force now: a gai.conf, an ip6addrctl.conf, or a TOML file with `table = [...]`.
-    old: PathBuf,
+    #[arg(required_unless_present = "profiles")]
+    old: Option<PathBuf>,
     /// The policy to deploy, in the same format.
-    new: PathBuf,
+    #[arg(required_unless_present = "profiles")]
+    new: Option<PathBuf>,
+    /// Instead of two policies, two engine profiles on the same scenarios (e.g. `--profile
+    /// linux --profile rfc6724-update`: what changes for a host when its OS adopts the draft).
+    #[arg(long = "profile", num_args = 1, conflicts_with_all = ["old", "new", "format", "targets"])]
+    profiles: Vec<String>,
     /// The files' format when it cannot be guessed: gai.conf, ip6addrctl or table.
     #[arg(long, value_parser = ["gai.conf", "ip6addrctl", "table"])]
     format: Option<String>,
@@ -90,8 +96,62 @@ fn observe(
     Ok(out)
 }
 
+/// `--profile A --profile B`: every decision that differs between two profiles.
+fn profiles(args: &Args) -> anyhow::Result<u8> {
+    let names: Vec<Profile> = match args.profiles.iter().map(|n| Profile::from_name(n).ok_or(n)).collect() {
+        Ok(p) => p,
+        Err(n) => {
+            eprintln!("error: unknown profile `{n}` (expected one of {})", Profile::NAMES.join(", "));
+            return Ok(exit::BAD_INPUT);
+        }
+    };
+    let [a, b] = names.as_slice() else {
+        eprintln!("error: --profile takes exactly two profiles");
+        return Ok(exit::BAD_INPUT);
+    };
+    let base: Vec<addrsel_model::Scenario> = if args.scenarios.is_empty() {
+        addrsel_model::sweep::scenarios()
+    } else {
+        let Some(l) = load_scenarios(&args.scenarios) else {
+            return Ok(exit::BAD_INPUT);
+        };
+        l.into_iter().map(|l| l.scenario).collect()
+    };
+    println!("profiles {} -> {} on {} scenario(s)", a.name(), b.name(), base.len());
+    for p in [a, b] {
+        if matches!(p, Profile::Rfc6724Update) {
+            println!("note: {}", p.describe());
+        }
+    }
+    let mut all: Vec<Change> = Vec::new();
+    for s in &base {
+        all.extend(changes(&predict(s, a), &predict(s, b)));
+    }
+    println!("{} decision(s) change:", all.len());
+    for c in &all {
+        println!("  {} / {}: {}  ->  {}", c.scenario, c.probe, c.before, c.after);
+        if let Some(r) = &c.rule_before {
+            println!("      {}: {r}", a.name());
+        }
+        if let Some(r) = &c.rule_after {
+            println!("      {}: {r}", b.name());
+        }
+    }
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_string_pretty(&all)?)?;
+    }
+    Ok(exit::OK)
+}
+
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let (Some(old_text), Some(new_text)) = (read_text(&args.old), read_text(&args.new)) else {
+    if !args.profiles.is_empty() {
+        return profiles(&args);
+    }
+    let (Some(old_path), Some(new_path)) = (&args.old, &args.new) else {
+        eprintln!("error: give OLD and NEW policy files, or --profile A --profile B");
+        return Ok(exit::BAD_INPUT);
+    };
+    let (Some(old_text), Some(new_text)) = (read_text(old_path), read_text(new_path)) else {
         return Ok(exit::BAD_INPUT);
     };
     // A file that does not tell its format (empty, comments only) takes the other's.

@@ -13,7 +13,7 @@ pub struct Args {
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Which behaviour to explain: linux, freebsd, rfc6724 or all.
-    #[arg(long, default_value = "all", value_parser = ["linux", "freebsd", "rfc6724", "all"])]
+    #[arg(long, default_value = "all", value_parser = ["linux", "freebsd", "rfc6724", "rfc6724-update", "all"])]
     profile: String,
     /// Print one JSON object per scenario and profile (the shape `matrix --json` uses).
     #[arg(long)]

@@ -426,3 +426,20 @@ fn the_host_deadline_keeps_what_finished() {
     assert_eq!(status("z-slow"), "setup_failed");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Two profiles on the corpus: what changes for a Linux host when its OS adopts the
+/// rfc6724-update draft, named as a draft.
+#[test]
+fn diff_of_two_profiles() {
+    let out = xtask(&["diff", "--profile", "linux", "--profile", "rfc6724-update", "--scenarios", "harness/scenarios"])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("profiles linux -> rfc6724-update on "), "{t}");
+    assert!(t.contains("note: DRAFT draft-ietf-6man-rfc6724-update"), "{t}");
+    // glibc's gai.conf precedence 100 for IPv4 is not the draft's 20.
+    assert!(t.contains("gai-conf-prefer-ipv4 / resolve-server: 116.203.176.52, 2a01:4f8:c2c:8101::1  ->  2a01:4f8:c2c:8101::1, 116.203.176.52"), "{t}");
+    let bad = xtask(&["diff", "--profile", "linux"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+}

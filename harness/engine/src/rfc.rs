@@ -67,6 +67,15 @@ impl<'s> Rfc<'s> {
         Rfc { s, table: s.policy.table.clone().unwrap_or_else(PolicyTable::rfc6724), held, routes }
     }
 
+    /// The draft-ietf-6man-rfc6724-update model: the same rules, the draft's default table
+    /// (or the scenario's own) with the host's known-local ULA /48s inserted.
+    pub fn update_draft(s: &'s Scenario) -> Self {
+        let mut r = Rfc::new(s);
+        let base = s.policy.table.clone().unwrap_or_else(PolicyTable::rfc6724_update_draft);
+        r.table = base.with_known_local(r.held.iter().filter_map(|h| h.v6()));
+        r
+    }
+
     fn policy(&self, a: &IpAddr) -> Option<&PolicyRow> {
         self.table.longest_match(&mapped(a))
     }

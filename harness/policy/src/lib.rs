@@ -57,6 +57,38 @@ impl PolicyTable {
         ])
     }
 
+    /// draft-ietf-6man-rfc6724-update's default table (the authors' text of July 2025, after
+    /// revision -20): ULA 30 above IPv4 20, 6to4 down to 5. The known-local ULA rows it
+    /// inserts (precedence 45, label 14) depend on the host: see [`Self::with_known_local`].
+    pub fn rfc6724_update_draft() -> Self {
+        Self::from_static(&[
+            ("::1", 128, 50, 0),
+            ("::", 0, 40, 1),
+            ("fc00::", 7, 30, 13),
+            ("::ffff:0:0", 96, 20, 4),
+            ("2002::", 16, 5, 2),
+            ("2001::", 32, 5, 5),
+            ("::", 96, 1, 3),
+            ("fec0::", 10, 1, 11),
+            ("3ffe::", 16, 1, 12),
+        ])
+    }
+
+    /// The table with the draft's known-local rows: the /48 of every fd00::/8 address the
+    /// host has, at precedence 45 and label 14 (rule 5 of its list; RAs are not modelled).
+    pub fn with_known_local(mut self, addrs: impl IntoIterator<Item = Ipv6Addr>) -> Self {
+        for a in addrs {
+            if a.octets()[0] != 0xfd {
+                continue;
+            }
+            let prefix = Ipv6Net::new(a, 48).expect("/48").trunc();
+            if !self.rows.iter().any(|r| r.prefix == prefix) {
+                self.rows.push(PolicyRow { prefix, precedence: 45, label: 14 });
+            }
+        }
+        self
+    }
+
     /// FreeBSD's rc.d `ipv4_prefer` table: RFC 6724 with IPv4-mapped raised to 100.
     pub fn freebsd_ipv4_prefer() -> Self {
         let mut table = Self::rfc6724();
