@@ -44,6 +44,18 @@ pub struct Args {
     /// shards' --json files with `cargo xtask report merge`.
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     shard: Option<(usize, usize)>,
+    /// Also run every resolve probe whose scenario names no `resolvers` through these
+    /// (glibc, musl, go, go-cgo, c-ares); glibc's own result stays. The snapshots record the
+    /// scenarios as written, so this needs --no-snapshots.
+    #[arg(long, value_delimiter = ',', value_parser = parse_resolver, requires = "no_snapshots")]
+    resolvers: Vec<addrsel_model::Resolver>,
+}
+
+fn parse_resolver(s: &str) -> Result<addrsel_model::Resolver, String> {
+    addrsel_model::Resolver::from_word(s).ok_or_else(|| {
+        let words: Vec<_> = addrsel_model::Resolver::ALL.iter().map(|(w, _)| *w).collect();
+        format!("unknown resolver `{s}` (one of: {})", words.join(", "))
+    })
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize), String> {
@@ -173,9 +185,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     }
     let paths =
         if args.scenarios.is_empty() { vec![addrsel_runner::corpus::builtin_dir()] } else { args.scenarios.clone() };
-    let Some(scenarios) = load_scenarios(&paths) else {
+    let Some(mut scenarios) = load_scenarios(&paths) else {
         return Ok(exit::BAD_INPUT);
     };
+    for l in &mut scenarios {
+        for skipped in l.scenario.add_default_resolvers(&args.resolvers) {
+            eprintln!("--resolvers: {skipped}; left out");
+        }
+    }
     eprintln!(
         "addrsel matrix: {} scenarios on {} target(s): {}",
         scenarios.len(),

@@ -81,10 +81,19 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         Some(root) => Some(python_with_libc(root, &scratch)?),
         None => None,
     };
-    let path = match &libc {
+    let mut path = match &libc {
         Some(_) => format!("{}:{}", scratch.display(), std::env::var("PATH").unwrap_or_default()),
         None => std::env::var("PATH").unwrap_or_default(),
     };
+    // Resolve probes through musl, Go or c-ares run the same programs the agent runs.
+    let other_resolvers = loaded
+        .iter()
+        .flat_map(|l| &l.scenario.probes)
+        .any(|p| matches!(&p.kind, addrsel_model::ProbeKind::Resolve { resolver, .. } if !resolver.is_glibc()));
+    if other_resolvers {
+        let dir = addrsel_runner::resolvers::for_host(&|m| eprintln!("  {m}"))?;
+        path = format!("{}:{path}", dir.display());
+    }
     for l in &loaded {
         let script = plan::repro_script(&plan::linux(&l.scenario), &l.scenario);
         let output = Command::new("unshare")

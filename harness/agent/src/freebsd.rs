@@ -130,6 +130,9 @@ pub fn run_plan(plan: &Plan, target: &str, kmod: bool) -> (Report, Option<String
         if kmod {
             argv.push("--kmod".into());
         }
+        if let Some(dir) = crate::probe::resolver_dir() {
+            argv.extend(["--resolvers".into(), dir.display().to_string()]);
+        }
         match run_cmd(&argv, Some(&probes)) {
             Ok(text) => match serde_json::from_str(&text) {
                 Ok(results) => report.results = results,

@@ -100,6 +100,7 @@ fn worker(out: &Path) -> ! {
             std::process::exit(3);
         }
     };
+    crate::probe::set_resolver_dir(input.resolver_dir.clone());
     let mut port = match std::fs::OpenOptions::new().write(true).open(out) {
         Ok(f) => f,
         Err(e) => {

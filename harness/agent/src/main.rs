@@ -39,7 +39,11 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("run") => run(args.get(1).is_some_and(|a| a == "--framed")),
-        Some("probe") => probe_here(args.get(1).is_some_and(|a| a == "--kmod")),
+        Some("probe") => {
+            let dir = args.iter().position(|a| a == "--resolvers").and_then(|i| args.get(i + 1)).cloned();
+            probe::set_resolver_dir(dir);
+            probe_here(args.iter().any(|a| a == "--kmod"))
+        }
         Some("check") => check(),
         Some("route-socket-add") => route_socket_add(&args[1..]),
         Some("facts") => {
@@ -147,6 +151,7 @@ fn run(framed: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    probe::set_resolver_dir(input.resolver_dir.clone());
     let mut out = std::io::stdout();
     emit(&mut out, &AgentMessage::Facts(facts_for(&input)));
     for plan in &input.plans {

@@ -17,6 +17,47 @@ use nix::unistd::{ForkResult, fork, pipe};
 /// Port used for connect probes; a UDP connect sends nothing.
 const PROBE_PORT: u16 = 9;
 
+/// Where the resolver probe programs are (from the run's input), once per process.
+static RESOLVER_DIR: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+
+pub fn set_resolver_dir(dir: Option<String>) {
+    let _ = RESOLVER_DIR.set(dir.map(std::path::PathBuf::from));
+}
+
+pub fn resolver_dir() -> Option<&'static std::path::Path> {
+    RESOLVER_DIR.get().and_then(|d| d.as_deref())
+}
+
+/// A resolve probe through another resolver: its probe program, one address per line on
+/// stdout in the library's order; a failure's first stderr line is the error.
+fn resolve_with(name: &str, resolver: addrsel_model::Resolver) -> Outcome {
+    let (program, env) = addrsel_model::plan::resolver_command(resolver).expect("not glibc");
+    let Some(path) = resolver_dir().map(|d| d.join(program)).filter(|p| p.is_file()) else {
+        return Outcome::Unsupported {
+            reason: format!("no {program} on this target (the {} probe program is not built for it)", resolver.word()),
+        };
+    };
+    let mut cmd = std::process::Command::new(&path);
+    cmd.arg(name).stdin(std::process::Stdio::null());
+    if let Some((k, v)) = env {
+        cmd.env(k, v);
+    }
+    match cmd.output() {
+        Err(e) => Outcome::Unsupported { reason: format!("cannot run {}: {e}", path.display()) },
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let order: Result<Vec<IpAddr>, _> =
+                text.lines().filter(|l| !l.trim().is_empty()).map(|l| l.trim().parse::<IpAddr>()).collect();
+            let error = (!out.status.success())
+                .then(|| String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("failed").trim().to_string());
+            match order {
+                Ok(order) => Outcome::Resolve { name: name.to_string(), order, error },
+                Err(e) => Outcome::Unsupported { reason: format!("{program} printed something not an address: {e}") },
+            }
+        }
+    }
+}
+
 /// Runs a probe; `ask_kmod`: also ask the test kernel module for connect probes.
 pub fn run(p: &Probe, ask_kmod: bool) -> Outcome {
     match &p.kind {
@@ -40,7 +81,8 @@ pub fn run(p: &Probe, ask_kmod: bool) -> Outcome {
                 kernel_nexthop: kernel.and_then(|k| k.nexthop),
             }
         }
-        ProbeKind::Resolve { name } => {
+        ProbeKind::Resolve { name, resolver } if !resolver.is_glibc() => resolve_with(name, *resolver),
+        ProbeKind::Resolve { name, .. } => {
             let (order, error) = resolve(name);
             Outcome::Resolve { name: name.clone(), order, error }
         }

@@ -9,7 +9,7 @@
 use std::cmp::Ordering;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use addrsel_model::{RouteInstall, Scenario, SourcePreference};
+use addrsel_model::{Resolver, RouteInstall, Scenario, SourcePreference};
 use addrsel_policy::{PolicyRow, PolicyTable, ip6addrctl, mapped};
 
 use crate::net::{self, Held, RouteEntry, RouteKind, errno, scope6};
@@ -776,8 +776,28 @@ impl crate::Model for Freebsd<'_> {
         Freebsd::icmp_time_exceeded(self, from, to, sender)
     }
 
-    fn resolve(&self, name: &str) -> (Result<Vec<IpAddr>, String>, SortTrace) {
-        let (order, trace) = self.getaddrinfo(name);
+    fn resolve(&self, name: &str, resolver: Resolver) -> (Result<Vec<IpAddr>, String>, SortTrace) {
+        use crate::resolvers::{self, Dest, Libc};
+        let input = addrsel_model::plan::hosts_lookup_for(self.s, name, resolver);
+        let dests = || -> Vec<Dest> {
+            input
+                .iter()
+                .map(|&dst| {
+                    let sel = self.connect(dst, None, &[]);
+                    let (src, err) = match sel.result {
+                        Ok(s) => (Some(s), None),
+                        Err(e) => (None, Some(e)),
+                    };
+                    Dest { dst, src, err, trace: sel.trace }
+                })
+                .collect()
+        };
+        let (order, trace) = match resolver {
+            Resolver::Glibc | Resolver::GoCgo => self.getaddrinfo(name),
+            Resolver::Musl => return (Err("musl does not run on FreeBSD".into()), SortTrace::default()),
+            Resolver::Go => resolvers::go(input.clone(), dests()),
+            Resolver::CAres => resolvers::c_ares(input.clone(), dests(), Libc::Freebsd),
+        };
         (Ok(order), trace)
     }
 

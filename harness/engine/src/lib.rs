@@ -7,13 +7,14 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use addrsel_model::results::{Outcome, ProbeResult, Report};
-use addrsel_model::{ProbeKind, Scenario, SourcePreference};
+use addrsel_model::{ProbeKind, Resolver, Scenario, SourcePreference};
 use serde::Serialize;
 
 pub mod diff;
 pub mod freebsd;
 pub mod linux;
 pub mod net;
+pub mod resolvers;
 pub mod rfc;
 pub mod rules;
 pub mod sort;
@@ -120,7 +121,7 @@ pub trait Model {
     /// The source a UDP `connect()` gets, or its errno, and how it was chosen.
     fn connect(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> trace::Selected;
     /// The order `getaddrinfo(AF_UNSPEC)` returns (or its error), and how it was sorted.
-    fn resolve(&self, name: &str) -> (Result<Vec<IpAddr>, String>, trace::SortTrace);
+    fn resolve(&self, name: &str, resolver: Resolver) -> (Result<Vec<IpAddr>, String>, trace::SortTrace);
     /// The ICMP error this host, as a router, sends for a packet from `sender` that enters on
     /// `from` towards `to` with TTL 1.
     fn icmp_time_exceeded(&self, from: &str, to: IpAddr, sender: IpAddr) -> trace::IcmpReply {
@@ -169,8 +170,8 @@ fn probe(m: &dyn Model, p: &addrsel_model::Probe) -> (Outcome, Trace) {
                 Err(reason) => (Outcome::Unsupported { reason }, Trace::Unsupported),
             }
         }
-        ProbeKind::Resolve { name } => {
-            let (result, trace) = m.resolve(name);
+        ProbeKind::Resolve { name, resolver } => {
+            let (result, trace) = m.resolve(name, *resolver);
             let outcome = match result {
                 Ok(order) => Outcome::Resolve { name: name.clone(), order, error: None },
                 Err(e) => Outcome::Resolve { name: name.clone(), order: vec![], error: Some(e) },

@@ -8,7 +8,7 @@
 use std::cmp::Ordering;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use addrsel_model::{Scenario, SourcePreference};
+use addrsel_model::{Resolver, Scenario, SourcePreference};
 use addrsel_policy::addrlabel::{KernelLabels, LABEL_DEFAULT};
 use addrsel_policy::gai_conf::{GaiConf, GlibcParser, GlibcTable, ScopeEntry};
 use addrsel_policy::{Ipv6Net, mapped};
@@ -980,7 +980,29 @@ impl crate::Model for Linux<'_> {
         Linux::icmp_time_exceeded(self, from, to, sender)
     }
 
-    fn resolve(&self, name: &str) -> (Result<Vec<IpAddr>, String>, SortTrace) {
-        self.getaddrinfo(name)
+    fn resolve(&self, name: &str, resolver: Resolver) -> (Result<Vec<IpAddr>, String>, SortTrace) {
+        use crate::resolvers::{self, Dest, Libc};
+        let input = addrsel_model::plan::hosts_lookup_for(self.s, name, resolver);
+        let dests = || -> Vec<Dest> {
+            input
+                .iter()
+                .map(|&dst| {
+                    let sel = self.connect(dst, None, &[]);
+                    let (src, err) = match sel.result {
+                        Ok(s) => (Some(s), None),
+                        Err(e) => (None, Some(e)),
+                    };
+                    Dest { dst, src, err, trace: sel.trace }
+                })
+                .collect()
+        };
+        let (order, trace) = match resolver {
+            // Go's cgo resolver calls glibc's getaddrinfo.
+            Resolver::Glibc | Resolver::GoCgo => return self.getaddrinfo(name),
+            Resolver::Musl => resolvers::musl(input.clone(), dests()),
+            Resolver::Go => resolvers::go(input.clone(), dests()),
+            Resolver::CAres => resolvers::c_ares(input.clone(), dests(), Libc::Glibc),
+        };
+        (Ok(order), trace)
     }
 }

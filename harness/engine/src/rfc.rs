@@ -10,7 +10,7 @@
 use std::cmp::Ordering;
 use std::net::{IpAddr, Ipv6Addr};
 
-use addrsel_model::{Scenario, SourcePreference};
+use addrsel_model::{Resolver, Scenario, SourcePreference};
 use addrsel_policy::{PolicyRow, PolicyTable, mapped};
 
 use crate::net::{self, Held, RouteEntry, RouteKind, errno, scope_rfc};
@@ -420,7 +420,7 @@ impl crate::Model for Rfc<'_> {
         Selected { result: c.result.map(|h| h.ip()), trace: c.trace }
     }
 
-    fn resolve(&self, name: &str) -> (Result<Vec<IpAddr>, String>, SortTrace) {
+    fn resolve(&self, name: &str, _resolver: Resolver) -> (Result<Vec<IpAddr>, String>, SortTrace) {
         let (order, trace) = self.sort(name);
         (Ok(order), trace)
     }

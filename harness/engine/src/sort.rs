@@ -168,6 +168,105 @@ fn qsort_range<T: Copy>(v: &mut [T], mut base: usize, mut n: usize, cmp: &mut dy
     }
 }
 
+/// Go's `sort.Stable` (1.19's `sort.Stable`, 1.24's `slices.SortStableFunc`, the same
+/// algorithm): insertion sort in blocks of 20, then `symMerge` rounds. Reproduced rather
+/// than delegated to Rust's stable sort because Go's comparator is not transitive when
+/// rule 9 is skipped for IPv4 (then different algorithms can disagree).
+pub fn go_stable<T>(v: &mut [T], less: &mut dyn FnMut(&T, &T) -> bool) {
+    fn insertion<T>(v: &mut [T], a: usize, b: usize, less: &mut dyn FnMut(&T, &T) -> bool) {
+        for i in a + 1..b {
+            let mut j = i;
+            while j > a && less(&v[j], &v[j - 1]) {
+                v.swap(j, j - 1);
+                j -= 1;
+            }
+        }
+    }
+    fn swap_range<T>(v: &mut [T], a: usize, b: usize, n: usize) {
+        for i in 0..n {
+            v.swap(a + i, b + i);
+        }
+    }
+    fn rotate<T>(v: &mut [T], a: usize, m: usize, b: usize) {
+        let (mut i, mut j) = (m - a, b - m);
+        while i != j {
+            if i > j {
+                swap_range(v, m - i, m, j);
+                i -= j;
+            } else {
+                swap_range(v, m - i, m + j - i, i);
+                j -= i;
+            }
+        }
+        swap_range(v, m - i, m, i);
+    }
+    fn sym_merge<T>(v: &mut [T], a: usize, m: usize, b: usize, less: &mut dyn FnMut(&T, &T) -> bool) {
+        if m - a == 1 {
+            let (mut i, mut j) = (m, b);
+            while i < j {
+                let h = (i + j) / 2;
+                if less(&v[h], &v[a]) { i = h + 1 } else { j = h }
+            }
+            for k in a..i - 1 {
+                v.swap(k, k + 1);
+            }
+            return;
+        }
+        if b - m == 1 {
+            let (mut i, mut j) = (a, m);
+            while i < j {
+                let h = (i + j) / 2;
+                if !less(&v[m], &v[h]) { i = h + 1 } else { j = h }
+            }
+            let mut k = m;
+            while k > i {
+                v.swap(k, k - 1);
+                k -= 1;
+            }
+            return;
+        }
+        let mid = (a + b) / 2;
+        let n = mid + m;
+        let (mut start, mut r) = if m > mid { (n - b, mid) } else { (a, m) };
+        let p = n - 1;
+        while start < r {
+            let c = (start + r) / 2;
+            if !less(&v[p - c], &v[c]) { start = c + 1 } else { r = c }
+        }
+        let end = n - start;
+        if start < m && m < end {
+            rotate(v, start, m, end);
+        }
+        if a < start && start < mid {
+            sym_merge(v, a, start, mid, less);
+        }
+        if mid < end && end < b {
+            sym_merge(v, mid, end, b, less);
+        }
+    }
+    let n = v.len();
+    let mut block = 20;
+    let (mut a, mut b) = (0, block);
+    while b <= n {
+        insertion(v, a, b, less);
+        a = b;
+        b += block;
+    }
+    insertion(v, a, n, less);
+    while block < n {
+        let (mut a, mut b) = (0, 2 * block);
+        while b <= n {
+            sym_merge(v, a, a + block, b, less);
+            a = b;
+            b += 2 * block;
+        }
+        if a + block < n {
+            sym_merge(v, a, a + block, n, less);
+        }
+        block *= 2;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +280,9 @@ mod tests {
             let mut m = v.clone();
             glibc_msort(&mut m, &mut |a, b| a.cmp(b));
             prop_assert_eq!(&m, &expect);
+            let mut g = v.clone();
+            go_stable(&mut g, &mut |a, b| a < b);
+            prop_assert_eq!(&g, &expect);
             freebsd_qsort(&mut v, &mut |a, b| a.cmp(b));
             prop_assert_eq!(&v, &expect);
         }

@@ -256,6 +256,7 @@ struct RawProbe {
     #[serde(default)]
     prefer: Vec<Spanned<String>>,
     kernel_module_varies: Option<Spanned<String>>,
+    resolvers: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -270,6 +271,7 @@ struct RawIcmp {
 #[serde(deny_unknown_fields)]
 struct RawExpect {
     probe: Spanned<String>,
+    resolver: Option<Spanned<String>>,
     os: Spanned<String>,
     target: Option<Spanned<String>>,
     glibc: Option<Spanned<String>>,
@@ -993,7 +995,7 @@ impl Validator<'_> {
                         );
                         continue;
                     }
-                    ProbeKind::Resolve { name: r.get_ref().clone() }
+                    ProbeKind::Resolve { name: r.get_ref().clone(), resolver: Resolver::Glibc }
                 }
                 _ => {
                     self.error(
@@ -1036,7 +1038,50 @@ impl Validator<'_> {
                 Some(why) => Some(why.get_ref().trim().to_string()),
                 None => None,
             };
-            out.push(Probe { id: id.clone(), kind, prefer, kernel_module_varies });
+            // One probe per resolver: `ID` through glibc, `ID@musl` and so on.
+            let mut resolvers = vec![Resolver::Glibc];
+            let mut default_resolvers = matches!(kind, ProbeKind::Resolve { .. });
+            if let Some(list) = &p.resolvers {
+                if !matches!(kind, ProbeKind::Resolve { .. }) {
+                    self.error(&list.span(), "`resolvers` applies to resolve probes");
+                    continue;
+                }
+                resolvers.clear();
+                default_resolvers = false;
+                for w in list.get_ref() {
+                    match Resolver::from_word(w.get_ref()) {
+                        Some(r) if !resolvers.contains(&r) => resolvers.push(r),
+                        Some(r) => self.error(&w.span(), format!("resolver {} is listed twice", r.word())),
+                        None => self.error(
+                            &w.span(),
+                            format!("unknown resolver `{}` (expected glibc, musl, go, go-cgo or c-ares)", w.get_ref()),
+                        ),
+                    }
+                }
+                if resolvers.is_empty() {
+                    self.error(&list.span(), "`resolvers` needs at least one");
+                    continue;
+                }
+            }
+            if let (ProbeKind::Resolve { name, .. }, true) = (&kind, resolvers.contains(&Resolver::CAres)) {
+                if let Some(why) = s.c_ares_unfit(name) {
+                    self.error(&span, why);
+                    continue;
+                }
+            }
+            for r in resolvers {
+                let kind = match &kind {
+                    ProbeKind::Resolve { name, .. } => ProbeKind::Resolve { name: name.clone(), resolver: r },
+                    other => other.clone(),
+                };
+                out.push(Probe {
+                    id: r.probe_id(id),
+                    kind,
+                    prefer: prefer.clone(),
+                    kernel_module_varies: kernel_module_varies.clone(),
+                    default_resolvers,
+                });
+            }
         }
         out
     }
@@ -1106,8 +1151,31 @@ impl Validator<'_> {
     fn expect(&mut self, s: &Scenario, raw: &Spanned<RawExpect>) -> Option<Expect> {
         let span = raw.span();
         let e = raw.get_ref();
-        let Some(probe) = s.probe(e.probe.get_ref()) else {
-            self.error(&e.probe.span(), format!("no probe has id `{}`", e.probe.get_ref()));
+        let resolver = match &e.resolver {
+            None => Resolver::Glibc,
+            Some(w) => match Resolver::from_word(w.get_ref()) {
+                Some(r) => r,
+                None => {
+                    self.error(
+                        &w.span(),
+                        format!("unknown resolver `{}` (expected glibc, musl, go, go-cgo or c-ares)", w.get_ref()),
+                    );
+                    return None;
+                }
+            },
+        };
+        let probe_id = resolver.probe_id(e.probe.get_ref());
+        let Some(probe) = s.probe(&probe_id) else {
+            let why = if resolver.is_glibc() {
+                format!("no probe has id `{}`", e.probe.get_ref())
+            } else {
+                format!(
+                    "probe `{}` does not run through {} (add it to its `resolvers`)",
+                    e.probe.get_ref(),
+                    resolver.word()
+                )
+            };
+            self.error(&e.probe.span(), why);
             return None;
         };
         let Some(os) = Os::from_word(e.os.get_ref()) else {
@@ -1167,7 +1235,7 @@ impl Validator<'_> {
                 }
                 Expected::Error(name.clone())
             }
-            (None, None, Some(order), ProbeKind::Resolve { name }) => {
+            (None, None, Some(order), ProbeKind::Resolve { name, resolver }) => {
                 let mut addrs = Vec::new();
                 for a in order.get_ref() {
                     match a.get_ref().parse::<IpAddr>() {
@@ -1178,7 +1246,7 @@ impl Validator<'_> {
                         }
                     }
                 }
-                let mut want = crate::plan::hosts_lookup(s, name);
+                let mut want = crate::plan::hosts_lookup_for(s, name, *resolver);
                 let mut got = addrs.clone();
                 want.sort();
                 got.sort();

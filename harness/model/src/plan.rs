@@ -122,6 +122,34 @@ pub fn hosts_lookup(s: &Scenario, name: &str) -> Vec<IpAddr> {
     hosts_lines(s).into_iter().filter(|(_, n)| n.eq_ignore_ascii_case(name)).map(|(a, _)| a).collect()
 }
 
+/// What `resolver` finds for `name` in the same file: musl matches names byte for byte
+/// (`strstr` between blanks), Go without regard to case or a trailing dot, c-ares (1.18:
+/// `strcasecmp` line by line) like glibc for the names scenarios allow it (distinct
+/// addresses per name, checked at parse time, so 1.34's merged entries give the same).
+pub fn hosts_lookup_for(s: &Scenario, name: &str, resolver: Resolver) -> Vec<IpAddr> {
+    match resolver {
+        Resolver::Musl => hosts_lines(s).into_iter().filter(|(_, n)| *n == name).map(|(a, _)| a).collect(),
+        Resolver::Go => {
+            let key = name.trim_end_matches('.');
+            hosts_lines(s).into_iter().filter(|(_, n)| n.eq_ignore_ascii_case(key)).map(|(a, _)| a).collect()
+        }
+        _ => hosts_lookup(s, name),
+    }
+}
+
+/// The program a resolver's probe runs (built from the target's own Debian packages and
+/// installed beside the agent) and the environment it needs: it prints one address per
+/// line in the library's order.
+pub fn resolver_command(resolver: Resolver) -> Option<(&'static str, Option<(&'static str, &'static str)>)> {
+    match resolver {
+        Resolver::Glibc => None,
+        Resolver::Musl => Some(("addrsel-resolve-musl", None)),
+        Resolver::Go => Some(("addrsel-resolve-go", Some(("GODEBUG", "netdns=go")))),
+        Resolver::GoCgo => Some(("addrsel-resolve-go-cgo", Some(("GODEBUG", "netdns=cgo")))),
+        Resolver::CAres => Some(("addrsel-resolve-c-ares", None)),
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Linux
 
@@ -235,6 +263,10 @@ pub fn linux(s: &Scenario) -> Plan {
         // Only /etc/hosts answers, and every line of a name counts (glibc needs `multi on`).
         ("/etc/nsswitch.conf", "hosts: files\n".to_string()),
         ("/etc/host.conf", "multi on\n".to_string()),
+        // Resolvers that read no nsswitch.conf (musl, c-ares without its lookups option)
+        // would ask a DNS server for a name missing from /etc/hosts: there is none, and a
+        // zero timeout sends nothing (musl's res_msend loop never runs).
+        ("/etc/resolv.conf", "nameserver 127.0.0.1\noptions timeout:0\n".to_string()),
     ] {
         setup.push(Step::PrivateFile { target: target.into(), content });
     }
@@ -789,7 +821,18 @@ fn probe_lines(d: &Dialect, os: PlanOs, p: &Probe) -> String {
             };
             let _ = writeln!(out, "  {} {fallback} || true; fi", d.route_get);
         }
-        ProbeKind::Resolve { name } => {
+        ProbeKind::Resolve { name, resolver } if !resolver.is_glibc() => {
+            let (program, env) = resolver_command(*resolver).expect("not glibc");
+            let _ = writeln!(out, "echo '== {}: {} order for {name}'", p.id, resolver.word());
+            let env = env.map(|(k, v)| format!("env {k}={v} ")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "if command -v {program} >/dev/null; then {}{env}{program} {}; else\n  echo '{program} (built by addrsel from Debian packages) is needed'; fi",
+                d.in_scenario,
+                shell_quote(name)
+            );
+        }
+        ProbeKind::Resolve { name, .. } => {
             let _ = writeln!(out, "echo '== {}: getaddrinfo order for {name}'", p.id);
             let _ = writeln!(
                 out,

@@ -14,6 +14,9 @@ pub struct AgentInput {
     /// Also ask the test kernel module (when it is loaded) for every connect probe.
     #[serde(default)]
     pub kmod: bool,
+    /// Where the resolver probe programs (`addrsel-resolve-musl`, ...) are on the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolver_dir: Option<String>,
 }
 
 /// Facts about the system the agent runs on, which the engine's profile depends on.

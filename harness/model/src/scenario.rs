@@ -300,6 +300,54 @@ pub struct Probe {
     /// module-versus-socket check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_module_varies: Option<String>,
+    /// A resolve probe whose `resolvers` the scenario left to the run's default (so
+    /// `matrix --resolvers` may add more).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default_resolvers: bool,
+}
+
+/// The library (or language runtime) whose getaddrinfo a resolve probe goes through. The
+/// kernel picks the sources for all of them; only the sort differs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Resolver {
+    /// The OS's own C library: glibc on Linux, FreeBSD's libc on FreeBSD.
+    #[default]
+    Glibc,
+    Musl,
+    /// Go's own resolver (`GODEBUG=netdns=go`, every CGO_ENABLED=0 build).
+    Go,
+    /// Go through the C library (`GODEBUG=netdns=cgo`): the C library's order.
+    GoCgo,
+    /// c-ares `ares_getaddrinfo`.
+    CAres,
+}
+
+impl Resolver {
+    pub const ALL: [(&'static str, Resolver); 5] = [
+        ("glibc", Resolver::Glibc),
+        ("musl", Resolver::Musl),
+        ("go", Resolver::Go),
+        ("go-cgo", Resolver::GoCgo),
+        ("c-ares", Resolver::CAres),
+    ];
+
+    pub fn word(self) -> &'static str {
+        Self::ALL.iter().find(|(_, r)| *r == self).map(|(w, _)| *w).expect("listed")
+    }
+
+    pub fn from_word(w: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(word, _)| *word == w).map(|(_, r)| *r)
+    }
+
+    pub fn is_glibc(&self) -> bool {
+        *self == Resolver::Glibc
+    }
+
+    /// The probe id of `base` through this resolver: glibc keeps the plain id.
+    pub fn probe_id(self, base: &str) -> String {
+        if self.is_glibc() { base.to_string() } else { format!("{base}@{}", self.word()) }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -308,7 +356,11 @@ pub enum ProbeKind {
     /// UDP `connect()` + `getsockname()`: the kernel's source for this destination.
     Connect { dst: IpAddr, zone: Option<String> },
     /// `getaddrinfo(name, AF_UNSPEC, SOCK_DGRAM)`: the library's destination order.
-    Resolve { name: String },
+    Resolve {
+        name: String,
+        #[serde(default, skip_serializing_if = "Resolver::is_glibc")]
+        resolver: Resolver,
+    },
     /// This host as a router: a UDP packet with TTL (hop limit) 1 from `sender`, on the far
     /// side of interface `from`, towards `to`. What comes back: the ICMP error's source (Time
     /// Exceeded, or the error that replaced it), or that none came.
@@ -455,6 +507,49 @@ impl Scenario {
 
     pub fn host(&self, name: &str) -> Option<&HostEntry> {
         self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// Why c-ares cannot answer `name` the way every version we model does, if it cannot:
+    /// c-ares 1.34 merges /etc/hosts lines that share an address into one entry, and answers
+    /// localhost itself; 1.18 does neither.
+    pub fn c_ares_unfit(&self, name: &str) -> Option<String> {
+        let own = self.host(name).map(|h| h.addresses.clone()).unwrap_or_default();
+        let shared = self.hosts.iter().filter(|h| h.name != name).any(|h| h.addresses.iter().any(|a| own.contains(a)));
+        let repeated = own.iter().enumerate().any(|(i, a)| own[..i].contains(a));
+        let local = name.eq_ignore_ascii_case("localhost") || name.to_ascii_lowercase().ends_with(".localhost");
+        (shared || repeated || local).then(|| {
+            format!("resolver c-ares needs `{name}` to have addresses of its own (no localhost, no address shared with another name or listed twice): c-ares 1.34 merges such /etc/hosts lines and 1.18 does not")
+        })
+    }
+
+    /// A run's default resolvers (`matrix --resolvers`) for the resolve probes whose
+    /// scenario named none: each such probe also runs through every resolver in `extra`
+    /// (glibc's plain-id probe stays, so the scenario's expectations still apply). A
+    /// resolver that cannot answer a probe's name faithfully is left out, with the reason.
+    pub fn add_default_resolvers(&mut self, extra: &[Resolver]) -> Vec<String> {
+        let mut skipped = Vec::new();
+        let mut out = Vec::new();
+        for p in &self.probes {
+            out.push(p.clone());
+            let ProbeKind::Resolve { name, resolver: Resolver::Glibc } = &p.kind else { continue };
+            if !p.default_resolvers {
+                continue;
+            }
+            for &r in extra.iter().filter(|r| !r.is_glibc()) {
+                if r == Resolver::CAres {
+                    if let Some(why) = self.c_ares_unfit(name) {
+                        skipped.push(format!("{}: probe `{}`: {why}", self.name, p.id));
+                        continue;
+                    }
+                }
+                let mut q = p.clone();
+                q.id = r.probe_id(&p.id);
+                q.kind = ProbeKind::Resolve { name: name.clone(), resolver: r };
+                out.push(q);
+            }
+        }
+        self.probes = out;
+        skipped
     }
 
     /// Every address with the interface that holds it, interfaces in order.

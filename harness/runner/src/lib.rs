@@ -18,6 +18,7 @@ pub mod linux;
 pub mod matrix;
 pub mod module_elf;
 pub mod process;
+pub mod resolvers;
 pub mod targets;
 pub mod tools;
 pub mod vm;

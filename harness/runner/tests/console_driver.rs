@@ -136,6 +136,7 @@ fn payload_disk_flow_of_freebsd_guests() {
         target: def.name.clone(),
         plans: set.iter().map(|l| addrsel_model::plan::linux(&l.scenario)).collect(),
         kmod: false,
+        resolver_dir: None,
     };
     let payload = dir.join("payload.tar");
     std::fs::write(&payload, freebsd_vm::payload(&agent, None, &serde_json::to_vec(&input).unwrap()).unwrap()).unwrap();

@@ -19,6 +19,11 @@ use anyhow::{Context as _, bail, ensure};
 /// Every command a Linux or FreeBSD repro script may run.
 const COMMANDS: &[&str] = &[
     "addrsel-agent",
+    "addrsel-resolve-musl",
+    "addrsel-resolve-go",
+    "addrsel-resolve-go-cgo",
+    "addrsel-resolve-c-ares",
+    "env",
     "ip",
     "mount",
     "umount",
@@ -191,7 +196,18 @@ fn expected(plan: &Plan, peer: &str, dir: &str, files: &str) -> Vec<Expected> {
         let (place, args) = match &p.kind {
             ProbeKind::Connect { dst, zone: Some(z) } => (Place::Scenario, vec![format!("{dst}%{z}")]),
             ProbeKind::Connect { dst, zone: None } => (Place::Scenario, vec![dst.to_string()]),
-            ProbeKind::Resolve { name } => (Place::Scenario, vec![name.clone()]),
+            ProbeKind::Resolve { name, resolver } if !resolver.is_glibc() => {
+                // The resolver's own probe program, no python.
+                let (program, env) = addrsel_model::plan::resolver_command(*resolver).expect("not glibc");
+                let mut argv = prefix(Place::Scenario);
+                if let Some((k, v)) = env {
+                    argv.extend(["env".to_string(), format!("{k}={v}")]);
+                }
+                argv.extend([program.to_string(), name.clone()]);
+                out.push(Expected { argv, stdin: String::new(), file: None, probe: None });
+                continue;
+            }
+            ProbeKind::Resolve { name, .. } => (Place::Scenario, vec![name.clone()]),
             // FreeBSD's script only says it has no sender; Linux's sends from the peer.
             ProbeKind::IcmpTimeExceeded { .. } if plan.os == PlanOs::Freebsd => continue,
             ProbeKind::IcmpTimeExceeded { to, sender, .. } => (Place::Peer, vec![sender.to_string(), to.to_string()]),

@@ -365,3 +365,57 @@ fn icmp_probes_are_checked_where_they_are_written() {
         ["ip addr add 10.9.0.1/32 dev addrselp2", "ip route add 203.0.113.5/32 via inet6 fe80::2 dev addrselp2 onlink"]
     );
 }
+
+const RESOLVERS: &str = r#"
+name = "t"
+[[interfaces]]
+name = "eth0"
+addresses = ["192.0.2.10/24", "2001:db8:1::10/64"]
+[hosts]
+"a.example" = ["198.51.100.6", "2001:db8:5::6"]
+"b.example" = ["198.51.100.7"]
+"c.example" = ["198.51.100.7"]
+[[probes]]
+id = "plain"
+resolve = "a.example"
+"#;
+
+#[test]
+fn resolvers_expand_into_one_probe_each() {
+    let text = format!(
+        "{RESOLVERS}[[probes]]\nid = \"r\"\nresolve = \"a.example\"\nresolvers = [\"glibc\", \"musl\", \"go-cgo\"]\n[[expect]]\nprobe = \"r\"\nresolver = \"musl\"\nos = \"linux\"\nevidence = \"source reading\"\norder = [\"2001:db8:5::6\", \"198.51.100.6\"]\n"
+    );
+    let s = parse(&text).unwrap_or_else(|e| panic!("{e}")).scenario;
+    let ids: Vec<_> = s.probes.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["plain", "r", "r@musl", "r@go-cgo"]);
+    assert!(s.probes[0].default_resolvers && !s.probes[1].default_resolvers);
+    assert_eq!(s.probes[2].kind, ProbeKind::Resolve { name: "a.example".into(), resolver: Resolver::Musl });
+    assert_eq!(s.expect[0].probe, "r@musl");
+}
+
+#[test]
+fn resolver_mistakes_are_located() {
+    let bad =
+        format!("{RESOLVERS}[[probes]]\nid = \"r\"\nresolve = \"a.example\"\nresolvers = [\"glibc\", \"bionic\"]\n");
+    assert!(first_error(&bad).starts_with("16:"), "{}", first_error(&bad));
+    assert!(first_error(&bad).contains("bionic"), "{}", first_error(&bad));
+    let shared = format!("{RESOLVERS}[[probes]]\nid = \"r\"\nresolve = \"b.example\"\nresolvers = [\"c-ares\"]\n");
+    assert!(first_error(&shared).contains("addresses of its own"), "{}", first_error(&shared));
+    let not_run = format!(
+        "{RESOLVERS}[[expect]]\nprobe = \"plain\"\nresolver = \"go\"\nos = \"linux\"\nevidence = \"source reading\"\norder = [\"198.51.100.6\"]\n"
+    );
+    assert!(first_error(&not_run).contains("does not run through go"), "{}", first_error(&not_run));
+}
+
+#[test]
+fn a_runs_default_resolvers_extend_only_unnamed_probes() {
+    let text = format!(
+        "{RESOLVERS}[[probes]]\nid = \"r\"\nresolve = \"b.example\"\nresolvers = [\"musl\"]\n[[probes]]\nid = \"shared\"\nresolve = \"b.example\"\n"
+    );
+    let mut s = parse(&text).unwrap_or_else(|e| panic!("{e}")).scenario;
+    let skipped = s.add_default_resolvers(&[Resolver::Glibc, Resolver::Go, Resolver::CAres]);
+    let ids: Vec<_> = s.probes.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["plain", "plain@go", "plain@c-ares", "r@musl", "shared", "shared@go"]);
+    assert_eq!(skipped.len(), 1);
+    assert!(skipped[0].contains("probe `shared`"), "{skipped:?}");
+}

@@ -129,6 +129,7 @@ pub fn run(def: &ImageDef, ctx: &RunContext) -> TargetRun {
         target: name.into(),
         plans: ctx.scenarios.iter().map(|l| plan::freebsd(&l.scenario)).collect(),
         kmod: module.is_some(),
+        resolver_dir: None,
     };
     let json = serde_json::to_vec(&input).expect("serialisable");
     let payload_path = ctx.dir.join(format!("{name}.payload.tar"));

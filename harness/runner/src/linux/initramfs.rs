@@ -229,6 +229,7 @@ const ETC: &[(&str, &str)] = &[
     ("etc/host.conf", "multi on\n"),
     ("etc/nsswitch.conf", "hosts: files\n"),
     ("etc/gai.conf", ""),
+    ("etc/resolv.conf", ""),
     ("etc/hostname", "addrsel\n"),
 ];
 
@@ -324,11 +325,18 @@ fn userland(def: &ImageDef, lock: &Lock, progress: &dyn Fn(&str)) -> anyhow::Res
 
 /// The agent, `ip`, busybox and glibc's files NSS module, with exactly the loader and shared
 /// libraries they need (their ELF dependencies, transitively).
-fn programs_and_libraries(tree: &Tree, arch: Arch, agent: &[u8]) -> anyhow::Result<Contents> {
+fn programs_and_libraries(tree: &Tree, arch: Arch, agent: &[u8], resolvers: &Path) -> anyhow::Result<Contents> {
     let lib_dirs = vec![format!("usr/lib/{}", arch.gnu_triplet()), "usr/lib".to_string(), "usr/lib64".to_string()];
     let read = |f: &Path| std::fs::read(f).with_context(|| format!("cannot read {}", f.display()));
     let mut c = Contents::default();
     let mut elf_queue: Vec<(String, Vec<u8>)> = vec![("init".into(), agent.to_vec())];
+    // The resolver probes, with the libraries they load (the guest's libcares and glibc).
+    for name in crate::resolvers::PROGRAMS {
+        let host = resolvers.join(name);
+        let guest = format!("{}/{name}", RESOLVER_DIR.trim_start_matches('/'));
+        elf_queue.push((guest.clone(), read(&host)?));
+        c.files.insert(guest, host);
+    }
     for tool in ["usr/bin/ip", "usr/sbin/ip"] {
         if tree.resolve(tool).is_some() {
             let f = c.include(tree, tool)?;
@@ -432,16 +440,26 @@ fn base_archive(c: &Contents, agent: &[u8], kernel: &Kernel, modules: &[String])
     Ok(w.finish())
 }
 
+/// Where the resolver probe programs are in the guest (the agent's `resolver_dir`).
+pub const RESOLVER_DIR: &str = "/usr/lib/addrsel/resolvers";
+
 /// Builds (or takes from the cache, checked against the sha256 recorded when it was built)
 /// the image's kernel and base initramfs.
 pub fn prepare(def: &ImageDef, lock: &Lock, agent: &Path, progress: &dyn Fn(&str)) -> anyhow::Result<Guest> {
     let kernel = kernel(def, lock, progress)?;
     let (tree, glibc) = userland(def, lock, progress)?;
     let agent_bytes = std::fs::read(agent).with_context(|| format!("cannot read the agent {}", agent.display()))?;
+    let resolvers = crate::resolvers::for_image(def, lock, progress)?;
+    let resolvers_manifest = std::fs::read(resolvers.join("SHA256SUMS"))
+        .with_context(|| format!("cannot read {}/SHA256SUMS", resolvers.display()))?;
     let key = cache::sha256_hex(
         format!(
-            "v2 {} {} {} {}",
+            "v2 {} {} {} {} {} {}",
+            cache::sha256_hex(&resolvers_manifest),
             cache::sha256_hex(toml::to_string(lock).unwrap_or_default().as_bytes()),
+            // /etc's files are in the key: a file added there must not be served from an
+            // older archive that lacks it.
+            cache::sha256_hex(format!("{ETC:?}").as_bytes()),
             cache::sha256_hex(&agent_bytes),
             def.modules.join(","),
             kernel.release
@@ -452,7 +470,7 @@ pub fn prepare(def: &ImageDef, lock: &Lock, agent: &Path, progress: &dyn Fn(&str
     let modules = module_order(&kernel.modules_dir, &def.modules)?;
     if !cache::intact(&base, progress) {
         progress("building the initramfs");
-        let contents = programs_and_libraries(&tree, def.arch, &agent_bytes)?;
+        let contents = programs_and_libraries(&tree, def.arch, &agent_bytes, &resolvers)?;
         let bytes = base_archive(&contents, &agent_bytes, &kernel, &modules)?;
         cache::publish(&base, |partial| {
             std::fs::write(partial, &bytes).with_context(|| format!("cannot write {}", partial.display()))

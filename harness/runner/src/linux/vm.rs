@@ -146,6 +146,7 @@ pub fn run(def: &ImageDef, ctx: &RunContext) -> TargetRun {
         target: name.into(),
         plans: ctx.scenarios.iter().map(|l| plan::linux(&l.scenario)).collect(),
         kmod: module.is_some(),
+        resolver_dir: Some(crate::linux::initramfs::RESOLVER_DIR.to_string()),
     };
     let archive = initramfs::run_archive(&serde_json::to_vec(&input).expect("serialisable"), module.as_deref());
     with_kvm_fallback(def, ctx.accel, ctx.dir, &log, |accel, why| {
@@ -290,6 +291,7 @@ fn console_boot(
         target: def.name.clone(),
         plans: scenarios.iter().map(|l| plan::linux(&l.scenario)).collect(),
         kmod: false,
+        resolver_dir: Some(crate::linux::initramfs::RESOLVER_DIR.to_string()),
     };
     let initrd = dir.join(format!("{}-console.initrd", def.name));
     let archive = initramfs::run_archive(&serde_json::to_vec(&input).expect("serialisable"), None);

@@ -52,7 +52,25 @@ pub fn run(ctx: &RunContext) -> TargetRun {
     if let Err(why) = check(&agent) {
         return run.not_run(format!("cannot create namespaces here: {why:#}"));
     }
-    let input = AgentInput { target: name.into(), plans: plans(os(), ctx.scenarios), kmod: false };
+    // The resolver probes only when a scenario asks for one: building them takes a minute.
+    let wants_resolvers = ctx.scenarios.iter().any(|l| {
+        l.scenario
+            .probes
+            .iter()
+            .any(|p| matches!(&p.kind, addrsel_model::ProbeKind::Resolve { resolver, .. } if !resolver.is_glibc()))
+    });
+    let resolver_dir = if wants_resolvers {
+        match crate::resolvers::for_host(&|m: &str| ctx.log(name, m)) {
+            Ok(d) => Some(d.display().to_string()),
+            Err(e) => {
+                ctx.log(name, &format!("no resolver probes: {e:#}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let input = AgentInput { target: name.into(), plans: plans(os(), ctx.scenarios), kmod: false, resolver_dir };
     let log_path = ctx.dir.join("host-agent.stderr");
     let stderr = match std::fs::File::create(&log_path) {
         Ok(f) => Stdio::from(f),

@@ -1,0 +1,3 @@
+module addrsel.invalid/resolve
+
+go 1.19
