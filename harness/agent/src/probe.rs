@@ -33,8 +33,15 @@ pub fn resolver_dir() -> Option<&'static std::path::Path> {
 fn resolve_with(name: &str, resolver: addrsel_model::Resolver) -> Outcome {
     let (program, env) = addrsel_model::plan::resolver_command(resolver).expect("not glibc");
     let Some(path) = resolver_dir().map(|d| d.join(program)).filter(|p| p.is_file()) else {
+        // The runner leaves the reason beside a program it could not build for this target.
+        let why = resolver_dir().and_then(|d| std::fs::read_to_string(d.join(format!("{program}.why"))).ok());
         return Outcome::Unsupported {
-            reason: format!("no {program} on this target (the {} probe program is not built for it)", resolver.word()),
+            reason: match why {
+                Some(why) => format!("no {program} on this target: {}", why.trim()),
+                None => {
+                    format!("no {program} on this target (the {} probe program is not built for it)", resolver.word())
+                }
+            },
         };
     };
     let mut cmd = std::process::Command::new(&path);

@@ -55,9 +55,13 @@ fn package_version(package: &str) -> String {
 
 /// Whether every program in `dir` still has the sum recorded when it was built.
 pub fn verified(dir: &Path) -> Result<(), String> {
+    verified_programs(dir, &PROGRAMS)
+}
+
+fn verified_programs(dir: &Path, programs: &[&str]) -> Result<(), String> {
     let manifest =
         std::fs::read_to_string(dir.join(MANIFEST)).map_err(|e| format!("{}: {e}", dir.join(MANIFEST).display()))?;
-    for p in PROGRAMS {
+    for &p in programs {
         let want = manifest
             .lines()
             .find_map(|l| l.split_once("  ").filter(|(_, n)| *n == p).map(|(h, _)| h.to_string()))
@@ -71,8 +75,12 @@ pub fn verified(dir: &Path) -> Result<(), String> {
 }
 
 fn write_manifest(dir: &Path) -> anyhow::Result<()> {
+    write_manifest_of(dir, &PROGRAMS)
+}
+
+fn write_manifest_of(dir: &Path, programs: &[&str]) -> anyhow::Result<()> {
     let mut text = String::new();
-    for p in PROGRAMS {
+    for &p in programs {
         let sum = cache::sha256_file(&dir.join(p)).with_context(|| format!("cannot read {}", dir.join(p).display()))?;
         text.push_str(&format!("{sum}  {p}\n"));
     }
@@ -295,4 +303,82 @@ pub fn for_image(
     })?;
     verified(&dir).map_err(anyhow::Error::msg)?;
     Ok(dir)
+}
+
+/// Why a resolver probe program is missing on FreeBSD targets: written beside the programs as
+/// `PROGRAM.why`, which the agent reports as the probe's `unsupported` reason.
+pub const FREEBSD_NOT_BUILT: [(&str, &str); 3] = [
+    ("addrsel-resolve-musl", "musl does not run on FreeBSD"),
+    (
+        "addrsel-resolve-c-ares",
+        "the c-ares probe must link FreeBSD's own libcares (the c-ares package), and FreeBSD's package site is unreachable from the build machine",
+    ),
+    (
+        "addrsel-resolve-go-cgo",
+        "a cgo build for FreeBSD needs FreeBSD's libc to link against (its base system is unreachable from the build machine)",
+    ),
+];
+
+/// The programs for a FreeBSD target: Go's own resolver, cross-built with this machine's
+/// golang-go (GOOS=freebsd, CGO_ENABLED=0: static, no FreeBSD library needed). The others
+/// need FreeBSD's own libraries and are not built ([`FREEBSD_NOT_BUILT`]).
+pub fn for_freebsd(arch: crate::arch::Arch, log: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
+    let go = crate::tools::program("go", "golang-go", "the Go resolver probe is built with go")?;
+    let go_version =
+        String::from_utf8_lossy(&Command::new(&go).arg("version").output().context("cannot run go version")?.stdout)
+            .trim()
+            .to_string();
+    let programs = [PROGRAMS[2]];
+    let versions = format!(
+        "target freebsd-{}
+go {go_version}
+",
+        arch.as_str()
+    );
+    let key = cache::sha256_hex(inputs(&versions)?.as_bytes());
+    let dir = cache::cache_dir().join("resolvers").join(format!("freebsd-{}-{}", arch.as_str(), &key[..16]));
+    if dir.exists() {
+        match verified_programs(&dir, &programs) {
+            Ok(()) => return Ok(dir),
+            Err(why) => {
+                log(&format!("{why}; building the resolver probes again"));
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+    }
+    log(&format!("cross-building the Go resolver probe for FreeBSD {} ({go_version})", arch.as_str()));
+    cache::publish(&dir, |partial| {
+        std::fs::create_dir_all(partial).with_context(|| format!("cannot create {}", partial.display()))?;
+        let work = partial.join(".go");
+        let mut cmd = Command::new(&go);
+        cmd.args(["build", "-o"]).arg(partial.join(programs[0])).arg(".").current_dir(sources_dir().join("go"));
+        go_env(&mut cmd, &work, false);
+        cmd.env("GOOS", "freebsd").env("GOARCH", arch.as_str());
+        run(&mut cmd, &format!("go build ({} for FreeBSD {})", programs[0], arch.as_str()))?;
+        let _ = std::fs::remove_dir_all(&work);
+        for (program, why) in FREEBSD_NOT_BUILT {
+            std::fs::write(partial.join(format!("{program}.why")), why)
+                .with_context(|| format!("cannot write {}", partial.display()))?;
+        }
+        std::fs::write(partial.join("VERSIONS"), &versions)
+            .with_context(|| format!("cannot write {}", partial.display()))?;
+        write_manifest_of(partial, &programs)
+    })?;
+    verified_programs(&dir, &programs).map_err(anyhow::Error::msg)?;
+    Ok(dir)
+}
+
+/// The files of a FreeBSD resolver directory that go into the payload (the programs and the
+/// reasons for the missing ones), checked against the manifest first.
+pub fn freebsd_payload_files(dir: &Path) -> anyhow::Result<Vec<(String, Vec<u8>, u32)>> {
+    verified_programs(dir, &[PROGRAMS[2]]).map_err(anyhow::Error::msg)?;
+    let mut out = Vec::new();
+    let program = PROGRAMS[2];
+    let data =
+        std::fs::read(dir.join(program)).with_context(|| format!("cannot read {}", dir.join(program).display()))?;
+    out.push((program.to_string(), data, 0o755));
+    for (program, why) in FREEBSD_NOT_BUILT {
+        out.push((format!("{program}.why"), why.as_bytes().to_vec(), 0o644));
+    }
+    Ok(out)
 }

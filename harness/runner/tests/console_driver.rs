@@ -139,7 +139,8 @@ fn payload_disk_flow_of_freebsd_guests() {
         resolver_dir: None,
     };
     let payload = dir.join("payload.tar");
-    std::fs::write(&payload, freebsd_vm::payload(&agent, None, &serde_json::to_vec(&input).unwrap()).unwrap()).unwrap();
+    std::fs::write(&payload, freebsd_vm::payload(&agent, None, &serde_json::to_vec(&input).unwrap(), &[]).unwrap())
+        .unwrap();
     let messages = linux_vm::console_session(
         &def,
         &set,

@@ -41,14 +41,29 @@ pub fn run_script(with_module: bool) -> String {
     s
 }
 
-/// The payload disk: a tar archive padded to whole MiB (a disk's size).
-pub fn payload(agent: &[u8], module: Option<&[u8]>, input_json: &[u8]) -> anyhow::Result<Vec<u8>> {
+/// Where the resolver probe programs are in the guest (the agent's `resolver_dir`).
+pub const RESOLVER_DIR: &str = "/var/addrsel/resolvers";
+
+/// The payload disk: a tar archive padded to whole MiB (a disk's size). `resolvers` are
+/// (file name, bytes, mode) under `resolvers/`.
+pub fn payload(
+    agent: &[u8],
+    module: Option<&[u8]>,
+    input_json: &[u8],
+    resolvers: &[(String, Vec<u8>, u32)],
+) -> anyhow::Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
     let script = run_script(module.is_some());
-    let mut files: Vec<(&str, &[u8], u32)> =
-        vec![("addrsel-agent", agent, 0o755), ("input.json", input_json, 0o644), ("run.sh", script.as_bytes(), 0o755)];
+    let mut files: Vec<(String, &[u8], u32)> = vec![
+        ("addrsel-agent".into(), agent, 0o755),
+        ("input.json".into(), input_json, 0o644),
+        ("run.sh".into(), script.as_bytes(), 0o755),
+    ];
     if let Some(m) = module {
-        files.push((MODULE_FILE, m, 0o644));
+        files.push((MODULE_FILE.into(), m, 0o644));
+    }
+    for (name, data, mode) in resolvers {
+        files.push((format!("resolvers/{name}"), data, *mode));
     }
     for (name, data, mode) in files {
         let mut h = tar::Header::new_ustar();
@@ -56,7 +71,7 @@ pub fn payload(agent: &[u8], module: Option<&[u8]>, input_json: &[u8]) -> anyhow
         h.set_mode(mode);
         h.set_mtime(0);
         h.set_cksum();
-        b.append_data(&mut h, name, data).with_context(|| format!("cannot add {name} to the payload"))?;
+        b.append_data(&mut h, &name, data).with_context(|| format!("cannot add {name} to the payload"))?;
     }
     let mut bytes = b.into_inner().context("cannot finish the payload archive")?;
     let mib = 1 << 20;
@@ -92,6 +107,7 @@ struct Prepared {
     base: PathBuf,
     agent: Vec<u8>,
     module: Option<anyhow::Result<Vec<u8>>>,
+    resolvers: Vec<(String, Vec<u8>, u32)>,
 }
 
 fn prepare(def: &ImageDef, kmod: bool, log: &dyn Fn(&str)) -> anyhow::Result<Prepared> {
@@ -104,12 +120,13 @@ fn prepare(def: &ImageDef, kmod: bool, log: &dyn Fn(&str)) -> anyhow::Result<Pre
         crate::freebsd::module_build::build(def, crate::freebsd::module_build::KernelSource::Release(&lock), log)
             .and_then(|ko| std::fs::read(&ko).with_context(|| format!("cannot read {}", ko.display())))
     });
+    let resolvers = crate::resolvers::freebsd_payload_files(&crate::resolvers::for_freebsd(def.arch, log)?)?;
     let qemu = crate::tools::qemu(def.arch)?;
     if let Some(fw) = def.qemu.firmware.as_ref().filter(|fw| !Path::new(fw).exists()) {
         let pkg = def.qemu.firmware_package.as_deref().unwrap_or("the firmware package");
         crate::tools::install(&[pkg], &format!("{fw} is missing"))?;
     }
-    Ok(Prepared { qemu, base, agent, module })
+    Ok(Prepared { qemu, base, agent, module, resolvers })
 }
 
 pub fn run(def: &ImageDef, ctx: &RunContext) -> TargetRun {
@@ -129,7 +146,7 @@ pub fn run(def: &ImageDef, ctx: &RunContext) -> TargetRun {
         target: name.into(),
         plans: ctx.scenarios.iter().map(|l| plan::freebsd(&l.scenario)).collect(),
         kmod: module.is_some(),
-        resolver_dir: None,
+        resolver_dir: Some(RESOLVER_DIR.into()),
     };
     let json = serde_json::to_vec(&input).expect("serialisable");
     let payload_path = ctx.dir.join(format!("{name}.payload.tar"));
@@ -139,7 +156,7 @@ pub fn run(def: &ImageDef, ctx: &RunContext) -> TargetRun {
         let _ = std::fs::remove_file(&payload_path);
         let _ = std::fs::remove_file(&overlay);
     };
-    let written = payload(&p.agent, module.as_deref(), &json)
+    let written = payload(&p.agent, module.as_deref(), &json, &p.resolvers)
         .and_then(|bytes| {
             std::fs::write(&payload_path, bytes).with_context(|| format!("cannot write {}", payload_path.display()))
         })
@@ -228,7 +245,8 @@ mod tests {
 
     #[test]
     fn payload_is_a_tar_a_disk_can_hold() {
-        let bytes = payload(b"\x7fELF agent", Some(b"module"), b"{}").unwrap();
+        let resolvers = [("addrsel-resolve-go".to_string(), b"\x7fELF go".to_vec(), 0o755)];
+        let bytes = payload(b"\x7fELF agent", Some(b"module"), b"{}", &resolvers).unwrap();
         assert_eq!(bytes.len() % (1 << 20), 0);
         let mut names = Vec::new();
         for e in tar::Archive::new(&bytes[..]).entries().unwrap() {
@@ -241,7 +259,8 @@ mod tests {
                 ("addrsel-agent".to_string(), 0o755),
                 ("input.json".to_string(), 0o644),
                 ("run.sh".to_string(), 0o755),
-                (MODULE_FILE.to_string(), 0o644)
+                (MODULE_FILE.to_string(), 0o644),
+                ("resolvers/addrsel-resolve-go".to_string(), 0o755)
             ]
         );
     }
