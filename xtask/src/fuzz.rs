@@ -104,6 +104,14 @@ const TOKENS: &[&str] = &[
     "-",
     "localhost",
     "LOCALHOST",
+    "type",
+    "blackhole",
+    "throw",
+    "resolvers",
+    "resolver",
+    "musl",
+    "go-cgo",
+    "c-ares",
 ];
 
 /// Text a scenario value could carry to attack a script or a terminal, or to be long.

@@ -312,6 +312,9 @@ fn diff_of_the_seed_gai_conf_change_matches_the_host() {
         ("freebsd-ula-label-mismatch", "resolve-server"),
         ("freebsd-ula-site-label-14", "resolve-server"),
         ("gai-conf-unrelated-label-drops-defaults", "resolve-server"),
+        // glibc and Go through glibc follow gai.conf; musl, Go and c-ares do not.
+        ("resolvers-ula-gai-conf", "resolve-server"),
+        ("resolvers-ula-gai-conf", "resolve-server@go-cgo"),
         ("teredo-and-6to4", "resolve-tunnels"),
         ("ula-gai-conf-full-labels-fix", "resolve-server"),
         ("ula-gai-conf-label-fix", "resolve-server"),

@@ -130,10 +130,14 @@ pub fn read_netstat(json: &str, host: &mut Host) -> Result<(), String> {
             let gw = e["gateway"].as_str().unwrap_or("");
             let flags = e["flags"].as_str().unwrap_or("");
             let ifname = e["interface-name"].as_str().unwrap_or("");
-            if flags.contains('R') || flags.contains('B') {
-                if flags.contains('S') && !is_stock_reject(dst) {
-                    host.skipped.push(format!("route {dst}: reject or blackhole ({flags})"));
-                }
+            let discard = if flags.contains('B') {
+                Some("blackhole")
+            } else if flags.contains('R') {
+                Some("unreachable")
+            } else {
+                None
+            };
+            if discard.is_some() && (!flags.contains('S') || is_stock_reject(dst)) {
                 continue;
             }
             // Routes the kernel makes for addresses and links: no G, no S; and the host route
@@ -160,7 +164,11 @@ pub fn read_netstat(json: &str, host: &mut Host) -> Result<(), String> {
             } else {
                 gw.split('%').next().and_then(|g| g.parse::<IpAddr>().ok())
             };
-            host.routes.push(Route { to, via, dev: Some(scenario_name(ifname)), src: None, metric: None });
+            if discard.is_some() {
+                host.routes.push(Route { to, via: None, dev: None, src: None, metric: None, rtype: discard });
+                continue;
+            }
+            host.routes.push(Route { to, via, dev: Some(scenario_name(ifname)), src: None, metric: None, rtype: None });
         }
     }
     Ok(())

@@ -56,6 +56,9 @@ pub struct Route {
     pub dev: Option<String>,
     pub src: Option<IpAddr>,
     pub metric: Option<u32>,
+    /// A discard route's type as the scenario format spells it (`blackhole`, `unreachable`,
+    /// `prohibit`, `throw`); `None` for a route that forwards.
+    pub rtype: Option<&'static str>,
 }
 
 /// Everything read from a host.
@@ -189,6 +192,9 @@ impl Host {
         }
         for r in &self.routes {
             let _ = writeln!(t, "\n[[routes]]\nto = {}", toml_string(&r.to.to_string()));
+            if let Some(k) = r.rtype {
+                let _ = writeln!(t, "type = {}", toml_string(k));
+            }
             if let Some(v) = r.via {
                 let _ = writeln!(t, "via = {}", toml_string(&v.to_string()));
             }

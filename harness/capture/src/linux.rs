@@ -154,6 +154,12 @@ fn route(
         d if d.contains('/') => d.parse().ok()?,
         d => IpNet::from(d.parse::<IpAddr>().ok()?),
     };
+    let default_metric = if family == "-4" { 0 } else { 1024 };
+    let metric = r.metric.filter(|m| *m != default_metric);
+    let discard = addrsel_model::RouteType::ALL.iter().find(|(w, t)| *w == kind && !t.is_unicast()).map(|(w, _)| *w);
+    if let Some(rtype) = discard {
+        return Some(Route { to, via: None, dev: None, src: None, metric, rtype: Some(rtype) });
+    }
     if kind != "unicast" {
         skipped.push(format!("route {to}: type {kind}"));
         return None;
@@ -179,8 +185,7 @@ fn route(
             return None;
         }
     }
-    let default_metric = if family == "-4" { 0 } else { 1024 };
-    Some(Route { to, via, dev: r.dev.clone(), src: r.prefsrc, metric: r.metric.filter(|m| *m != default_metric) })
+    Some(Route { to, via, dev: r.dev.clone(), src: r.prefsrc, metric, rtype: None })
 }
 
 fn labels(json: &str, host: &mut Host) -> Result<(), String> {

@@ -29,12 +29,14 @@ fn iproute2_json_becomes_a_scenario() {
     assert_eq!(
         routes,
         [
+            "192.0.2.128/25 None None None None",
             "198.51.100.0/24 Some(10.0.0.1) Some(\"eth1\") Some(10.0.0.2) Some(5)",
             "203.0.113.0/24 Some(fe80::1) Some(\"eth1\") None None",
             "::/0 Some(2001:db8::1) Some(\"eth1\") None None",
         ]
     );
-    assert!(text.contains("# not expressible yet: route 192.0.2.128/25: type blackhole"), "{text}");
+    assert_eq!(s.routes[0].rtype, addrsel_model::RouteType::Blackhole);
+    assert!(text.contains("to = \"192.0.2.128/25\"\ntype = \"blackhole\""), "{text}");
     assert!(!text.contains("default label row"), "every default row is there: {text}");
     assert_eq!(s.policy.linux.unwrap().addrlabels.len(), 1);
 }

@@ -9,7 +9,7 @@
 use std::cmp::Ordering;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use addrsel_model::{Resolver, RouteInstall, Scenario, SourcePreference};
+use addrsel_model::{Resolver, RouteInstall, RouteType, Scenario, SourcePreference};
 use addrsel_policy::{PolicyRow, PolicyTable, ip6addrctl, mapped};
 
 use crate::net::{self, Held, RouteEntry, RouteKind, errno, scope6};
@@ -19,6 +19,8 @@ use crate::trace::*;
 
 pub const UNVERIFIED_MULTICAST: &str = "FreeBSD's source for a multicast destination beyond link scope, with no multicast interface set on the socket, is modelled as a unicast route lookup; not yet confirmed on a FreeBSD kernel";
 pub const UNVERIFIED_SOURCE: &str = "FreeBSD's source selection (in6_selectsrc, in_pcbladdr) is modelled from FreeBSD 14/15 sources; no FreeBSD kernel has confirmed it yet";
+pub const UNVERIFIED_ROUTE_TYPES: &str =
+    "FreeBSD's -blackhole/-reject routes are modelled from in6_selectif and in_pcbladdr (14/15 sources), not observed";
 pub const UNVERIFIED_V4_VIA_V6: &str = "FreeBSD's EHOSTUNREACH for an IPv4 route with an IPv6 next hop and no IPv4 address on the egress interface is modelled from in_pcbladdr and netlink's finalize_nhop; not yet confirmed on a FreeBSD kernel";
 
 /// Said of every FreeBSD ICMP prediction.
@@ -76,6 +78,7 @@ impl<'s> Freebsd<'s> {
                 prefsrc: None,
                 metric: 0,
                 kind: RouteKind::Local,
+                rtype: RouteType::Unicast,
             });
         }
         for h in &v6 {
@@ -88,6 +91,7 @@ impl<'s> Freebsd<'s> {
                     prefsrc: None,
                     metric: 0,
                     kind: RouteKind::Connected,
+                    rtype: RouteType::Unicast,
                 });
             }
         }
@@ -101,6 +105,7 @@ impl<'s> Freebsd<'s> {
                     prefsrc: None,
                     metric: 0,
                     kind: RouteKind::Local,
+                    rtype: RouteType::Unicast,
                 },
                 ifa: h.ip(),
                 loopback: true,
@@ -120,6 +125,7 @@ impl<'s> Freebsd<'s> {
                         prefsrc: None,
                         metric: 0,
                         kind: RouteKind::Connected,
+                        rtype: RouteType::Unicast,
                     },
                     ifa: h.ip(),
                     loopback: false,
@@ -136,6 +142,12 @@ impl<'s> Freebsd<'s> {
             };
             if r.to.addr().is_ipv6() {
                 routes6.push(entry);
+                continue;
+            }
+            if !r.rtype.is_unicast() {
+                // `route add -net X 127.0.0.1 -blackhole|-reject`: the nexthop is lo0.
+                let chosen_by = "its gateway 127.0.0.1, on lo0".to_string();
+                routes4.push(Route4 { entry, ifa: IpAddr::V4(Ipv4Addr::LOCALHOST), loopback: true, chosen_by });
                 continue;
             }
             // finalize_nhop: an address of the egress interface, looked up with the
@@ -290,6 +302,30 @@ impl<'s> Freebsd<'s> {
         };
         let route = self.routes4.iter().find(|r| &r.entry == hit).expect("same entry");
         trace.steps.push(format!("fib4_lookup: {}", route.entry.describe(self.s)));
+        if !hit.rtype.is_unicast() {
+            // fib4_lookup does not look at NHF_BLACKHOLE/NHF_REJECT; in_pcbladdr sees an lo0
+            // nexthop and wants the destination's own interface (ifa_ifwithdstaddr,
+            // ifa_ifwithnet, ifa_ifwithaddr).
+            trace.unverified.push(UNVERIFIED_ROUTE_TYPES.into());
+            let own = self.s.addresses().find(|(i, a)| {
+                !i.is_loopback()
+                    && a.addr.is_ipv4()
+                    && (a.addr == IpAddr::V4(dst) || a.net().trunc().contains(&IpAddr::V4(dst)))
+            });
+            return match own {
+                Some((i, a)) => {
+                    trace.steps.push(format!(
+                        "the nexthop is lo0: in_pcbladdr takes the destination's interface {} and its address {}",
+                        i.name, a.addr
+                    ));
+                    Selected { result: Ok(a.addr), trace }
+                }
+                None => {
+                    trace.steps.push("the nexthop is lo0 (a -blackhole/-reject route): in_pcbladdr finds no interface of the destination's and fails with ENETUNREACH".into());
+                    Selected { result: Err(errno::ENETUNREACH), trace }
+                }
+            };
+        }
         if route.loopback {
             trace.steps.push(format!(
                 "the route goes to lo0 (own address): the source is the matching local address {}",
@@ -391,6 +427,17 @@ impl<'s> Freebsd<'s> {
             };
         }
         match net::lookup(&self.routes6, IpAddr::V6(dst), None) {
+            Some(r) if !r.rtype.is_unicast() => {
+                trace.steps.push(format!("fib6_lookup: {}", r.describe(self.s)));
+                trace.unverified.push(UNVERIFIED_ROUTE_TYPES.into());
+                let host = r.to.prefix_len() == 128;
+                trace.steps.push(format!(
+                    "in6_selectif: a -blackhole/-reject route is not used: {} for a {} route",
+                    if host { "EHOSTUNREACH" } else { "ENETUNREACH" },
+                    if host { "host" } else { "network" }
+                ));
+                Err(if host { errno::EHOSTUNREACH } else { errno::ENETUNREACH })
+            }
             Some(r) => {
                 trace.steps.push(format!("fib6_lookup: {}", r.describe(self.s)));
                 Ok(r.dev)

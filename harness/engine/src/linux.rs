@@ -8,7 +8,7 @@
 use std::cmp::Ordering;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use addrsel_model::{Resolver, Scenario, SourcePreference};
+use addrsel_model::{Resolver, RouteType, Scenario, SourcePreference};
 use addrsel_policy::addrlabel::{KernelLabels, LABEL_DEFAULT};
 use addrsel_policy::gai_conf::{GaiConf, GlibcParser, GlibcTable, ScopeEntry};
 use addrsel_policy::{Ipv6Net, mapped};
@@ -125,6 +125,13 @@ impl<'s> Linux<'s> {
             return Selected { result: Err(errno::ENETUNREACH), trace };
         };
         trace.steps.push(format!("route lookup: {}", route.describe(self.s)));
+        if !route.rtype.is_unicast() {
+            let e = route_type_errno(route.rtype);
+            trace
+                .steps
+                .push(format!("fib_lookup: a {} route answers {e} (fib_props): connect() fails", route.rtype.word()));
+            return Selected { result: Err(e), trace };
+        }
         if let Some(src) = route.prefsrc {
             let why = match route.kind {
                 RouteKind::Local => "a local route's preferred source",
@@ -183,6 +190,30 @@ impl<'s> Linux<'s> {
         }
         let routes = if v4 { &self.routes4 } else { &self.routes6 };
         let message = match net::lookup(routes, to, None) {
+            Some(r) if r.rtype == RouteType::Blackhole => {
+                trace.steps.push(format!(
+                    "input route to {to}: {}: the packet is discarded, no ICMP error is sent",
+                    r.describe(self.s)
+                ));
+                return IcmpReply { result: Ok(None), trace };
+            }
+            Some(r) if !r.rtype.is_unicast() => {
+                // ip_error / ip6_pkt_discard: the route's error as a Destination Unreachable,
+                // before forwarding (and its TTL check) is reached.
+                let code = match (v4, r.rtype) {
+                    (true, RouteType::Unreachable) => 1,
+                    (true, RouteType::Prohibit) => 13,
+                    (true, _) => 0,
+                    (false, RouteType::Prohibit) => 1,
+                    (false, _) => 0,
+                };
+                trace.steps.push(format!(
+                    "input route to {to}: {}: {} sends Destination Unreachable (code {code}) instead of forwarding",
+                    r.describe(self.s),
+                    if v4 { "ip_error" } else { "ip6_pkt_discard" }
+                ));
+                format!("destination unreachable (code {code})")
+            }
             Some(r) => {
                 trace.steps.push(format!(
                     "input route to {to}: {}; TTL 1 runs out in forwarding: Time Exceeded",
@@ -365,6 +396,14 @@ impl<'s> Linux<'s> {
             );
         }
         let dst_dev = match &route {
+            Some(r) if !r.rtype.is_unicast() => {
+                trace.steps.push(format!(
+                    "route lookup: {}; ip6_route_output gives its error route ({}): selecting with no outgoing device, then failing with it",
+                    r.describe(self.s),
+                    route_type_errno(r.rtype)
+                ));
+                None
+            }
             Some(r) => {
                 trace.steps.push(format!("route lookup: {}", r.describe(self.s)));
                 if let Some(src) = r.prefsrc {
@@ -388,6 +427,7 @@ impl<'s> Linux<'s> {
                 Err(errno::EADDRNOTAVAIL)
             }
             (Some(_), None) => Err(errno::ENETUNREACH),
+            (Some(_), Some(r)) if !r.rtype.is_unicast() => Err(route_type_errno(r.rtype)),
             (Some(a), Some(_)) => Ok(IpAddr::V6(a)),
         };
         Selected { result, trace }
@@ -710,6 +750,7 @@ fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
                 prefsrc: Some(IpAddr::V4(primary)),
                 metric: 0,
                 kind: RouteKind::Local,
+                rtype: RouteType::Unicast,
             });
             if x.primary && x.held.addr.prefix_len < 32 && s.interfaces[di].is_loopback() {
                 routes4.push(RouteEntry {
@@ -719,6 +760,7 @@ fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
                     prefsrc: Some(IpAddr::V4(a)),
                     metric: 0,
                     kind: RouteKind::Local,
+                    rtype: RouteType::Unicast,
                 });
             }
         }
@@ -730,6 +772,7 @@ fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
                 prefsrc: None,
                 metric: 0,
                 kind: RouteKind::Local,
+                rtype: RouteType::Unicast,
             });
         }
     }
@@ -744,6 +787,7 @@ fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
             prefsrc: None,
             metric: 256,
             kind: RouteKind::Local,
+            rtype: RouteType::Unicast,
         });
     }
     let locals6 = routes6.len();
@@ -757,6 +801,7 @@ fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
                     prefsrc: Some(x.held.ip()),
                     metric: 0,
                     kind: RouteKind::Connected,
+                    rtype: RouteType::Unicast,
                 });
             }
         }
@@ -771,6 +816,7 @@ fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
                     prefsrc: None,
                     metric: 256,
                     kind: RouteKind::Connected,
+                    rtype: RouteType::Unicast,
                 });
             }
         }
@@ -781,6 +827,19 @@ fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
         }
     }
     (routes4, routes6)
+}
+
+/// What `connect()` gets from a route of this type: `fib_props[type].error` (IPv4) and
+/// the error routes of ip6_route_info_create (IPv6); throw ends the lookup in the main table
+/// and the default table behind it is empty.
+fn route_type_errno(t: RouteType) -> &'static str {
+    match t {
+        RouteType::Unicast => unreachable!("not an error route"),
+        RouteType::Blackhole => errno::EINVAL,
+        RouteType::Unreachable => errno::EHOSTUNREACH,
+        RouteType::Prohibit => errno::EACCES,
+        RouteType::Throw => errno::ENETUNREACH,
+    }
 }
 
 struct GaiEntry {

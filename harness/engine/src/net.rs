@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use addrsel_model::{Address, Route, Scenario};
+use addrsel_model::{Address, Route, RouteType, Scenario};
 use ipnet::IpNet;
 
 /// An address and the interface (index into `Scenario::interfaces`) that holds it.
@@ -59,6 +59,8 @@ pub struct RouteEntry {
     pub prefsrc: Option<IpAddr>,
     pub metric: u32,
     pub kind: RouteKind,
+    /// A declared route's type; the kernel's own routes are unicast.
+    pub rtype: RouteType,
 }
 
 impl RouteEntry {
@@ -66,6 +68,8 @@ impl RouteEntry {
         let dev = match (&r.dev, r.via) {
             (Some(d), _) => s.interfaces.iter().position(|i| &i.name == d)?,
             (None, Some(via)) => connected_dev(s, via)?,
+            // blackhole, unreachable, prohibit and throw routes sit on lo (`dev lo` in `ip -6 route`).
+            (None, None) if !r.rtype.is_unicast() => s.interfaces.iter().position(|i| i.is_loopback())?,
             (None, None) => return None,
         };
         Some(RouteEntry {
@@ -75,6 +79,7 @@ impl RouteEntry {
             prefsrc: r.src,
             metric: r.metric.unwrap_or(default_metric),
             kind: RouteKind::Declared,
+            rtype: r.rtype,
         })
     }
 
@@ -86,6 +91,9 @@ impl RouteEntry {
             RouteKind::Declared => "route",
         };
         let mut out = format!("{kind} {}", self.to);
+        if !self.rtype.is_unicast() {
+            return format!("{} route {}", self.rtype.word(), self.to);
+        }
         if let Some(v) = self.via {
             out.push_str(&format!(" via {v}"));
         }
@@ -175,6 +183,7 @@ pub mod errno {
     pub const EHOSTUNREACH: &str = "EHOSTUNREACH";
     pub const EADDRNOTAVAIL: &str = "EADDRNOTAVAIL";
     pub const EINVAL: &str = "EINVAL";
+    pub const EACCES: &str = "EACCES";
 }
 
 #[cfg(test)]
@@ -232,7 +241,15 @@ mod tests {
     }
 
     fn entry(to: &str, dev: usize, metric: u32) -> RouteEntry {
-        RouteEntry { to: to.parse().unwrap(), via: None, dev, prefsrc: None, metric, kind: RouteKind::Declared }
+        RouteEntry {
+            to: to.parse().unwrap(),
+            via: None,
+            dev,
+            prefsrc: None,
+            metric,
+            kind: RouteKind::Declared,
+            rtype: RouteType::Unicast,
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use std::cmp::Ordering;
 use std::net::{IpAddr, Ipv6Addr};
 
-use addrsel_model::{Resolver, Scenario, SourcePreference};
+use addrsel_model::{Resolver, RouteType, Scenario, SourcePreference};
 use addrsel_policy::{PolicyRow, PolicyTable, mapped};
 
 use crate::net::{self, Held, RouteEntry, RouteKind, errno, scope_rfc};
@@ -44,6 +44,7 @@ impl<'s> Rfc<'s> {
                 prefsrc: None,
                 metric: 0,
                 kind: RouteKind::Local,
+                rtype: RouteType::Unicast,
             });
         }
         for h in &held {
@@ -56,6 +57,7 @@ impl<'s> Rfc<'s> {
                     prefsrc: None,
                     metric: 0,
                     kind: RouteKind::Connected,
+                    rtype: RouteType::Unicast,
                 });
             }
         }
@@ -103,6 +105,7 @@ impl<'s> Rfc<'s> {
                         prefsrc: None,
                         metric: 0,
                         kind: RouteKind::Declared,
+                        rtype: RouteType::Unicast,
                     })
                 }),
                 None => {
@@ -134,6 +137,15 @@ impl<'s> Rfc<'s> {
             trace.steps.push(format!("no route to {dst}: Source(D) is undefined"));
             return Chosen { result: Err(errno::ENETUNREACH), trace };
         };
+        if !route.rtype.is_unicast() {
+            // RFC 6724 leaves the forwarding table to the host; a route that sends nothing
+            // leaves no outgoing interface, hence no source (section 4: Source(D) undefined).
+            trace.steps.push(format!(
+                "{}: no outgoing interface, so no source; the destination is unusable (rule 1)",
+                route.describe(self.s)
+            ));
+            return Chosen { result: Err(errno::ENETUNREACH), trace };
+        }
         trace.steps.push(format!("outgoing interface from {}", route.describe(self.s)));
         if let Some(src) = route.prefsrc
             && let Some(h) = self.held.iter().find(|h| h.ip() == src)

@@ -333,6 +333,56 @@ fn in_pcbladdr() {
 /// IPv4-mapped destinations: `set_source()` clears `IPV6_V6ONLY` (S1:885-891), so the
 /// source comes from IPv4 selection and reads back as `::ffff:<IPv4 source>` (S16), label 4;
 /// a plain AF_INET6 socket keeps `net.inet6.ip6.v6only=1` and `udp6_connect` refuses (S15).
+/// `route add ... ::1 -reject|-blackhole`: in6_selectif refuses the route (ENETUNREACH for a
+/// network, EHOSTUNREACH for a host route); over IPv4 fib4_lookup returns the lo0 nexthop and
+/// in_pcbladdr finds no interface of the destination's.
+#[test]
+fn discard_routes() {
+    let typed = |to: &str, t: &str| {
+        format!(
+            "[[interfaces]]\nname = \"em0\"\naddresses = [\"192.0.2.10/24\", \"2001:db8::10/64\"]\n[[routes]]\nto = \"{to}\"\ntype = \"{t}\"\n"
+        )
+    };
+    let v: Vec<Vector> = vec![
+        (
+            "K15",
+            "S2:886-887 in6_selectif, a network route",
+            typed("2001:db8:dead::/48", "unreachable"),
+            connect("2001:db8:dead::1"),
+            "ENETUNREACH",
+        ),
+        (
+            "K15b",
+            "S2:886-887 in6_selectif, -blackhole",
+            typed("2001:db8:dead::/48", "blackhole"),
+            connect("2001:db8:dead::1"),
+            "ENETUNREACH",
+        ),
+        (
+            "K15h",
+            "S2:886-887 in6_selectif, a host route",
+            typed("2001:db8:dead::1/128", "unreachable"),
+            connect("2001:db8:dead::1"),
+            "EHOSTUNREACH",
+        ),
+        (
+            "P9",
+            "S9 in_pcbladdr: an lo0 nexthop and no interface holding the destination",
+            typed("203.0.113.0/24", "blackhole"),
+            connect("203.0.113.5"),
+            "ENETUNREACH",
+        ),
+        (
+            "P9b",
+            "S9 in_pcbladdr: an lo0 nexthop, the destination on em0's subnet",
+            typed("192.0.2.0/25", "unreachable"),
+            connect("192.0.2.20"),
+            "192.0.2.10",
+        ),
+    ];
+    check(&v);
+}
+
 #[test]
 fn v4_mapped_destinations() {
     let v4_only = "[[interfaces]]\nname = \"em0\"\naddresses = [\"192.0.2.10/24\", \"fe80::a/64\"]\n[[routes]]\nto = \"0.0.0.0/0\"\nvia = \"192.0.2.1\"\n";

@@ -154,6 +154,8 @@ struct RawRoute {
     src: Option<Spanned<String>>,
     metric: Option<Spanned<u32>>,
     install: Option<Spanned<String>>,
+    #[serde(rename = "type")]
+    rtype: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -564,8 +566,51 @@ impl Validator<'_> {
             },
         };
         let to = to?;
+        let rtype = match r.rtype.as_ref() {
+            None => RouteType::Unicast,
+            Some(t) => match RouteType::ALL.iter().find(|(w, _)| *w == t.get_ref().as_str()) {
+                Some((_, rt)) => *rt,
+                None => {
+                    self.error(
+                        &t.span(),
+                        format!(
+                            "route type `{}`: one of unicast, blackhole, unreachable, prohibit, throw",
+                            t.get_ref()
+                        ),
+                    );
+                    return None;
+                }
+            },
+        };
+        if !rtype.is_unicast() {
+            // `ip route add blackhole PREFIX`: the kernel refuses no next hop for these types,
+            // but none is used; a scenario that names one would suggest otherwise.
+            for (field, span) in [
+                ("via", r.via.as_ref().map(|v| v.span())),
+                ("dev", r.dev.as_ref().map(|d| d.span())),
+                ("src", r.src.as_ref().map(|v| v.span())),
+                ("install", r.install.as_ref().map(|v| v.span())),
+            ] {
+                if let Some(span) = span {
+                    self.error(
+                        &span,
+                        format!("a {} route takes no `{field}`: it sends nothing anywhere", rtype.word()),
+                    );
+                    ok = false;
+                }
+            }
+            return ok.then(|| Route {
+                to,
+                via: None,
+                dev: None,
+                src: None,
+                metric: r.metric.as_ref().map(|m| *m.get_ref()),
+                install: RouteInstall::Netlink,
+                rtype,
+            });
+        }
         if r.via.is_none() && dev.is_none() {
-            self.error(&raw.span(), "a route needs `via`, `dev` or both");
+            self.error(&raw.span(), "a route needs `via`, `dev` or both (or a `type` such as \"blackhole\")");
             return None;
         }
         if let Some((via, span)) = &via {
@@ -642,6 +687,7 @@ impl Validator<'_> {
             src,
             metric: r.metric.as_ref().map(|m| *m.get_ref()),
             install,
+            rtype,
         })
     }
 

@@ -223,8 +223,11 @@ pub fn linux(s: &Scenario) -> Plan {
     }
     for r in &s.routes {
         // The family follows from the prefix, so the line also works in `ip -batch`.
-        let mut argv: Vec<String> = vec!["ip".into()];
-        argv.extend(["route".into(), "add".into(), r.to.to_string()]);
+        let mut argv: Vec<String> = vec!["ip".into(), "route".into(), "add".into()];
+        if !r.rtype.is_unicast() {
+            argv.push(r.rtype.word().into());
+        }
+        argv.push(r.to.to_string());
         if let Some(via) = r.via {
             argv.push("via".into());
             if r.is_v4_via_v6() {
@@ -498,6 +501,14 @@ pub fn freebsd(s: &Scenario) -> Plan {
         }
     }
     for r in &s.routes {
+        if matches!(r.rtype, RouteType::Prohibit | RouteType::Throw) {
+            unsupported.push(format!(
+                "route {} type {}: FreeBSD has no such route (only -blackhole and -reject)",
+                r.to,
+                r.rtype.word()
+            ));
+            continue;
+        }
         if r.src.is_some() {
             unsupported.push(format!(
                 "route {} with src: route(8) on FreeBSD 14/15 cannot set a preferred source (-ifa is ignored over netlink)",
@@ -580,6 +591,17 @@ fn freebsd_route(r: &Route) -> Vec<String> {
         matches!(r.to, IpNet::V4(n) if n.prefix_len() == 32) || matches!(r.to, IpNet::V6(n) if n.prefix_len() == 128);
     argv.push(if host { "-host" } else { "-net" }.into());
     argv.push(if host { r.to.addr().to_string() } else { r.to.to_string() });
+    // route(8) wants a gateway for these too; the loopback address puts them on lo0.
+    let discard = match r.rtype {
+        RouteType::Blackhole => Some("-blackhole"),
+        RouteType::Unreachable => Some("-reject"),
+        _ => None,
+    };
+    if let Some(flag) = discard {
+        argv.push(if r.to.addr().is_ipv4() { "127.0.0.1" } else { "::1" }.into());
+        argv.push(flag.into());
+        return argv;
+    }
     match (r.via, &r.dev) {
         (Some(via), dev) => {
             if r.is_v4_via_v6() {

@@ -102,6 +102,43 @@ pub struct Route {
     /// IPv4 route through an IPv6 gateway.
     #[serde(skip_serializing_if = "RouteInstall::is_netlink")]
     pub install: RouteInstall,
+    /// What the route does with a packet: forward it, or one of the kernel's ways to refuse.
+    #[serde(rename = "type", skip_serializing_if = "RouteType::is_unicast")]
+    pub rtype: RouteType,
+}
+
+/// Linux route types (`ip route add TYPE PREFIX`); FreeBSD has `-blackhole` and `-reject`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteType {
+    #[default]
+    Unicast,
+    /// Discards silently: `connect()` gets EINVAL on Linux.
+    Blackhole,
+    /// EHOSTUNREACH on Linux; FreeBSD's `-reject`.
+    Unreachable,
+    /// EACCES on Linux (administratively prohibited); FreeBSD has none.
+    Prohibit,
+    /// Linux: ends the lookup in this table, the next rule's table decides; FreeBSD has none.
+    Throw,
+}
+
+impl RouteType {
+    pub const ALL: [(&'static str, RouteType); 5] = [
+        ("unicast", RouteType::Unicast),
+        ("blackhole", RouteType::Blackhole),
+        ("unreachable", RouteType::Unreachable),
+        ("prohibit", RouteType::Prohibit),
+        ("throw", RouteType::Throw),
+    ];
+
+    pub fn is_unicast(&self) -> bool {
+        *self == RouteType::Unicast
+    }
+
+    pub fn word(self) -> &'static str {
+        Self::ALL.iter().find(|(_, t)| *t == self).map(|(w, _)| *w).expect("listed")
+    }
 }
 
 /// How a FreeBSD route is added.

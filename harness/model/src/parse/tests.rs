@@ -419,3 +419,20 @@ fn a_runs_default_resolvers_extend_only_unnamed_probes() {
     assert_eq!(skipped.len(), 1);
     assert!(skipped[0].contains("probe `shared`"), "{skipped:?}");
 }
+
+#[test]
+fn route_types_take_no_next_hop() {
+    let typed = |extra: &str| format!("{BASE}[[routes]]\nto = \"198.51.1.0/24\"\ntype = \"blackhole\"\n{extra}");
+    let s = parse(&typed("")).unwrap_or_else(|e| panic!("{e}")).scenario;
+    assert_eq!(s.routes[0].rtype, RouteType::Blackhole);
+    assert_eq!(
+        first_error(&typed("via = \"10.0.0.1\"\n")),
+        "9:7: a blackhole route takes no `via`: it sends nothing anywhere"
+    );
+    assert_eq!(
+        first_error(&typed("dev = \"wlan0\"\n")),
+        "9:7: a blackhole route takes no `dev`: it sends nothing anywhere"
+    );
+    let unknown = format!("{BASE}[[routes]]\nto = \"198.51.1.0/24\"\ntype = \"reject\"\n");
+    assert!(first_error(&unknown).starts_with("8:8: route type `reject`"), "{}", first_error(&unknown));
+}

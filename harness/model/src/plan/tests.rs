@@ -290,3 +290,47 @@ install = "rtsock"
     let err = parse_scenario("r.toml", &text.replace("via = \"fe80::2\"\n", "")).unwrap_err().to_string();
     assert!(err.contains("r.toml:9:11: error: install = \"rtsock\" needs `via`"), "{err}");
 }
+
+#[test]
+fn route_types_on_each_os() {
+    let s = crate::parse_scenario(
+        "t.toml",
+        r#"
+name = "types"
+[[interfaces]]
+name = "eth0"
+addresses = ["192.0.2.10/24", "2001:db8:1::10/64"]
+[[routes]]
+to = "::/0"
+type = "unreachable"
+[[routes]]
+to = "198.51.1.0/24"
+type = "blackhole"
+metric = 5
+[[routes]]
+to = "2001:db8:93::/48"
+type = "prohibit"
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .scenario;
+    let argv: Vec<String> = linux(&s)
+        .setup
+        .iter()
+        .filter_map(|st| if let Step::Run { argv, .. } = st { Some(argv.join(" ")) } else { None })
+        .filter(|a| a.starts_with("ip route"))
+        .collect();
+    assert_eq!(
+        argv,
+        [
+            "ip route add unreachable ::/0",
+            "ip route add blackhole 198.51.1.0/24 metric 5",
+            "ip route add prohibit 2001:db8:93::/48"
+        ]
+    );
+    assert_eq!(freebsd_route(&s.routes[0]).join(" "), "route add -6 -net ::/0 ::1 -reject");
+    assert_eq!(freebsd_route(&s.routes[1]).join(" "), "route add -4 -net 198.51.1.0/24 127.0.0.1 -blackhole");
+    let plan = freebsd(&s);
+    assert_eq!(plan.unsupported.len(), 1, "{:?}", plan.unsupported);
+    assert!(plan.unsupported[0].contains("2001:db8:93::/48 type prohibit"));
+}
