@@ -207,7 +207,9 @@ fn interrupted_runs_keep_what_finished() {
         let dir = scratch("interrupted");
         many_scenarios(&dir, 300);
         let json = dir.join("out.json");
-        let mut child = start_with(&dir, 20, &[], &["--json", json.to_str().unwrap()]);
+        // 50 ms per scenario: 15 s in all, so the signal always lands mid-run.
+        let slow = [("ADDRSEL_AGENT_FAULT", "slow-scenarios:50")];
+        let mut child = start_with(&dir, 20, &slow, &["--json", json.to_str().unwrap()]);
         signal(-(child.id() as i32), sig);
         let status = child.wait().unwrap();
         assert_eq!(status.code(), Some(code), "signal {sig}");

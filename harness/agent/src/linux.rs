@@ -68,7 +68,12 @@ pub fn run_plan(plan: &Plan, target: &str, kmod: bool) -> (Report, Option<String
                 _ => serde_json::from_str::<(Report, Option<String>)>(&t)
                     .map_err(|e| format!("the scenario's process answered badly: {e}")),
             }) {
-                Ok(answer) => answer,
+                Ok((mut report, error)) => {
+                    for r in &mut report.results {
+                        r.outcome = plan.name_outcome(r.outcome.clone());
+                    }
+                    (report, error)
+                }
                 Err(e) => empty(e),
             }
         }

@@ -158,6 +158,10 @@ fn run(framed: bool) -> ExitCode {
         if fault("abort-agent") == Some(plan.scenario.as_str()) {
             std::process::abort();
         }
+        // A run long enough for an interruption test to land in the middle of it.
+        if let Some(ms) = fault("slow-scenarios").and_then(|v| v.parse().ok()) {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         let start = Instant::now();
         let (mut report, setup_error) = run_plan(plan, &input.target, input.kmod);
         if fault("wrong-source") == Some(plan.scenario.as_str()) {

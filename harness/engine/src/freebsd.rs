@@ -67,7 +67,9 @@ impl<'s> Freebsd<'s> {
             Err(e) => notes.push(format!("ip6addrctl install failed ({e}): the policy table stays empty")),
         }
         let sysctl = |key: &str| sysctl_value(s, key);
-        let all = net::held(s);
+        // FreeBSD makes temporary addresses only for prefixes learned from router
+        // advertisements: a Linux mngtmpaddr template gives it none.
+        let all = net::declared_held(s);
         let v6: Vec<Held> = all.iter().copied().filter(|h| h.addr.addr.is_ipv6()).collect();
         let mut routes6 = Vec::new();
         for h in &v6 {

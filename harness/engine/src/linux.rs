@@ -34,7 +34,7 @@ impl Default for LinuxProfile {
     }
 }
 
-pub const UNVERIFIED_RULE_7: &str = "Linux source rule 7 (temporary addresses, use_tempaddr, IPV6_PREFER_SRC_TMP/PUBLIC) is modelled from ipv6_get_saddr_eval; no Linux target has run it yet (`ip addr add` cannot make a temporary address)";
+pub const UNVERIFIED_RULE_7: &str = "Linux source rule 7 (temporary addresses, use_tempaddr, IPV6_PREFER_SRC_TMP/PUBLIC) is modelled from ipv6_get_saddr_eval and run on real kernels only with temporary addresses the kernel made from a mngtmpaddr address (a temporary address named by value cannot be assigned)";
 
 // IPv4 address scopes (`RT_SCOPE_*`).
 const SCOPE_UNIVERSE: u8 = 0;

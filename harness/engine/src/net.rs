@@ -31,13 +31,21 @@ impl Held {
     }
 }
 
-/// Every address in declaration order (lo's implicit ones first).
-pub fn held(s: &Scenario) -> Vec<Held> {
+/// Every declared address in declaration order (lo's implicit ones first).
+pub fn declared_held(s: &Scenario) -> Vec<Held> {
     s.interfaces
         .iter()
         .enumerate()
         .flat_map(|(dev, i)| i.addresses.iter().map(move |a| Held { addr: *a, dev }))
         .collect()
+}
+
+/// Every address a Linux host has: the declared ones, then the temporary addresses the
+/// kernel made from `mngtmpaddr` ones (added after them, so newer).
+pub fn held(s: &Scenario) -> Vec<Held> {
+    let mut out = declared_held(s);
+    out.extend(s.kernel_temporaries().into_iter().map(|(dev, addr)| Held { addr, dev }));
+    out
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

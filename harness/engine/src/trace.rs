@@ -1,5 +1,6 @@
 //! Explanations: what each decision looked at and which rule settled it.
 
+use addrsel_model::show_addr;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -150,10 +151,10 @@ pub fn render_source(t: &SourceTrace, indent: usize) -> String {
         for c in &t.candidates {
             match &c.skipped {
                 Some(why) => {
-                    let _ = writeln!(out, "{pad}  - {} on {}: skipped ({why})", c.addr, c.dev);
+                    let _ = writeln!(out, "{pad}  - {} on {}: skipped ({why})", show_addr(&c.addr), c.dev);
                 }
                 None => {
-                    let _ = writeln!(out, "{pad}  - {} on {}: {}", c.addr, c.dev, c.attrs);
+                    let _ = writeln!(out, "{pad}  - {} on {}: {}", show_addr(&c.addr), c.dev, c.attrs);
                 }
             }
         }
@@ -163,7 +164,14 @@ pub fn render_source(t: &SourceTrace, indent: usize) -> String {
             Some(x) if x.winner == Side::Right => d.challenger,
             _ => d.best,
         };
-        let _ = writeln!(out, "{pad}{} vs {}: {} wins by {}", d.best, d.challenger, won, decision_text(&d.decision));
+        let _ = writeln!(
+            out,
+            "{pad}{} vs {}: {} wins by {}",
+            show_addr(&d.best),
+            show_addr(&d.challenger),
+            show_addr(&won),
+            decision_text(&d.decision)
+        );
     }
     for u in &t.unverified {
         let _ = writeln!(out, "{pad}UNVERIFIED: {u}");

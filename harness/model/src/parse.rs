@@ -87,6 +87,7 @@ struct RawAddress {
     temporary: bool,
     home: bool,
     prefer_source: bool,
+    mngtmpaddr: bool,
 }
 
 impl<'de> Deserialize<'de> for RawAddress {
@@ -106,6 +107,7 @@ impl<'de> Deserialize<'de> for RawAddress {
                     temporary: false,
                     home: false,
                     prefer_source: false,
+                    mngtmpaddr: false,
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RawAddress, A::Error> {
@@ -115,6 +117,7 @@ impl<'de> Deserialize<'de> for RawAddress {
                     temporary: false,
                     home: false,
                     prefer_source: false,
+                    mngtmpaddr: false,
                 };
                 let mut seen_address = false;
                 while let Some(key) = m.next_key::<String>()? {
@@ -127,10 +130,11 @@ impl<'de> Deserialize<'de> for RawAddress {
                         "temporary" => out.temporary = m.next_value()?,
                         "home" => out.home = m.next_value()?,
                         "prefer_source" => out.prefer_source = m.next_value()?,
+                        "mngtmpaddr" => out.mngtmpaddr = m.next_value()?,
                         other => {
                             return Err(de::Error::unknown_field(
                                 other,
-                                &["address", "deprecated", "temporary", "home", "prefer_source"],
+                                &["address", "deprecated", "temporary", "home", "prefer_source", "mngtmpaddr"],
                             ));
                         }
                     }
@@ -491,7 +495,12 @@ impl Validator<'_> {
             self.error(span, format!("`{text}`: {why}"));
             return None;
         }
-        let v6_only = [("temporary", ra.temporary), ("home", ra.home), ("prefer_source", ra.prefer_source)];
+        let v6_only = [
+            ("temporary", ra.temporary),
+            ("home", ra.home),
+            ("prefer_source", ra.prefer_source),
+            ("mngtmpaddr", ra.mngtmpaddr),
+        ];
         if addr.is_ipv4() {
             for (flag, set) in v6_only {
                 if set {
@@ -500,8 +509,27 @@ impl Validator<'_> {
                 }
             }
         }
-        if ifname == LOOPBACK && (ra.temporary || ra.home) {
-            self.error(span, format!("`{text}`: temporary and home addresses cannot live on lo"));
+        if ifname == LOOPBACK && (ra.temporary || ra.home || ra.mngtmpaddr) {
+            self.error(span, format!("`{text}`: temporary, mngtmpaddr and home addresses cannot live on lo"));
+            return None;
+        }
+        if ra.mngtmpaddr && net.prefix_len() != 64 {
+            // iproute2 6.1 on Linux 6.1-6.18: "address with "mngtmpaddr" flag must have a
+            // prefix length of 64".
+            self.error(span, format!("`{text}`: the kernel refuses mngtmpaddr on a prefix length other than 64"));
+            return None;
+        }
+        if ra.mngtmpaddr && ra.temporary {
+            self.error(span, format!("`{text}`: an address is either the template (mngtmpaddr) or temporary"));
+            return None;
+        }
+        if let IpAddr::V6(v6) = addr
+            && u128::from(v6) as u64 == crate::scenario::KERNEL_TEMPORARY_IID
+        {
+            self.error(
+                span,
+                format!("`{text}`: this interface ID names the kernel's temporary address in results (temporary(PREFIX)); choose another"),
+            );
             return None;
         }
         Some(Address {
@@ -511,6 +539,7 @@ impl Validator<'_> {
             temporary: ra.temporary,
             home: ra.home,
             prefer_source: ra.prefer_source,
+            mngtmpaddr: ra.mngtmpaddr,
         })
     }
 
@@ -1258,10 +1287,22 @@ impl Validator<'_> {
         };
         let outcome = match (&e.source, &e.error, &e.order, &probe.kind) {
             (Some(src), None, None, ProbeKind::Connect { .. } | ProbeKind::IcmpTimeExceeded { .. }) => {
-                match src.get_ref().parse() {
-                    Ok(a) => Expected::Source(a),
-                    Err(_) => {
-                        self.error(&src.span(), format!("`{}` is not an address", src.get_ref()));
+                match crate::scenario::parse_shown_addr(src.get_ref()) {
+                    Some(a @ IpAddr::V6(v6)) if src.get_ref().starts_with("temporary(") => {
+                        let made = s.kernel_temporaries().iter().any(|(_, t)| t.addr == a);
+                        if !made {
+                            let net = ipnet::Ipv6Net::new(v6, 64).expect("64").trunc();
+                            self.error(&src.span(), format!("no kernel-made temporary address in {net}: it needs a mngtmpaddr address there and use_tempaddr >= 1 on its interface"));
+                            return None;
+                        }
+                        Expected::Source(a)
+                    }
+                    Some(a) => Expected::Source(a),
+                    None => {
+                        self.error(
+                            &src.span(),
+                            format!("`{}` is not an address (or temporary(PREFIX/64))", src.get_ref()),
+                        );
                         return None;
                     }
                 }

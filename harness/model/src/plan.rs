@@ -34,6 +34,50 @@ pub struct Plan {
     pub unsupported: Vec<String>,
     /// Scenario features this OS has no notion of, so they change nothing here.
     pub notes: Vec<String>,
+    /// Prefixes where the kernel makes a temporary address with a random interface ID, with
+    /// the addresses declared there: a source inside one of them that is not declared is
+    /// reported as that prefix's `temporary(PREFIX)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_temporaries: Vec<KernelTemporary>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelTemporary {
+    pub prefix: ipnet::Ipv6Net,
+    pub declared: Vec<std::net::Ipv6Addr>,
+}
+
+impl Plan {
+    /// What results call an observed address: a kernel-made temporary one by its prefix's
+    /// stand-in ([`kernel_temporary`]), any other as it is.
+    pub fn name_observed(&self, a: IpAddr) -> IpAddr {
+        match a {
+            IpAddr::V6(v6) => self
+                .kernel_temporaries
+                .iter()
+                .find(|t| t.prefix.contains(&v6) && !t.declared.contains(&v6))
+                .map_or(a, |t| IpAddr::V6(kernel_temporary(t.prefix))),
+            v4 => v4,
+        }
+    }
+
+    /// An observed outcome with its sources named by [`Plan::name_observed`].
+    pub fn name_outcome(&self, o: crate::results::Outcome) -> crate::results::Outcome {
+        use crate::results::Outcome;
+        let name = |a: Option<IpAddr>| a.map(|a| self.name_observed(a));
+        match o {
+            Outcome::Connect { dst, source, error, kernel_source, kernel_error, kernel_nexthop } => Outcome::Connect {
+                dst,
+                source: name(source),
+                error,
+                kernel_source: name(kernel_source),
+                kernel_error,
+                kernel_nexthop,
+            },
+            Outcome::Icmp { to, message, source } => Outcome::Icmp { to, message, source: name(source) },
+            other => other,
+        }
+    }
 }
 
 /// Where a command runs.
@@ -192,6 +236,20 @@ pub fn linux(s: &Scenario) -> Plan {
     for (key, value) in others {
         setup.push(Step::Sysctl { place: Scenario, key: key.clone(), value: value.clone() });
     }
+    // The kernel's temporary addresses go through DAD (nodad covers only the address added):
+    // without it they are usable from the first probe, not 1-2 s later.
+    let mut no_dad: Vec<&str> = Vec::new();
+    for (i, _) in s.kernel_temporaries() {
+        let name = s.interfaces[i].name.as_str();
+        if !no_dad.contains(&name) {
+            no_dad.push(name);
+            setup.push(Step::Sysctl {
+                place: Scenario,
+                key: format!("net.ipv6.conf.{name}.accept_dad"),
+                value: "0".into(),
+            });
+        }
+    }
     for iface in s.interfaces.iter().filter(|i| !i.is_loopback()) {
         setup.push(run(Scenario, &["ip", "link", "set", "dev", &iface.name, "up"]));
     }
@@ -211,6 +269,9 @@ pub fn linux(s: &Scenario) -> Plan {
                 ["ip", "addr", "add", &a.to_string(), "dev", &iface.name].map(String::from).into();
             if a.addr.is_ipv6() {
                 argv.push("nodad".into());
+            }
+            if a.mngtmpaddr {
+                argv.push("mngtmpaddr".into());
             }
             if a.home {
                 argv.push("home".into());
@@ -273,6 +334,24 @@ pub fn linux(s: &Scenario) -> Plan {
     ] {
         setup.push(Step::PrivateFile { target: target.into(), content });
     }
+    let kernel_temporaries = s
+        .kernel_temporaries()
+        .iter()
+        .filter_map(|(_, t)| match t.net() {
+            IpNet::V6(n) => Some(n.trunc()),
+            IpNet::V4(_) => None,
+        })
+        .map(|prefix| KernelTemporary {
+            prefix,
+            declared: s
+                .addresses()
+                .filter_map(|(_, a)| match a.addr {
+                    IpAddr::V6(v6) if prefix.contains(&v6) => Some(v6),
+                    _ => None,
+                })
+                .collect(),
+        })
+        .collect();
     Plan {
         os: PlanOs::Linux,
         scenario: s.name.clone(),
@@ -281,6 +360,7 @@ pub fn linux(s: &Scenario) -> Plan {
         cleanup: Vec::new(),
         unsupported,
         notes,
+        kernel_temporaries,
     }
 }
 
@@ -478,6 +558,12 @@ pub fn freebsd(s: &Scenario) -> Plan {
         let name = if iface.is_loopback() { "lo0" } else { iface.name.as_str() };
         let implicit = if iface.is_loopback() { 2 } else { 0 };
         for a in &iface.addresses[implicit..] {
+            if a.mngtmpaddr {
+                unsupported.push(format!(
+                    "mngtmpaddr address {a}: FreeBSD makes temporary addresses only for prefixes learned from router advertisements (net.inet6.ip6.use_tempaddr); advertising {a} from a peer jail with rtadvd is not built yet"
+                ));
+                continue;
+            }
             if a.temporary {
                 unsupported.push(format!("temporary address {a}: FreeBSD's ifconfig cannot mark an address temporary"));
                 continue;
@@ -569,7 +655,16 @@ pub fn freebsd(s: &Scenario) -> Plan {
             _ => p.clone(),
         })
         .collect();
-    Plan { os: PlanOs::Freebsd, scenario: s.name.clone(), setup, probes, cleanup, unsupported, notes }
+    Plan {
+        os: PlanOs::Freebsd,
+        scenario: s.name.clone(),
+        setup,
+        probes,
+        cleanup,
+        unsupported,
+        notes,
+        kernel_temporaries: Vec::new(),
+    }
 }
 
 /// FreeBSD's name for a scenario's device (the loopback is lo0 there).

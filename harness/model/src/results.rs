@@ -27,12 +27,13 @@ pub enum Outcome {
     Connect {
         /// As written in the scenario, with `%zone` when given.
         dst: String,
+        #[serde(with = "shown_addr")]
         source: Option<IpAddr>,
         /// errno name when no source could be chosen (`ENETUNREACH`, `EHOSTUNREACH`, ...).
         error: Option<String>,
         /// The test kernel module's answer to the same question, when it was asked: the
         /// source it would pick, or the errno name.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none", with = "shown_addr")]
         kernel_source: Option<IpAddr>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         kernel_error: Option<String>,
@@ -75,12 +76,14 @@ impl Outcome {
     /// The decision in one short phrase, for tables and diffs.
     pub fn summary(&self) -> String {
         match self {
-            Outcome::Connect { source: Some(s), .. } => s.to_string(),
+            Outcome::Connect { source: Some(s), .. } => crate::scenario::show_addr(s),
             Outcome::Connect { error: Some(e), .. } => e.clone(),
             Outcome::Connect { .. } => "no answer".into(),
             Outcome::Resolve { error: Some(e), .. } => e.clone(),
             Outcome::Resolve { order, .. } => order.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
-            Outcome::Icmp { message: Some(m), source: Some(s), .. } => format!("{m} from {s}"),
+            Outcome::Icmp { message: Some(m), source: Some(s), .. } => {
+                format!("{m} from {}", crate::scenario::show_addr(s))
+            }
             Outcome::Icmp { .. } => "no ICMP error".into(),
             Outcome::Unsupported { reason } => format!("unsupported: {reason}"),
         }
@@ -182,5 +185,29 @@ mod tests {
         );
         let back: Report = serde_json::from_str(&json).unwrap();
         assert_eq!(back, report);
+    }
+}
+
+/// A source in JSON as results show it: the kernel's temporary address as
+/// `temporary(PREFIX)`, never its stand-in interface ID.
+mod shown_addr {
+    use std::net::IpAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(a: &Option<IpAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match a {
+            Some(a) => s.serialize_str(&crate::scenario::show_addr(a)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|t| {
+            crate::scenario::parse_shown_addr(&t)
+                .ok_or_else(|| serde::de::Error::custom(format!("`{t}` is not an address or temporary(PREFIX/64)")))
+        })
+        .transpose()
     }
 }

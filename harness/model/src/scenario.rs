@@ -3,7 +3,7 @@
 //! has already been checked.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use addrsel_policy::PolicyTable;
 use addrsel_policy::addrlabel::LabelRow;
@@ -54,11 +54,54 @@ pub struct Address {
     pub home: bool,
     /// FreeBSD's `prefer_source` address flag.
     pub prefer_source: bool,
+    /// Linux `mngtmpaddr`: with `use_tempaddr` >= 1 on its interface, the kernel makes a
+    /// temporary address in this /64 (named `temporary(PREFIX)`, see [`kernel_temporary`]).
+    pub mngtmpaddr: bool,
+}
+
+/// The interface ID the engine gives the temporary address the Linux kernel makes from a
+/// `mngtmpaddr` address. The kernel's is random, so results name it by its prefix,
+/// `temporary(2001:db8:1::/64)`, and the agent maps the one it sees onto this.
+pub const KERNEL_TEMPORARY_IID: u64 = 0x7e7e_7e7e_7e7e_7e7e;
+
+/// The stand-in for the kernel's temporary address in `prefix` (a /64).
+pub fn kernel_temporary(prefix: ipnet::Ipv6Net) -> Ipv6Addr {
+    Ipv6Addr::from((u128::from(prefix.trunc().network()) & !u128::from(u64::MAX)) | u128::from(KERNEL_TEMPORARY_IID))
+}
+
+/// An address as results show it: the kernel's temporary address as `temporary(PREFIX)`.
+pub fn show_addr(a: &IpAddr) -> String {
+    match a {
+        IpAddr::V6(v6) if u128::from(*v6) as u64 == KERNEL_TEMPORARY_IID => {
+            let net = ipnet::Ipv6Net::new(*v6, 64).expect("64").trunc();
+            format!("temporary({net})")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `temporary(2001:db8:1::/64)` as written in scenarios and results, or a plain address.
+pub fn parse_shown_addr(text: &str) -> Option<IpAddr> {
+    match text.strip_prefix("temporary(").and_then(|t| t.strip_suffix(')')) {
+        Some(prefix) => {
+            let net: ipnet::Ipv6Net = prefix.parse().ok()?;
+            (net.prefix_len() == 64 && net.trunc() == net).then(|| IpAddr::V6(kernel_temporary(net)))
+        }
+        None => text.parse().ok(),
+    }
 }
 
 impl Address {
     pub fn plain(addr: IpAddr, prefix_len: u8) -> Self {
-        Self { addr, prefix_len, deprecated: false, temporary: false, home: false, prefer_source: false }
+        Self {
+            addr,
+            prefix_len,
+            deprecated: false,
+            temporary: false,
+            home: false,
+            prefer_source: false,
+            mngtmpaddr: false,
+        }
     }
 
     pub fn net(&self) -> IpNet {
@@ -79,6 +122,9 @@ impl Address {
         }
         if self.prefer_source {
             flags.push("prefer_source");
+        }
+        if self.mngtmpaddr {
+            flags.push("mngtmpaddr");
         }
         flags
     }
@@ -540,6 +586,34 @@ impl Scenario {
 
     pub fn probe(&self, id: &str) -> Option<&Probe> {
         self.probes.iter().find(|p| p.id == id)
+    }
+
+    /// A Linux per-interface IPv6 sysctl as the plan leaves it for `dev`: its own key, else
+    /// the `default` one (written before the veths exist; lo already exists). Writes to
+    /// `all` do not reach existing devices for these keys.
+    pub fn linux_ipv6_conf(&self, dev: &str, key: &str) -> Option<i64> {
+        let find = |k: &str| self.sysctl.linux.iter().rev().find(|(kk, _)| kk == k).and_then(|(_, v)| v.parse().ok());
+        find(&format!("net.ipv6.conf.{dev}.{key}"))
+            .or_else(|| if dev == "lo" { None } else { find(&format!("net.ipv6.conf.default.{key}")) })
+    }
+
+    /// The temporary addresses the Linux kernel makes for this scenario: one per `mngtmpaddr`
+    /// address on an interface whose `use_tempaddr` is at least 1, with the interface index.
+    pub fn kernel_temporaries(&self) -> Vec<(usize, Address)> {
+        let mut out = Vec::new();
+        for (i, iface) in self.interfaces.iter().enumerate() {
+            if self.linux_ipv6_conf(&iface.name, "use_tempaddr").unwrap_or(0) < 1 {
+                continue;
+            }
+            for a in iface.addresses.iter().filter(|a| a.mngtmpaddr) {
+                if let IpNet::V6(net) = a.net() {
+                    let mut t = Address::plain(IpAddr::V6(kernel_temporary(net)), 64);
+                    t.temporary = true;
+                    out.push((i, t));
+                }
+            }
+        }
+        out
     }
 
     pub fn host(&self, name: &str) -> Option<&HostEntry> {

@@ -436,3 +436,47 @@ fn route_types_take_no_next_hop() {
     let unknown = format!("{BASE}[[routes]]\nto = \"198.51.1.0/24\"\ntype = \"reject\"\n");
     assert!(first_error(&unknown).starts_with("8:8: route type `reject`"), "{}", first_error(&unknown));
 }
+
+const PRIVACY: &str = r#"
+name = "t"
+[[interfaces]]
+name = "wlan0"
+addresses = [{ address = "2001:db8:1::10/64", mngtmpaddr = true }]
+[sysctl.linux]
+"net.ipv6.conf.wlan0.use_tempaddr" = 2
+[[probes]]
+id = "p"
+connect = "2001:db8:5::1"
+"#;
+
+#[test]
+fn kernel_temporaries_are_named_by_their_prefix() {
+    let text = format!(
+        "{PRIVACY}[[expect]]\nprobe = \"p\"\nos = \"linux\"\nsource = \"temporary(2001:db8:1::/64)\"\nevidence = \"source reading\"\n"
+    );
+    let s = parse(&text).unwrap_or_else(|e| panic!("{e}")).scenario;
+    let made = s.kernel_temporaries();
+    assert_eq!(made.len(), 1);
+    let t = made[0].1.addr;
+    assert_eq!(t, "2001:db8:1:0:7e7e:7e7e:7e7e:7e7e".parse::<IpAddr>().unwrap());
+    assert_eq!(crate::show_addr(&t), "temporary(2001:db8:1::/64)");
+    assert_eq!(crate::parse_shown_addr("temporary(2001:db8:1::/64)"), Some(t));
+    assert_eq!(crate::parse_shown_addr("temporary(2001:db8:1::/48)"), None);
+    assert_eq!(s.expect[0].outcome, Expected::Source(t));
+    // use_tempaddr 0: the template makes nothing, so there is nothing to name.
+    let off = text.replace("use_tempaddr\" = 2", "use_tempaddr\" = 0");
+    assert!(first_error(&off).contains("no kernel-made temporary address in 2001:db8:1::/64"), "{}", first_error(&off));
+}
+
+#[test]
+fn mngtmpaddr_mistakes_are_located() {
+    let with = |addr: &str| PRIVACY.replace(r#"{ address = "2001:db8:1::10/64", mngtmpaddr = true }"#, addr);
+    let e = first_error(&with(r#"{ address = "2001:db8:1::10/48", mngtmpaddr = true }"#));
+    assert!(e.starts_with("5:26:") && e.contains("prefix length other than 64"), "{e}");
+    let e = first_error(&with(r#"{ address = "10.0.0.1/24", mngtmpaddr = true }"#));
+    assert!(e.contains("`mngtmpaddr` applies to IPv6 addresses only"), "{e}");
+    let e = first_error(&with(r#"{ address = "2001:db8:1::10/64", mngtmpaddr = true, temporary = true }"#));
+    assert!(e.contains("either the template (mngtmpaddr) or temporary"), "{e}");
+    let e = first_error(&with(r#""2001:db8:1:0:7e7e:7e7e:7e7e:7e7e/64""#));
+    assert!(e.contains("names the kernel's temporary address"), "{e}");
+}

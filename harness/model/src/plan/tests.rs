@@ -334,3 +334,47 @@ type = "prohibit"
     assert_eq!(plan.unsupported.len(), 1, "{:?}", plan.unsupported);
     assert!(plan.unsupported[0].contains("2001:db8:93::/48 type prohibit"));
 }
+
+#[test]
+fn mngtmpaddr_on_each_os() {
+    let s = crate::parse_scenario(
+        "t.toml",
+        r#"
+name = "privacy"
+[[interfaces]]
+name = "wlan0"
+addresses = [{ address = "2001:db8:1::10/64", mngtmpaddr = true }, "2001:db8:1::20/64"]
+[sysctl.linux]
+"net.ipv6.conf.wlan0.use_tempaddr" = 1
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .scenario;
+    let plan = linux(&s);
+    let steps: Vec<String> = plan
+        .setup
+        .iter()
+        .filter_map(|st| match st {
+            Step::Run { argv, .. } if argv[1] == "addr" => Some(argv.join(" ")),
+            Step::Sysctl { key, value, .. } => Some(format!("{key}={value}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "net.ipv6.conf.wlan0.use_tempaddr=1",
+            "net.ipv6.conf.wlan0.accept_dad=0",
+            "ip addr add 2001:db8:1::10/64 dev wlan0 nodad mngtmpaddr",
+            "ip addr add 2001:db8:1::20/64 dev wlan0 nodad"
+        ]
+    );
+    // A source the kernel made in the prefix is named; declared ones and others stay.
+    let seen: IpAddr = "2001:db8:1:0:a44a:6f8f:9223:cd07".parse().unwrap();
+    assert_eq!(crate::show_addr(&plan.name_observed(seen)), "temporary(2001:db8:1::/64)");
+    for kept in ["2001:db8:1::20", "2001:db8:2::1", "10.0.0.1"] {
+        let a: IpAddr = kept.parse().unwrap();
+        assert_eq!(plan.name_observed(a), a);
+    }
+    assert!(freebsd(&s).unsupported.iter().any(|u| u.contains("router advertisements")));
+}

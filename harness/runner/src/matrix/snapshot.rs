@@ -90,12 +90,14 @@ pub fn render(s: &Scenario, results: &[ProbeResult]) -> String {
         let varies = s.probe(&r.probe).and_then(|p| p.kernel_module_varies.as_ref()).is_some();
         let line = match &r.outcome {
             Outcome::Connect { dst, source, error, .. } => {
-                let got = source.map_or_else(|| error.clone().unwrap_or_else(|| "no answer".into()), |a| a.to_string());
+                let got = source
+                    .as_ref()
+                    .map_or_else(|| error.clone().unwrap_or_else(|| "no answer".into()), addrsel_model::show_addr);
                 let module = match r.outcome.kernel_answer() {
                     Some(_) if varies => " (kernel module: varies between boots, not recorded)".to_string(),
                     Some(k) => format!(
                         " (kernel module: {}{})",
-                        k.source.map_or_else(|| k.error.clone().unwrap_or_default(), |a| a.to_string()),
+                        k.source.as_ref().map_or_else(|| k.error.clone().unwrap_or_default(), addrsel_model::show_addr),
                         k.nexthop.map_or_else(String::new, |f| format!(", nexthop address {f}"))
                     ),
                     None => String::new(),
