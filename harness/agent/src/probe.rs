@@ -70,15 +70,19 @@ pub fn run(p: &Probe, ask_kmod: bool) -> Outcome {
     match &p.kind {
         ProbeKind::Connect { dst, zone } => {
             let text = p.kind.dst_text().unwrap_or_default();
-            let (source, error) = match connect(*dst, zone.as_deref(), &p.prefer) {
+            let (source, error) = match connect(*dst, zone.as_deref(), &p.prefer, p.bind, p.bind_device.as_deref()) {
                 Ok(Ok(source)) => (Some(source), None),
                 Ok(Err(errno)) => (None, Some(errno)),
                 Err(unsupported) => return Outcome::Unsupported { reason: unsupported },
             };
-            let kernel = ask_kmod.then(|| match zone.as_deref().map_or(Ok(0), nix::net::if_::if_nametoindex) {
-                Ok(ifindex) => crate::module_query::kernel_answer(*dst, ifindex, &p.prefer),
-                Err(e) => KernelAnswer { source: None, error: Some(errno_name(e)), nexthop: None },
-            });
+            // The module answers the kernel's selection for a destination; a bound socket
+            // skips it, so there is nothing to compare.
+            let unbound = p.bind.is_none() && p.bind_device.is_none();
+            let kernel =
+                (ask_kmod && unbound).then(|| match zone.as_deref().map_or(Ok(0), nix::net::if_::if_nametoindex) {
+                    Ok(ifindex) => crate::module_query::kernel_answer(*dst, ifindex, &p.prefer),
+                    Err(e) => KernelAnswer { source: None, error: Some(errno_name(e)), nexthop: None },
+                });
             Outcome::Connect {
                 dst: text,
                 source,
@@ -105,7 +109,13 @@ fn errno_name(e: nix::errno::Errno) -> String {
 }
 
 /// UDP `connect()` then `getsockname()`. Outer `Err`: the probe cannot be expressed here.
-pub fn connect(dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> Result<Result<IpAddr, String>, String> {
+pub fn connect(
+    dst: IpAddr,
+    zone: Option<&str>,
+    prefer: &[SourcePreference],
+    bind: Option<IpAddr>,
+    bind_device: Option<&str>,
+) -> Result<Result<IpAddr, String>, String> {
     let family = if dst.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
     let fd = match socket::socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None) {
         Ok(fd) => fd,
@@ -113,6 +123,15 @@ pub fn connect(dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> 
     };
     if dst.is_ipv6() && !prefer.is_empty() {
         set_preferences(&fd, prefer)?;
+    }
+    if let Some(dev) = bind_device {
+        bind_to_device(&fd, dev)?;
+    }
+    if let Some(b) = bind {
+        let local = SockaddrStorage::from(SocketAddr::new(b, 0));
+        if let Err(e) = socket::bind(fd.as_raw_fd(), &local) {
+            return Ok(Err(errno_name(e)));
+        }
     }
     let scope_id = match zone {
         Some(z) => match nix::net::if_::if_nametoindex(z) {
@@ -141,6 +160,18 @@ pub fn connect(dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> 
         return Ok(Err("EAFNOSUPPORT".into()));
     };
     Ok(Ok(source))
+}
+
+#[cfg(target_os = "linux")]
+fn bind_to_device(fd: &OwnedFd, dev: &str) -> Result<(), String> {
+    socket::setsockopt(fd, socket::sockopt::BindToDevice, &std::ffi::OsString::from(dev))
+        .map_err(|e| format!("SO_BINDTODEVICE {dev}: {e}"))
+}
+
+/// FreeBSD plans refuse `bind_device` before a probe runs.
+#[cfg(not(target_os = "linux"))]
+fn bind_to_device(_fd: &OwnedFd, dev: &str) -> Result<(), String> {
+    Err(format!("SO_BINDTODEVICE {dev}: not on this OS"))
 }
 
 #[cfg(target_os = "linux")]

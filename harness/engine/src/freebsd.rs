@@ -821,6 +821,19 @@ impl crate::Model for Freebsd<'_> {
         Freebsd::connect(self, dst, zone, prefer)
     }
 
+    fn connect_on(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference], device: &str) -> Selected {
+        let mut sel = Freebsd::connect(self, dst, zone, prefer);
+        sel.trace.steps.insert(
+            0,
+            format!("FreeBSD has no SO_BINDTODEVICE ({device}): selection as without it; the plan reports the probe unsupported"),
+        );
+        sel
+    }
+
+    fn bindable(&self, a: IpAddr) -> bool {
+        net::declared_held(self.s).iter().any(|h| h.ip() == a)
+    }
+
     fn icmp_time_exceeded(&self, from: &str, to: IpAddr, sender: IpAddr) -> IcmpReply {
         Freebsd::icmp_time_exceeded(self, from, to, sender)
     }

@@ -120,6 +120,11 @@ impl ProbePrediction {
 pub trait Model {
     /// The source a UDP `connect()` gets, or its errno, and how it was chosen.
     fn connect(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> trace::Selected;
+    /// `connect()` on a socket bound to `device` first (`SO_BINDTODEVICE`).
+    fn connect_on(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference], device: &str)
+    -> trace::Selected;
+    /// Whether `bind()` takes `a` (an address this host holds).
+    fn bindable(&self, a: IpAddr) -> bool;
     /// The order `getaddrinfo(AF_UNSPEC)` returns (or its error), and how it was sorted.
     fn resolve(&self, name: &str, resolver: Resolver) -> (Result<Vec<IpAddr>, String>, trace::SortTrace);
     /// The ICMP error this host, as a router, sends for a packet from `sender` that enters on
@@ -144,11 +149,40 @@ fn model<'s>(s: &'s Scenario, profile: &Profile) -> Box<dyn Model + 's> {
     }
 }
 
+/// A connect probe with its socket's setup: `SO_BINDTODEVICE`, then `bind()` (which takes
+/// only this host's addresses: EADDRNOTAVAIL, ip_nonlocal_bind and freebind being off), then
+/// `connect()`, whose route must still exist; a bound socket keeps its address.
+fn connect_probe(m: &dyn Model, dst: IpAddr, zone: Option<&str>, p: &addrsel_model::Probe) -> trace::Selected {
+    if let Some(b) = p.bind
+        && !m.bindable(b)
+    {
+        let mut trace = trace::SourceTrace::default();
+        trace.steps.push(format!("bind({b}): not an address of this host: EADDRNOTAVAIL"));
+        return trace::Selected { result: Err(net::errno::EADDRNOTAVAIL), trace };
+    }
+    let mut sel = match &p.bind_device {
+        Some(dev) => m.connect_on(dst, zone, &p.prefer, dev),
+        None => m.connect(dst, zone, &p.prefer),
+    };
+    if let Some(b) = p.bind {
+        sel.trace.steps.insert(0, format!("bind({b}): the socket's source is fixed before connect()"));
+        if let Ok(chosen) = sel.result {
+            if chosen != b {
+                sel.trace
+                    .steps
+                    .push(format!("the bound address {b} is the source, not the {chosen} selection would give"));
+            }
+            sel.result = Ok(b);
+        }
+    }
+    sel
+}
+
 /// One probe through a model: its outcome and the explanation.
 fn probe(m: &dyn Model, p: &addrsel_model::Probe) -> (Outcome, Trace) {
     match &p.kind {
         ProbeKind::Connect { dst, zone } => {
-            let sel = m.connect(*dst, zone.as_deref(), &p.prefer);
+            let sel = connect_probe(m, *dst, zone.as_deref(), p);
             let (source, error) = match sel.result {
                 Ok(a) => (Some(a), None),
                 Err(e) => (None, Some(e.to_string())),

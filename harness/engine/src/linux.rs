@@ -109,17 +109,42 @@ impl<'s> Linux<'s> {
 
     /// The source a UDP `connect()` gets, or the errno.
     pub fn connect(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> Selected {
+        self.connect_on(dst, zone, prefer, None)
+    }
+
+    /// `connect()` on a socket bound to `device` with `SO_BINDTODEVICE` (the flow's oif).
+    pub fn connect_on(
+        &self,
+        dst: IpAddr,
+        zone: Option<&str>,
+        prefer: &[SourcePreference],
+        device: Option<&str>,
+    ) -> Selected {
+        let oif = device.and_then(|d| self.devs.iter().position(|x| x.name == d));
         match dst {
-            IpAddr::V4(d) => self.connect4(d),
-            IpAddr::V6(d) => self.connect6(d, zone, prefer),
+            IpAddr::V4(d) => self.connect4(d, oif),
+            IpAddr::V6(d) => self.connect6(d, zone, prefer, oif),
         }
     }
 
-    fn connect4(&self, dst: Ipv4Addr) -> Selected {
+    fn connect4(&self, dst: Ipv4Addr, oif: Option<usize>) -> Selected {
         let mut trace = SourceTrace::default();
         let locals: Vec<RouteEntry> = self.routes4.iter().filter(|r| r.kind == RouteKind::Local).cloned().collect();
         let main: Vec<RouteEntry> = self.routes4.iter().filter(|r| r.kind != RouteKind::Local).cloned().collect();
-        let route = net::lookup(&locals, IpAddr::V4(dst), None).or_else(|| net::lookup(&main, IpAddr::V4(dst), None));
+        let route = net::lookup(&locals, IpAddr::V4(dst), None).or_else(|| net::lookup(&main, IpAddr::V4(dst), oif));
+        if let (None, Some(o)) = (route, oif) {
+            // ip_route_output_key_hash_rcu: no route through the bound device, "routing tables
+            // are wrong. Assume, that the destination is on link."
+            trace.steps.push(format!(
+                "no IPv4 route to {dst} through {} (SO_BINDTODEVICE): the kernel assumes it is on that link",
+                self.dev_name(o)
+            ));
+            let chosen = self.inet_select_addr(o, None, SCOPE_LINK, &mut trace);
+            return Selected { result: Ok(IpAddr::V4(chosen)), trace };
+        }
+        if let Some(o) = oif {
+            trace.steps.push(format!("SO_BINDTODEVICE {}: only routes through it are looked at", self.dev_name(o)));
+        }
         let Some(route) = route else {
             trace.steps.push(format!("no IPv4 route to {dst}: connect() fails"));
             return Selected { result: Err(errno::ENETUNREACH), trace };
@@ -256,7 +281,7 @@ impl<'s> Linux<'s> {
             None
         };
         trace.steps.push(format!("icmp_route_lookup: the route back to the sender {sender}"));
-        let back = self.connect4(sender);
+        let back = self.connect4(sender, None);
         trace.steps.extend(back.trace.steps);
         trace.candidates.extend(back.trace.candidates);
         let from_route = match back.result {
@@ -372,7 +397,13 @@ impl<'s> Linux<'s> {
         Ipv4Addr::UNSPECIFIED
     }
 
-    fn connect6(&self, dst: Ipv6Addr, zone: Option<&str>, prefer: &[SourcePreference]) -> Selected {
+    fn connect6(
+        &self,
+        dst: Ipv6Addr,
+        zone: Option<&str>,
+        prefer: &[SourcePreference],
+        bound: Option<usize>,
+    ) -> Selected {
         let mut trace = SourceTrace::default();
         let dst = if dst.is_unspecified() { Ipv6Addr::LOCALHOST } else { dst };
         // __ipv6_addr_needs_scope_id: connect() reads sin6_scope_id for these only.
@@ -380,10 +411,18 @@ impl<'s> Linux<'s> {
         if zone.is_some() && !needs_zone {
             trace.steps.push(format!("{dst} is not link-scoped: connect() ignores the %zone"));
         }
-        let oif = zone.filter(|_| needs_zone).and_then(|z| self.devs.iter().position(|d| d.name == z));
-        if needs_zone && oif.is_none() {
+        let zoned = zone.filter(|_| needs_zone).and_then(|z| self.devs.iter().position(|d| d.name == z));
+        if needs_zone && zoned.is_none() && bound.is_none() {
             trace.steps.push(format!("{dst} is link-scoped and has no %zone: connect() refuses it"));
             return Selected { result: Err(errno::EINVAL), trace };
+        }
+        // A zone and SO_BINDTODEVICE both set the flow's oif (the zone when both, as
+        // ip6_datagram_connect checks they agree).
+        let oif = zoned.or(bound);
+        if let (Some(b), None) = (bound, zoned) {
+            trace
+                .steps
+                .push(format!("SO_BINDTODEVICE {}: the lookup is strict to it (RT6_LOOKUP_F_IFACE)", self.dev_name(b)));
         }
         // The local table is consulted before main (rule 0).
         let local: Vec<RouteEntry> = self.routes6.iter().filter(|r| r.kind == RouteKind::Local).cloned().collect();
@@ -1033,6 +1072,14 @@ impl Score {
 impl crate::Model for Linux<'_> {
     fn connect(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> Selected {
         Linux::connect(self, dst, zone, prefer)
+    }
+
+    fn connect_on(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference], device: &str) -> Selected {
+        Linux::connect_on(self, dst, zone, prefer, Some(device))
+    }
+
+    fn bindable(&self, a: IpAddr) -> bool {
+        net::held(self.s).iter().any(|h| h.ip() == a)
     }
 
     fn icmp_time_exceeded(&self, from: &str, to: IpAddr, sender: IpAddr) -> IcmpReply {

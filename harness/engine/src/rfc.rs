@@ -432,6 +432,18 @@ impl crate::Model for Rfc<'_> {
         Selected { result: c.result.map(|h| h.ip()), trace: c.trace }
     }
 
+    fn connect_on(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference], device: &str) -> Selected {
+        let mut sel = self.connect(dst, zone, prefer);
+        sel.trace
+            .steps
+            .insert(0, format!("RFC 6724 knows no socket bound to an interface ({device}): selection as without it"));
+        sel
+    }
+
+    fn bindable(&self, a: IpAddr) -> bool {
+        self.held.iter().any(|h| h.ip() == a)
+    }
+
     fn resolve(&self, name: &str, _resolver: Resolver) -> (Result<Vec<IpAddr>, String>, SortTrace) {
         let (order, trace) = self.sort(name);
         (Ok(order), trace)

@@ -263,6 +263,8 @@ struct RawProbe {
     prefer: Vec<Spanned<String>>,
     kernel_module_varies: Option<Spanned<String>>,
     resolvers: Option<Spanned<Vec<Spanned<String>>>>,
+    bind: Option<Spanned<String>>,
+    bind_device: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1113,6 +1115,45 @@ impl Validator<'_> {
                 Some(why) => Some(why.get_ref().trim().to_string()),
                 None => None,
             };
+            let connect_dst = match &kind {
+                ProbeKind::Connect { dst, .. } => Some(*dst),
+                _ => None,
+            };
+            let bind = match (&p.bind, connect_dst) {
+                (None, _) => None,
+                (Some(b), None) => {
+                    self.error(&b.span(), "`bind` applies to connect probes");
+                    continue;
+                }
+                (Some(b), Some(dst)) => match b.get_ref().parse::<IpAddr>() {
+                    Ok(a) if a.is_ipv4() != dst.is_ipv4() => {
+                        self.error(&b.span(), format!("bind address {a} is not of the destination's family ({dst})"));
+                        continue;
+                    }
+                    // Not necessarily this host's: bind() then fails with EADDRNOTAVAIL, which
+                    // is worth a probe.
+                    Ok(a) => Some(a),
+                    Err(_) => {
+                        self.error(
+                            &b.span(),
+                            format!("`{}` is not an address (bind takes one, no port or zone)", b.get_ref()),
+                        );
+                        continue;
+                    }
+                },
+            };
+            let bind_device = match (&p.bind_device, connect_dst) {
+                (None, _) => None,
+                (Some(d), None) => {
+                    self.error(&d.span(), "`bind_device` applies to connect probes");
+                    continue;
+                }
+                (Some(d), Some(_)) if s.interface(d.get_ref()).is_none() => {
+                    self.error(&d.span(), format!("bind_device `{}` is not a declared interface (or lo)", d.get_ref()));
+                    continue;
+                }
+                (Some(d), Some(_)) => Some(d.get_ref().clone()),
+            };
             // One probe per resolver: `ID` through glibc, `ID@musl` and so on.
             let mut resolvers = vec![Resolver::Glibc];
             let mut default_resolvers = matches!(kind, ProbeKind::Resolve { .. });
@@ -1155,6 +1196,8 @@ impl Validator<'_> {
                     prefer: prefer.clone(),
                     kernel_module_varies: kernel_module_varies.clone(),
                     default_resolvers,
+                    bind,
+                    bind_device: bind_device.clone(),
                 });
             }
         }

@@ -519,6 +519,12 @@ pub fn freebsd(s: &Scenario) -> Plan {
     let mut setup = Vec::new();
     let mut unsupported = Vec::new();
     let mut notes = Vec::new();
+    for p in s.probes.iter().filter(|p| p.bind_device.is_some()) {
+        unsupported.push(format!(
+            "probe {}: bind_device: FreeBSD has no SO_BINDTODEVICE (a socket picks its interface only through the route, or a FIB with SO_SETFIB)",
+            p.id
+        ));
+    }
     for p in s.probes.iter().filter(|p| matches!(p.kind, ProbeKind::IcmpTimeExceeded { .. })) {
         unsupported.push(format!(
             "probe {}: the FreeBSD plan has no sender on the far side of an epair yet (icmp_time_exceeded runs on Linux)",
@@ -924,16 +930,26 @@ fn probe_lines(d: &Dialect, os: PlanOs, p: &Probe) -> String {
                 None => dst.to_string(),
             };
             let family = if dst.is_ipv4() { "AF_INET" } else { "AF_INET6" };
-            let prefer = prefer_setsockopt(os, &p.prefer);
+            let mut prefer = prefer_setsockopt(os, &p.prefer);
+            // Interface names and addresses are validated at parse time: no quote can occur.
+            if let Some(dev) = &p.bind_device {
+                prefer.push_str(&format!("\ns.setsockopt(socket.SOL_SOCKET,socket.SO_BINDTODEVICE,b\"{dev}\")"));
+            }
+            let bind = p.bind.map(|b| format!("s.bind((\"{b}\",0)); ")).unwrap_or_default();
             let _ = writeln!(out, "echo '== {}: source for {target}'", p.id);
             // The errno's name, as the agent reports it.
             let _ = writeln!(
                 out,
-                "if command -v python3 >/dev/null; then {python} 'import errno,socket,sys\ns=socket.socket(socket.{family},socket.SOCK_DGRAM){prefer}\na,_,z=sys.argv[1].partition(\"%\")\ntry:\n s.connect((a,9,0,socket.if_nametoindex(z)) if z else (a,9)); print(s.getsockname()[0])\nexcept OSError as e: print(errno.errorcode.get(e.errno, e))' {}; else",
+                "if command -v python3 >/dev/null; then {python} 'import errno,socket,sys\ns=socket.socket(socket.{family},socket.SOCK_DGRAM){prefer}\na,_,z=sys.argv[1].partition(\"%\")\ntry:\n {bind}s.connect((a,9,0,socket.if_nametoindex(z)) if z else (a,9)); print(s.getsockname()[0])\nexcept OSError as e: print(errno.errorcode.get(e.errno, e))' {}; else",
                 shell_quote(&target)
             );
+            let oif = zone.as_ref().or(p.bind_device.as_ref());
             let fallback = match os {
-                PlanOs::Linux => format!("{dst}{}", zone.as_ref().map(|z| format!(" oif {z}")).unwrap_or_default()),
+                PlanOs::Linux => format!(
+                    "{dst}{}{}",
+                    oif.map(|z| format!(" oif {z}")).unwrap_or_default(),
+                    p.bind.map(|b| format!(" from {b}")).unwrap_or_default()
+                ),
                 PlanOs::Freebsd => shell_quote(&target),
             };
             let _ = writeln!(out, "  {} {fallback} || true; fi", d.route_get);

@@ -387,6 +387,12 @@ pub struct Probe {
     /// `matrix --resolvers` may add more).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub default_resolvers: bool,
+    /// A connect probe's socket is bound to this address first (`bind()`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind: Option<IpAddr>,
+    /// A connect probe's socket is bound to this interface first (Linux `SO_BINDTODEVICE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_device: Option<String>,
 }
 
 /// The library (or language runtime) whose getaddrinfo a resolve probe goes through. The

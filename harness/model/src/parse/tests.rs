@@ -480,3 +480,24 @@ fn mngtmpaddr_mistakes_are_located() {
     let e = first_error(&with(r#""2001:db8:1:0:7e7e:7e7e:7e7e:7e7e/64""#));
     assert!(e.contains("names the kernel's temporary address"), "{e}");
 }
+
+#[test]
+fn socket_binding_is_checked() {
+    let probe = |extra: &str| format!("{BASE}[[probes]]\nid = \"p\"\nconnect = \"2001:db8:5::1\"\n{extra}");
+    let s =
+        parse(&probe("bind = \"2001:db8:9::9\"\nbind_device = \"wlan0\"\n")).unwrap_or_else(|e| panic!("{e}")).scenario;
+    assert_eq!(s.probes[0].bind, Some("2001:db8:9::9".parse().unwrap()));
+    assert_eq!(s.probes[0].bind_device.as_deref(), Some("wlan0"));
+    assert_eq!(
+        first_error(&probe("bind = \"10.0.0.50\"\n")),
+        "9:8: bind address 10.0.0.50 is not of the destination's family (2001:db8:5::1)"
+    );
+    assert_eq!(
+        first_error(&probe("bind_device = \"eth7\"\n")),
+        "9:15: bind_device `eth7` is not a declared interface (or lo)"
+    );
+    let resolve = format!(
+        "{BASE}[hosts]\n\"a.example\" = [\"10.0.0.1\"]\n[[probes]]\nid = \"r\"\nresolve = \"a.example\"\nbind = \"10.0.0.50\"\n"
+    );
+    assert!(first_error(&resolve).contains("`bind` applies to connect probes"), "{}", first_error(&resolve));
+}

@@ -378,3 +378,28 @@ addresses = [{ address = "2001:db8:1::10/64", mngtmpaddr = true }, "2001:db8:1::
     }
     assert!(freebsd(&s).unsupported.iter().any(|u| u.contains("router advertisements")));
 }
+
+#[test]
+fn socket_binding_in_repro_and_freebsd() {
+    let s = crate::parse_scenario(
+        "t.toml",
+        r#"
+name = "bound"
+[[interfaces]]
+name = "eth1"
+addresses = ["198.51.100.10/24"]
+[[probes]]
+id = "p"
+connect = "8.8.8.8"
+bind = "198.51.100.10"
+bind_device = "eth1"
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .scenario;
+    let script = repro_script(&linux(&s), &s);
+    assert!(script.contains(r#"s.setsockopt(socket.SOL_SOCKET,socket.SO_BINDTODEVICE,b"eth1")"#), "{script}");
+    assert!(script.contains(r#"s.bind(("198.51.100.10",0)); s.connect("#), "{script}");
+    assert!(script.contains("ip route get 8.8.8.8 oif eth1 from 198.51.100.10"), "{script}");
+    assert!(freebsd(&s).unsupported.iter().any(|u| u.contains("no SO_BINDTODEVICE")));
+}
