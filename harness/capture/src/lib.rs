@@ -162,8 +162,8 @@ impl Host {
         let used: Vec<&str> = self.routes.iter().filter_map(|r| r.dev.as_deref()).collect();
         for i in self.interfaces.iter().filter(|i| !i.addresses.is_empty() || used.contains(&i.name.as_str())) {
             let _ = writeln!(t, "\n[[interfaces]]\nname = {}", toml_string(&i.name));
-            if i.down {
-                let _ = writeln!(t, "# it was down when captured (the format has no link state yet)");
+            if i.down && i.name != "lo" {
+                let _ = writeln!(t, "up = false");
             }
             let mut items = Vec::new();
             for a in &i.addresses {
@@ -191,6 +191,13 @@ impl Host {
             let _ = writeln!(t, "addresses = [{}]", items.join(", "));
         }
         for r in &self.routes {
+            let down =
+                r.dev.as_ref().filter(|d| self.interfaces.iter().any(|i| &i.name == *d && i.down && i.name != "lo"));
+            if let Some(d) = down {
+                // The scenario refuses a route through a down link (Linux refuses to add one).
+                let _ = writeln!(t, "\n# left out: route {} dev {d}, through a down link", r.to);
+                continue;
+            }
             let _ = writeln!(t, "\n[[routes]]\nto = {}", toml_string(&r.to.to_string()));
             if let Some(k) = r.rtype {
                 let _ = writeln!(t, "type = {}", toml_string(k));

@@ -818,7 +818,7 @@ fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
     // `multicast ff00::/8 dev X table local`: every interface but lo gets one when it
     // comes up (addrconf_add_mroute), so the first one up carries multicast that names no
     // interface.
-    for (di, _) in devs.iter().enumerate().filter(|(di, _)| !s.interfaces[*di].is_loopback()) {
+    for (di, _) in devs.iter().enumerate().filter(|(di, _)| !s.interfaces[*di].is_loopback() && s.interfaces[*di].up) {
         routes6.push(RouteEntry {
             to: "ff00::/8".parse().expect("prefix"),
             via: None,
@@ -830,7 +830,9 @@ fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
         });
     }
     let locals6 = routes6.len();
-    for (di, d) in devs.iter().enumerate() {
+    // A down link has its addresses and their local routes, but no prefix routes
+    // (fib_add_ifaddr stops at !IFF_UP; addrconf adds prefix routes when the link comes up).
+    for (di, d) in devs.iter().enumerate().filter(|(di, _)| s.interfaces[*di].up) {
         if !s.interfaces[di].is_loopback() {
             for x in d.v4.iter().filter(|x| x.primary && x.held.addr.prefix_len < 32) {
                 routes4.push(RouteEntry {

@@ -49,7 +49,11 @@ impl<'s> Rfc<'s> {
         }
         for h in &held {
             let to = h.addr.net().trunc();
-            if h.addr.prefix_len < net::max_len(h.ip()) && !routes.iter().any(|r| r.to == to && r.dev == h.dev) {
+            // A down link is no outgoing interface: its prefix is not on-link.
+            if h.addr.prefix_len < net::max_len(h.ip())
+                && s.interfaces[h.dev].up
+                && !routes.iter().any(|r| r.to == to && r.dev == h.dev)
+            {
                 routes.push(RouteEntry {
                     to,
                     via: None,

@@ -1,6 +1,7 @@
 //! The scenario model shared by every part of addrsel: scenario types, the TOML format with
 //! line-accurate errors, per-OS plans, and the result shapes. Pure: no I/O.
 
+pub mod addr_names;
 pub mod diag;
 pub mod parse;
 pub mod plan;

@@ -78,6 +78,7 @@ struct RawInterface {
     name: Spanned<String>,
     #[serde(default)]
     addresses: Vec<Spanned<RawAddress>>,
+    up: Option<Spanned<bool>>,
 }
 
 /// `"10.0.0.50/24"` or `{ address = "...", deprecated = true, ... }`.
@@ -419,10 +420,14 @@ impl Validator<'_> {
                 Address::plain(IpAddr::from([127, 0, 0, 1]), 8),
                 Address::plain(IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
             ],
+            up: true,
         };
         let mut others = Vec::new();
         let mut names = HashSet::new();
-        let mut seen_addrs: HashSet<IpAddr> = lo.addresses.iter().map(|a| a.addr).collect();
+        // Which interface holds each address: Linux lets two interfaces hold the same one (a
+        // kselftest relies on it), but not one interface twice.
+        let mut seen_addrs: std::collections::HashMap<IpAddr, String> =
+            lo.addresses.iter().map(|a| (a.addr, LOOPBACK.to_string())).collect();
         for ri in raw {
             let ri = ri.get_ref();
             let name = ri.name.get_ref();
@@ -444,22 +449,32 @@ impl Validator<'_> {
                 let Some(addr) = self.address(&span, ra, name) else {
                     continue;
                 };
-                if !seen_addrs.insert(addr.addr) {
-                    let implicit =
-                        if addr.addr == IpAddr::from([127, 0, 0, 1]) || addr.addr == IpAddr::V6(Ipv6Addr::LOCALHOST) {
-                            " (lo always has 127.0.0.1/8 and ::1/128; do not declare them)"
-                        } else {
-                            ""
-                        };
-                    self.error(&span, format!("address {} is assigned twice{implicit}", addr.addr));
-                    continue;
+                let implicit =
+                    addr.addr == IpAddr::from([127, 0, 0, 1]) || addr.addr == IpAddr::V6(Ipv6Addr::LOCALHOST);
+                match seen_addrs.get(&addr.addr) {
+                    Some(_) if implicit => {
+                        self.error(&span, format!("address {} is assigned twice (lo always has 127.0.0.1/8 and ::1/128; do not declare them)", addr.addr));
+                        continue;
+                    }
+                    Some(holder) if holder == name => {
+                        self.error(&span, format!("address {} is assigned twice to `{name}`", addr.addr));
+                        continue;
+                    }
+                    Some(_) => {}
+                    None => {
+                        seen_addrs.insert(addr.addr, name.clone());
+                    }
                 }
                 addresses.push(addr);
             }
+            let up = ri.up.as_ref().is_none_or(|u| *u.get_ref());
             if name == LOOPBACK {
+                if let Some(u) = ri.up.as_ref().filter(|u| !*u.get_ref()) {
+                    self.error(&u.span(), "lo is always up here (every scenario uses it)");
+                }
                 lo.addresses.extend(addresses);
             } else {
-                others.push(Interface { name: name.clone(), addresses });
+                others.push(Interface { name: name.clone(), addresses, up });
             }
         }
         let mut all = vec![lo];
@@ -526,7 +541,7 @@ impl Validator<'_> {
             return None;
         }
         if let IpAddr::V6(v6) = addr
-            && u128::from(v6) as u64 == crate::scenario::KERNEL_TEMPORARY_IID
+            && u128::from(v6) as u64 == crate::addr_names::KERNEL_TEMPORARY_IID
         {
             self.error(
                 span,
@@ -644,6 +659,15 @@ impl Validator<'_> {
             self.error(&raw.span(), "a route needs `via`, `dev` or both (or a `type` such as \"blackhole\")");
             return None;
         }
+        if let Some(d) = dev.as_deref().and_then(|d| s.interface(d)).filter(|i| !i.up) {
+            // iproute2 on Linux 6.18: "Error: Device for nexthop is not up."
+            let span = r.dev.as_ref().map(|d| d.span()).unwrap_or_else(|| raw.span());
+            self.error(
+                &span,
+                format!("`{}` is down (up = false): the kernel refuses a route through a down link", d.name),
+            );
+            return None;
+        }
         if let Some((via, span)) = &via {
             match (to, via) {
                 (IpNet::V6(_), IpAddr::V4(_)) => {
@@ -665,10 +689,10 @@ impl Validator<'_> {
                 let family = if via.is_ipv4() { "IPv4" } else { "IPv6" };
                 let on_link = s
                     .addresses()
-                    .filter(|(i, _)| dev.as_deref().is_none_or(|d| d == i.name))
+                    .filter(|(i, _)| i.up && dev.as_deref().is_none_or(|d| d == i.name))
                     .any(|(_, a)| a.net().trunc().contains(via) && a.prefix_len < if via.is_ipv4() { 32 } else { 128 });
                 if !on_link {
-                    self.error(span, format!("next hop {via} is not inside any {family} subnet of {} (the kernel refuses an unreachable gateway)", dev.as_deref().map_or("this host".to_string(), |d| format!("`{d}`"))));
+                    self.error(span, format!("next hop {via} is not inside any {family} subnet of {} that is up (the kernel refuses an unreachable gateway)", dev.as_deref().map_or("this host".to_string(), |d| format!("`{d}`"))));
                     ok = false;
                 }
             }
@@ -1330,7 +1354,7 @@ impl Validator<'_> {
         };
         let outcome = match (&e.source, &e.error, &e.order, &probe.kind) {
             (Some(src), None, None, ProbeKind::Connect { .. } | ProbeKind::IcmpTimeExceeded { .. }) => {
-                match crate::scenario::parse_shown_addr(src.get_ref()) {
+                match crate::addr_names::parse_shown_addr(src.get_ref()) {
                     Some(a @ IpAddr::V6(v6)) if src.get_ref().starts_with("temporary(") => {
                         let made = s.kernel_temporaries().iter().any(|(_, t)| t.addr == a);
                         if !made {

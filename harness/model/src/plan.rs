@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::addr_names::kernel_temporary;
 use crate::scenario::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,7 +252,11 @@ pub fn linux(s: &Scenario) -> Plan {
         }
     }
     for iface in s.interfaces.iter().filter(|i| !i.is_loopback()) {
-        setup.push(run(Scenario, &["ip", "link", "set", "dev", &iface.name, "up"]));
+        if iface.up {
+            setup.push(run(Scenario, &["ip", "link", "set", "dev", &iface.name, "up"]));
+        } else {
+            notes.push(format!("{} stays down (up = false): its addresses are added to a down link", iface.name));
+        }
     }
     for iface in &s.interfaces {
         let implicit = if iface.is_loopback() { 2 } else { 0 };
@@ -519,6 +524,22 @@ pub fn freebsd(s: &Scenario) -> Plan {
     let mut setup = Vec::new();
     let mut unsupported = Vec::new();
     let mut notes = Vec::new();
+    let mut held: Vec<IpAddr> = Vec::new();
+    for (i, a) in s.addresses() {
+        if held.contains(&a.addr) {
+            unsupported.push(format!(
+                "{} on {} too: the same address on two interfaces is not modelled on FreeBSD",
+                a.addr, i.name
+            ));
+        }
+        held.push(a.addr);
+    }
+    for i in s.interfaces.iter().filter(|i| !i.up) {
+        unsupported.push(format!(
+            "{} is down (up = false): what FreeBSD does with addresses on a down interface is not modelled yet",
+            i.name
+        ));
+    }
     for p in s.probes.iter().filter(|p| p.bind_device.is_some()) {
         unsupported.push(format!(
             "probe {}: bind_device: FreeBSD has no SO_BINDTODEVICE (a socket picks its interface only through the route, or a FIB with SO_SETFIB)",

@@ -76,13 +76,13 @@ impl Outcome {
     /// The decision in one short phrase, for tables and diffs.
     pub fn summary(&self) -> String {
         match self {
-            Outcome::Connect { source: Some(s), .. } => crate::scenario::show_addr(s),
+            Outcome::Connect { source: Some(s), .. } => crate::addr_names::show_addr(s),
             Outcome::Connect { error: Some(e), .. } => e.clone(),
             Outcome::Connect { .. } => "no answer".into(),
             Outcome::Resolve { error: Some(e), .. } => e.clone(),
             Outcome::Resolve { order, .. } => order.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
             Outcome::Icmp { message: Some(m), source: Some(s), .. } => {
-                format!("{m} from {}", crate::scenario::show_addr(s))
+                format!("{m} from {}", crate::addr_names::show_addr(s))
             }
             Outcome::Icmp { .. } => "no ICMP error".into(),
             Outcome::Unsupported { reason } => format!("unsupported: {reason}"),
@@ -197,7 +197,7 @@ mod shown_addr {
 
     pub fn serialize<S: Serializer>(a: &Option<IpAddr>, s: S) -> Result<S::Ok, S::Error> {
         match a {
-            Some(a) => s.serialize_str(&crate::scenario::show_addr(a)),
+            Some(a) => s.serialize_str(&crate::addr_names::show_addr(a)),
             None => s.serialize_none(),
         }
     }
@@ -205,7 +205,7 @@ mod shown_addr {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
         let text: Option<String> = Option::deserialize(d)?;
         text.map(|t| {
-            crate::scenario::parse_shown_addr(&t)
+            crate::addr_names::parse_shown_addr(&t)
                 .ok_or_else(|| serde::de::Error::custom(format!("`{t}` is not an address or temporary(PREFIX/64)")))
         })
         .transpose()

@@ -121,8 +121,13 @@ fn duplicate_ids_and_interfaces() {
 
 #[test]
 fn duplicate_address_and_implicit_loopback() {
+    // Two interfaces may hold the same address (Linux allows it); one may not hold it twice.
     let text = format!("{BASE}[[interfaces]]\nname = \"eth1\"\naddresses = [\"10.0.0.50/24\"]\n");
-    assert!(first_error(&text).contains("assigned twice"));
+    let s = parse(&text).unwrap_or_else(|e| panic!("{e}")).scenario;
+    assert_eq!(s.addresses().filter(|(_, a)| a.addr.to_string() == "10.0.0.50").count(), 2);
+    assert!(crate::plan::freebsd(&s).unsupported.iter().any(|u| u.contains("same address on two interfaces")));
+    let text = format!("{BASE}[[interfaces]]\nname = \"eth1\"\naddresses = [\"10.0.0.60/24\", \"10.0.0.60/16\"]\n");
+    assert!(first_error(&text).contains("assigned twice to `eth1`"), "{}", first_error(&text));
     let text = format!("{BASE}[[interfaces]]\nname = \"lo\"\naddresses = [\"127.0.0.1/8\"]\n");
     assert!(first_error(&text).contains("lo always has"));
 }
@@ -500,4 +505,22 @@ fn socket_binding_is_checked() {
         "{BASE}[hosts]\n\"a.example\" = [\"10.0.0.1\"]\n[[probes]]\nid = \"r\"\nresolve = \"a.example\"\nbind = \"10.0.0.50\"\n"
     );
     assert!(first_error(&resolve).contains("`bind` applies to connect probes"), "{}", first_error(&resolve));
+}
+
+#[test]
+fn down_links_carry_addresses_but_no_routes() {
+    let down = |extra: &str| {
+        format!("{BASE}[[interfaces]]\nname = \"eth1\"\nup = false\naddresses = [\"10.1.0.10/24\"]\n{extra}")
+    };
+    let s = parse(&down("")).unwrap_or_else(|e| panic!("{e}")).scenario;
+    assert!(!s.interface("eth1").unwrap().up && s.interface("wlan0").unwrap().up);
+    let e = first_error(&down("[[routes]]\nto = \"198.51.100.0/24\"\ndev = \"eth1\"\n"));
+    assert!(e.starts_with("12:7:") && e.contains("refuses a route through a down link"), "{e}");
+    let e = first_error(&down("[[routes]]\nto = \"198.51.100.0/24\"\nvia = \"10.1.0.1\"\n"));
+    assert!(e.contains("not inside any IPv4 subnet of this host that is up"), "{e}");
+    let lo = format!("{BASE}[[interfaces]]\nname = \"lo\"\nup = false\n");
+    assert!(first_error(&lo).contains("lo is always up"), "{}", first_error(&lo));
+    let plan = crate::plan::linux(&s);
+    assert!(plan.notes.iter().any(|n| n.contains("eth1 stays down")));
+    assert!(crate::plan::freebsd(&s).unsupported.iter().any(|u| u.contains("eth1 is down")));
 }
