@@ -312,6 +312,12 @@ fn console_boot(
             if accel == Accel::Kvm && stderr.contains("KVM") {
                 return Err(ConsoleFailure::Kvm(stderr.lines().take(2).collect::<Vec<_>>().join(" ")));
             }
+            // Broken nested KVM can run the probe guest and then hang a real kernel silently
+            // (the matrix's kvm_failure rule): nothing on the console at all.
+            let console = std::fs::read_to_string(dir.join(format!("{}-console.log", def.name))).unwrap_or_default();
+            if accel == Accel::Kvm && console.trim().is_empty() {
+                return Err(ConsoleFailure::Kvm("the guest printed nothing under KVM".into()));
+            }
             Err(other(e.into()))
         }
     }
