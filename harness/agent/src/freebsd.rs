@@ -90,6 +90,7 @@ fn apply(inst: &mut Instance, step: &Step) -> Result<(), String> {
             std::fs::write(&path, content).map_err(|e| format!("{path}: {e}"))
         }
         Step::PrivateFile { target, .. } => Err(format!("PrivateFile ({target}) is a Linux step")),
+        Step::WaitAddress { dev, .. } => Err(format!("WaitAddress ({dev}) is a Linux step")),
     }
 }
 

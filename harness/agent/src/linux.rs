@@ -356,6 +356,7 @@ impl Namespaces {
                 }
             }
             Step::WriteFile { path, .. } => Err(format!("WriteFile ({path}) is a FreeBSD step")),
+            Step::WaitAddress { dev, addr, flag, timeout_ms } => wait_address(dev, *addr, flag, *timeout_ms),
         }
     }
 
@@ -416,5 +417,32 @@ pub fn check() -> Result<String, String> {
                 Err(text)
             }
         }
+    }
+}
+
+/// Polls `ip -j addr show dev DEV` until `addr` carries `flag` (its JSON key), or gives up.
+fn wait_address(dev: &str, addr: std::net::IpAddr, flag: &str, timeout_ms: u64) -> Result<(), String> {
+    let end = Instant::now() + Duration::from_millis(timeout_ms);
+    let argv = ["ip", "-j", "addr", "show", "dev", dev];
+    loop {
+        let out = std::process::Command::new(argv[0])
+            .args(&argv[1..])
+            .output()
+            .map_err(|e| format!("`{}`: {e}", argv.join(" ")))?;
+        let links: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let found =
+            links.as_array().into_iter().flatten().flat_map(|l| l["addr_info"].as_array().into_iter().flatten()).any(
+                |a| {
+                    a["local"].as_str().and_then(|l| l.parse::<std::net::IpAddr>().ok()) == Some(addr)
+                        && a[flag].as_bool() == Some(true)
+                },
+            );
+        if found {
+            return Ok(());
+        }
+        if Instant::now() >= end {
+            return Err(format!("{addr} on {dev} was not {flag} after {timeout_ms} ms (`{}`)", argv.join(" ")));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

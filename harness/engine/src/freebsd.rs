@@ -495,6 +495,9 @@ impl<'s> Freebsd<'s> {
                 cand.skipped = Some("outside the destination's zone".into());
             } else if (a.is_loopback() && !lo) || (a.is_unicast_link_local() && h.dev != ifp) {
                 cand.skipped = Some("its zone differs from the outgoing interface's".into());
+            } else if h.addr.unusable() || h.addr.dad == addrsel_model::Dad::Optimistic {
+                // IN6_IFF_NOTREADY (tentative or duplicated); FreeBSD has no optimistic DAD.
+                cand.skipped = Some("IN6_IFF_NOTREADY: DAD has not succeeded".into());
             } else if h.addr.deprecated && !self.use_deprecated {
                 cand.skipped = Some("deprecated and net.inet6.ip6.use_deprecated=0".into());
             }
@@ -831,7 +834,7 @@ impl crate::Model for Freebsd<'_> {
     }
 
     fn bindable(&self, a: IpAddr) -> bool {
-        net::declared_held(self.s).iter().any(|h| h.ip() == a)
+        net::declared_held(self.s).iter().any(|h| h.ip() == a && h.addr.dad.is_done())
     }
 
     fn icmp_time_exceeded(&self, from: &str, to: IpAddr, sender: IpAddr) -> IcmpReply {

@@ -8,7 +8,7 @@
 use std::cmp::Ordering;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use addrsel_model::{Resolver, RouteType, Scenario, SourcePreference};
+use addrsel_model::{Dad, Resolver, RouteType, Scenario, SourcePreference};
 use addrsel_policy::addrlabel::{KernelLabels, LABEL_DEFAULT};
 use addrsel_policy::gai_conf::{GaiConf, GlibcParser, GlibcTable, ScopeEntry};
 use addrsel_policy::{Ipv6Net, mapped};
@@ -61,6 +61,8 @@ struct Dev {
     v4: Vec<V4Addr>,
     use_tempaddr: i64,
     use_oif_addrs_only: bool,
+    /// `ipv6_use_optimistic_addr`: this device's or `all`'s use_optimistic.
+    use_optimistic: bool,
 }
 
 pub struct Linux<'s> {
@@ -499,6 +501,17 @@ impl<'s> Linux<'s> {
         for di in order {
             for h in &self.devs[di].v6 {
                 let a = h.v6().expect("v6");
+                if h.addr.unusable() {
+                    // __ipv6_dev_get_saddr: a tentative address that is not optimistic is not
+                    // "assigned to an interface" (RFC 4862 5.4); a dadfailed one stays tentative.
+                    trace.candidates.push(Candidate {
+                        addr: h.ip(),
+                        dev: self.dev_name(di).to_string(),
+                        attrs: format!("/{}{}", h.addr.prefix_len, h.flags()),
+                        skipped: Some("tentative (DAD has not succeeded): not a source".into()),
+                    });
+                    continue;
+                }
                 let cand_label = self.labels.lookup(&a, Some(self.dev_name(di)));
                 let scores = self.scores(h, dst, dst_scope, dst_label, cand_label, dst_dev, prefs);
                 trace.candidates.push(Candidate {
@@ -552,7 +565,9 @@ impl<'s> Linux<'s> {
         v.push(Score::new(rules::source(1), "same as destination:", i64::from(a == dst), (a == dst).to_string()));
         let scope_value = if s >= dst_scope { -i64::from(s) } else { i64::from(s) - 128 };
         v.push(Score::new(rules::source(2), "scope (destination scope)", scope_value, format!("{s} ({dst_scope})")));
-        let preferred = a.is_loopback() || !h.addr.deprecated;
+        // Rule 3 avoids optimistic addresses like deprecated ones unless use_optimistic.
+        let avoided = h.addr.deprecated || (h.addr.dad == Dad::Optimistic && !self.devs[h.dev].use_optimistic);
+        let preferred = a.is_loopback() || !avoided;
         v.push(Score::new(rules::source(3), "preferred:", i64::from(preferred), preferred.to_string()));
         if self.profile.mip6 {
             let prefhome = prefs & PREFER_SRC_COA == 0;
@@ -702,7 +717,8 @@ impl<'s> Linux<'s> {
                 };
                 if let Some(h) = all.iter().find(|h| h.ip() == key) {
                     entry.prefixlen = h.addr.prefix_len;
-                    entry.deprecated = h.addr.deprecated;
+                    // check_pf: IFA_F_DEPRECATED and IFA_F_OPTIMISTIC both set in6ai_deprecated.
+                    entry.deprecated = h.addr.deprecated || h.addr.dad == Dad::Optimistic;
                     entry.home = h.addr.home;
                     entry.index = Some(h.dev);
                 }
@@ -733,6 +749,13 @@ fn devices(s: &Scenario) -> Vec<Dev> {
             v4: Vec::new(),
             use_tempaddr: sysctl(&i.name, "use_tempaddr").unwrap_or(0),
             use_oif_addrs_only: sysctl(&i.name, "use_oif_addrs_only").unwrap_or(0) != 0,
+            use_optimistic: sysctl(&i.name, "use_optimistic").unwrap_or(0) != 0
+                || s.sysctl
+                    .linux
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == "net.ipv6.conf.all.use_optimistic")
+                    .is_some_and(|(_, v)| v != "0"),
         })
         .collect();
     for h in net::held(s) {
@@ -1081,7 +1104,8 @@ impl crate::Model for Linux<'_> {
     }
 
     fn bindable(&self, a: IpAddr) -> bool {
-        net::held(self.s).iter().any(|h| h.ip() == a)
+        // inet6_bind: ipv6_chk_addr_and_flags bans IFA_F_TENTATIVE (optimistic ones pass).
+        net::held(self.s).iter().any(|h| h.ip() == a && !h.addr.unusable())
     }
 
     fn icmp_time_exceeded(&self, from: &str, to: IpAddr, sender: IpAddr) -> IcmpReply {

@@ -182,6 +182,8 @@ impl<'s> Rfc<'s> {
             };
             if scope_rfc(&a) <= 2 && h.dev != out {
                 cand.skipped = Some("link- or loopback-scoped on another interface (another zone)".into());
+            } else if h.addr.unusable() {
+                cand.skipped = Some("tentative: not an assigned address (RFC 4862 5.4)".into());
             }
             let skipped = cand.skipped.is_some();
             trace.candidates.push(cand);
@@ -229,12 +231,12 @@ impl<'s> Rfc<'s> {
         if scb < sca {
             return Some(Decision::new(if scb < scd { Side::Left } else { Side::Right }, rule2, detail));
         }
-        if let Some(x) = Decision::prefer(
-            !sa.addr.deprecated && sb.addr.deprecated,
-            sa.addr.deprecated && !sb.addr.deprecated,
-            rules::source(3),
-            format!("deprecated {} vs {}", sa.addr.deprecated, sb.addr.deprecated),
-        ) {
+        // RFC 4429 3.3: an optimistic address is treated as deprecated.
+        let (da, db) = (
+            sa.addr.deprecated || sa.addr.dad == addrsel_model::Dad::Optimistic,
+            sb.addr.deprecated || sb.addr.dad == addrsel_model::Dad::Optimistic,
+        );
+        if let Some(x) = Decision::prefer(!da && db, da && !db, rules::source(3), format!("deprecated {da} vs {db}")) {
             return Some(x);
         }
         let (ha, hb) = (sa.addr.home, sb.addr.home);
@@ -445,7 +447,7 @@ impl crate::Model for Rfc<'_> {
     }
 
     fn bindable(&self, a: IpAddr) -> bool {
-        self.held.iter().any(|h| h.ip() == a)
+        self.held.iter().any(|h| h.ip() == a && !h.addr.unusable())
     }
 
     fn resolve(&self, name: &str, _resolver: Resolver) -> (Result<Vec<IpAddr>, String>, SortTrace) {

@@ -89,6 +89,7 @@ struct RawAddress {
     home: bool,
     prefer_source: bool,
     mngtmpaddr: bool,
+    dad: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for RawAddress {
@@ -109,6 +110,7 @@ impl<'de> Deserialize<'de> for RawAddress {
                     home: false,
                     prefer_source: false,
                     mngtmpaddr: false,
+                    dad: None,
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RawAddress, A::Error> {
@@ -119,6 +121,7 @@ impl<'de> Deserialize<'de> for RawAddress {
                     home: false,
                     prefer_source: false,
                     mngtmpaddr: false,
+                    dad: None,
                 };
                 let mut seen_address = false;
                 while let Some(key) = m.next_key::<String>()? {
@@ -132,10 +135,11 @@ impl<'de> Deserialize<'de> for RawAddress {
                         "home" => out.home = m.next_value()?,
                         "prefer_source" => out.prefer_source = m.next_value()?,
                         "mngtmpaddr" => out.mngtmpaddr = m.next_value()?,
+                        "dad" => out.dad = Some(m.next_value()?),
                         other => {
                             return Err(de::Error::unknown_field(
                                 other,
-                                &["address", "deprecated", "temporary", "home", "prefer_source", "mngtmpaddr"],
+                                &["address", "deprecated", "temporary", "home", "prefer_source", "mngtmpaddr", "dad"],
                             ));
                         }
                     }
@@ -530,6 +534,23 @@ impl Validator<'_> {
             self.error(span, format!("`{text}`: temporary, mngtmpaddr and home addresses cannot live on lo"));
             return None;
         }
+        let dad = match ra.dad.as_deref() {
+            None => Dad::Done,
+            Some(w) => match Dad::ALL.iter().find(|(word, _)| *word == w) {
+                Some((_, d)) if addr.is_ipv6() && ifname != LOOPBACK && !ra.mngtmpaddr => *d,
+                Some(_) => {
+                    self.error(
+                        span,
+                        format!("`{text}`: dad applies to IPv6 addresses off lo, and not to a mngtmpaddr template"),
+                    );
+                    return None;
+                }
+                None => {
+                    self.error(span, format!("`{text}`: dad = `{w}`: one of tentative, optimistic, failed (leave it out for a usable address, added with nodad)"));
+                    return None;
+                }
+            },
+        };
         if ra.mngtmpaddr && net.prefix_len() != 64 {
             // iproute2 6.1 on Linux 6.1-6.18: "address with "mngtmpaddr" flag must have a
             // prefix length of 64".
@@ -557,6 +578,7 @@ impl Validator<'_> {
             home: ra.home,
             prefer_source: ra.prefer_source,
             mngtmpaddr: ra.mngtmpaddr,
+            dad,
         })
     }
 

@@ -122,6 +122,14 @@ pub enum Step {
         path: String,
         content: String,
     },
+    /// Linux: wait until `addr` on `dev` carries `flag` (`ip -j addr`'s name for it, such as
+    /// `dadfailed`): a state the kernel reaches on its own, held before the probes run.
+    WaitAddress {
+        dev: String,
+        addr: IpAddr,
+        flag: String,
+        timeout_ms: u64,
+    },
 }
 
 fn run(place: Place, argv: &[&str]) -> Step {
@@ -237,11 +245,30 @@ pub fn linux(s: &Scenario) -> Plan {
     for (key, value) in others {
         setup.push(Step::Sysctl { place: Scenario, key: key.clone(), value: value.clone() });
     }
+    // A tentative address stays tentative for the scenario: its one DAD probe waits an hour
+    // for an answer (the neighbour retransmit time), not a second.
+    let mut slow_dad: Vec<&str> = Vec::new();
+    for (i, a) in s.addresses().filter(|(_, a)| a.dad == Dad::Tentative) {
+        if !slow_dad.contains(&i.name.as_str()) {
+            slow_dad.push(&i.name);
+            setup.push(Step::Sysctl {
+                place: Scenario,
+                key: format!("net.ipv6.neigh.{}.retrans_time_ms", i.name),
+                value: "3600000".into(),
+            });
+        }
+        let _ = a;
+    }
     // The kernel's temporary addresses go through DAD (nodad covers only the address added):
     // without it they are usable from the first probe, not 1-2 s later.
     let mut no_dad: Vec<&str> = Vec::new();
     for (i, _) in s.kernel_temporaries() {
         let name = s.interfaces[i].name.as_str();
+        if s.interfaces[i].addresses.iter().any(|a| !a.dad.is_done()) {
+            unsupported.push(format!(
+                "{name}: a DAD state and kernel-made temporary addresses on one interface (DAD is turned off there for the temporaries)"
+            ));
+        }
         if !no_dad.contains(&name) {
             no_dad.push(name);
             setup.push(Step::Sysctl {
@@ -258,6 +285,7 @@ pub fn linux(s: &Scenario) -> Plan {
             notes.push(format!("{} stays down (up = false): its addresses are added to a down link", iface.name));
         }
     }
+    let mut waits = Vec::new();
     for iface in &s.interfaces {
         let implicit = if iface.is_loopback() { 2 } else { 0 };
         for a in &iface.addresses[implicit..] {
@@ -270,9 +298,31 @@ pub fn linux(s: &Scenario) -> Plan {
             if a.prefer_source {
                 notes.push(format!("{a}: prefer_source is a FreeBSD flag; Linux has no equivalent"));
             }
+            if a.dad == Dad::Optimistic {
+                unsupported.push(format!(
+                    "optimistic address {a}: iproute2 6.1 has no keyword for IFA_F_OPTIMISTIC and the agent does not add addresses over netlink yet"
+                ));
+                continue;
+            }
+            if a.dad == Dad::Failed {
+                // The far end holds the address first, so our DAD finds it.
+                let index = s.interfaces.iter().position(|i| i.name == iface.name).expect("declared");
+                setup.push(run_owned(
+                    Peer,
+                    ["ip", "addr", "add", &a.to_string(), "dev", &linux_peer_name(index), "nodad"]
+                        .map(String::from)
+                        .into(),
+                ));
+                waits.push(Step::WaitAddress {
+                    dev: iface.name.clone(),
+                    addr: a.addr,
+                    flag: "dadfailed".into(),
+                    timeout_ms: 10_000,
+                });
+            }
             let mut argv: Vec<String> =
                 ["ip", "addr", "add", &a.to_string(), "dev", &iface.name].map(String::from).into();
-            if a.addr.is_ipv6() {
+            if a.addr.is_ipv6() && a.dad.is_done() {
                 argv.push("nodad".into());
             }
             if a.mngtmpaddr {
@@ -287,6 +337,7 @@ pub fn linux(s: &Scenario) -> Plan {
             setup.push(run_owned(Scenario, argv));
         }
     }
+    setup.extend(waits);
     for r in &s.routes {
         // The family follows from the prefix, so the line also works in `ip -batch`.
         let mut argv: Vec<String> = vec!["ip".into(), "route".into(), "add".into()];
@@ -533,6 +584,12 @@ pub fn freebsd(s: &Scenario) -> Plan {
             ));
         }
         held.push(a.addr);
+    }
+    for (i, a) in s.addresses().filter(|(_, a)| !a.dad.is_done()) {
+        unsupported.push(format!(
+            "{a} on {} with dad = {:?}: holding a DAD state in a FreeBSD jail is not built yet",
+            i.name, a.dad
+        ));
     }
     for i in s.interfaces.iter().filter(|i| !i.up) {
         unsupported.push(format!(
@@ -922,6 +979,16 @@ fn step_lines(d: &Dialect, step: &Step, files: &mut usize) -> String {
             format!("{} > {name}\nmount --bind {name} {}\n", printf_exact(content), shell_quote(target))
         }
         Step::WriteFile { path, content } => format!("{} > {}\n", printf_exact(content), shell_arg(path)),
+        Step::WaitAddress { dev, addr, flag, timeout_ms } => {
+            let tries = timeout_ms.div_ceil(100);
+            format!(
+                "{}i=0\nuntil case \"$({}ip -6 addr show dev {})\" in *{}*) true ;; *) false ;; esac; do\n  i=$((i+1)); [ $i -lt {tries} ] || {{ echo '{addr} never became {flag}'; exit 1; }}; sleep 0.1\ndone\n",
+                comment(&format!("the kernel marks {addr} {flag} on its own: wait for it")),
+                d.in_scenario,
+                shell_arg(dev),
+                shell_quote(&format!("inet6 {addr}/")) + "*" + &shell_quote(&format!(" {flag}")),
+            )
+        }
     }
 }
 

@@ -60,9 +60,36 @@ pub struct Address {
     pub home: bool,
     /// FreeBSD's `prefer_source` address flag.
     pub prefer_source: bool,
+    /// Duplicate address detection's state, held for the whole scenario (IPv6).
+    #[serde(default, skip_serializing_if = "Dad::is_done")]
+    pub dad: Dad,
     /// Linux `mngtmpaddr`: with `use_tempaddr` >= 1 on its interface, the kernel makes a
     /// temporary address in this /64 (named `temporary(PREFIX)`, see [`kernel_temporary`]).
     pub mngtmpaddr: bool,
+}
+
+/// Where duplicate address detection stands for an address. Plain addresses are added with
+/// `nodad` (Linux) or with DAD off (FreeBSD): `Done` from the first probe on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dad {
+    #[default]
+    Done,
+    /// DAD is running (held for the scenario): not a source, bind() refuses it.
+    Tentative,
+    /// RFC 4429: usable during DAD, avoided like a deprecated address unless `use_optimistic`.
+    Optimistic,
+    /// DAD found the address on the link (`dadfailed`): never the host's.
+    Failed,
+}
+
+impl Dad {
+    pub const ALL: [(&'static str, Dad); 3] =
+        [("tentative", Dad::Tentative), ("optimistic", Dad::Optimistic), ("failed", Dad::Failed)];
+
+    pub fn is_done(&self) -> bool {
+        *self == Dad::Done
+    }
 }
 
 impl Address {
@@ -75,7 +102,14 @@ impl Address {
             home: false,
             prefer_source: false,
             mngtmpaddr: false,
+            dad: Dad::Done,
         }
+    }
+
+    /// Not yet (or never) the host's: DAD is running or found a duplicate. An optimistic
+    /// address (RFC 4429) is usable.
+    pub fn unusable(&self) -> bool {
+        matches!(self.dad, Dad::Tentative | Dad::Failed)
     }
 
     pub fn net(&self) -> IpNet {
@@ -99,6 +133,12 @@ impl Address {
         }
         if self.mngtmpaddr {
             flags.push("mngtmpaddr");
+        }
+        match self.dad {
+            Dad::Done => {}
+            Dad::Tentative => flags.push("tentative"),
+            Dad::Optimistic => flags.push("optimistic"),
+            Dad::Failed => flags.push("dadfailed"),
         }
         flags
     }

@@ -67,6 +67,7 @@ case "${0##*/}" in
   readlink) printf '%s\n' "$1" ;;
   unshare) exec /bin/sleep 600 >/dev/null 2>&1 ;;
   mount) eval "src=\${$(($# - 1))}"; if [ -f "$src" ]; then /bin/cp "$src" "$L/$n.file"; fi ;;
+  ip) case "$*" in "-6 addr show dev "*) printf '%s\n' "$ADDRSEL_STUB_IP_ADDRS" ;; esac ;;
 esac
 exit 0
 "#;
@@ -157,6 +158,19 @@ fn fill(arg: &str, peer: &str, dir: &str) -> String {
     out
 }
 
+/// What the stub `ip -6 addr show` prints: every address a WaitAddress step waits for, in the
+/// state it waits for.
+fn awaited(plan: &Plan) -> String {
+    plan.setup
+        .iter()
+        .filter_map(|s| match s {
+            Step::WaitAddress { addr, flag, .. } => Some(format!("    inet6 {addr}/64 scope global {flag} tentative")),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn expected(plan: &Plan, peer: &str, dir: &str, files: &str) -> Vec<Expected> {
     let prefix = |place: Place| -> Vec<String> {
         match (plan.os, place) {
@@ -188,6 +202,11 @@ fn expected(plan: &Plan, peer: &str, dir: &str, files: &str) -> Vec<Expected> {
             out.push(Expected { argv, stdin: String::new(), file: Some(content.clone()), probe: None });
         }
         Step::WriteFile { .. } => {}
+        // The stub `ip` shows the awaited state at once: one call.
+        Step::WaitAddress { dev, .. } => {
+            let argv = ["ip", "-6", "addr", "show", "dev", dev].map(String::from).into();
+            out.push(Expected { argv, stdin: String::new(), file: None, probe: None });
+        }
     };
     for s in &plan.setup {
         step(s, &mut out);
@@ -263,6 +282,7 @@ fn run_and_compare(plan: &Plan, script: &str, stubs: &Path, scratch: &Path) -> a
         .env("PATH", stubs)
         .env("ADDRSEL_STUB_LOG", &log)
         .env("ADDRSEL_STUB_SCRATCH", scratch)
+        .env("ADDRSEL_STUB_IP_ADDRS", awaited(plan))
         .current_dir(scratch)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -524,3 +524,17 @@ fn down_links_carry_addresses_but_no_routes() {
     assert!(plan.notes.iter().any(|n| n.contains("eth1 stays down")));
     assert!(crate::plan::freebsd(&s).unsupported.iter().any(|u| u.contains("eth1 is down")));
 }
+
+#[test]
+fn dad_states_are_checked() {
+    let with = |addr: &str| BASE.replace(r#""fd00:11:22::aa/64""#, addr);
+    let s =
+        parse(&with(r#"{ address = "fd00:11:22::aa/64", dad = "failed" }"#)).unwrap_or_else(|e| panic!("{e}")).scenario;
+    let a = s.interface("wlan0").unwrap().addresses[1];
+    assert_eq!(a.dad, Dad::Failed);
+    assert!(a.unusable() && a.flags().contains(&"dadfailed"));
+    let e = first_error(&with(r#"{ address = "fd00:11:22::aa/64", dad = "running" }"#));
+    assert!(e.starts_with("5:42:") && e.contains("one of tentative, optimistic, failed"), "{e}");
+    let e = first_error(&BASE.replace(r#""10.0.0.50/24""#, r#"{ address = "10.0.0.50/24", dad = "tentative" }"#));
+    assert!(e.contains("dad applies to IPv6 addresses"), "{e}");
+}

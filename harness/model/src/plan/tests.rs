@@ -403,3 +403,43 @@ bind_device = "eth1"
     assert!(script.contains("ip route get 8.8.8.8 oif eth1 from 198.51.100.10"), "{script}");
     assert!(freebsd(&s).unsupported.iter().any(|u| u.contains("no SO_BINDTODEVICE")));
 }
+
+#[test]
+fn dad_states_are_held_by_the_plan() {
+    let s = crate::parse_scenario(
+        "t.toml",
+        r#"
+name = "dad"
+[[interfaces]]
+name = "eth0"
+addresses = [{ address = "2001:db8:1::10/64", dad = "tentative" }, { address = "2001:db8:2::10/64", dad = "failed" }, { address = "2001:db8:3::10/64", dad = "optimistic" }]
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .scenario;
+    let plan = linux(&s);
+    let steps: Vec<String> = plan
+        .setup
+        .iter()
+        .filter_map(|st| match st {
+            Step::Run { argv, place, .. } if argv[1] == "addr" => Some(format!("{place:?} {}", argv.join(" "))),
+            Step::Sysctl { key, value, .. } if key.contains("neigh") => Some(format!("{key}={value}")),
+            Step::WaitAddress { dev, addr, flag, .. } => Some(format!("wait {dev} {addr} {flag}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "net.ipv6.neigh.eth0.retrans_time_ms=3600000",
+            "Scenario ip addr add 2001:db8:1::10/64 dev eth0",
+            "Peer ip addr add 2001:db8:2::10/64 dev addrselp1 nodad",
+            "Scenario ip addr add 2001:db8:2::10/64 dev eth0",
+            "wait eth0 2001:db8:2::10 dadfailed"
+        ]
+    );
+    assert!(plan.unsupported.iter().any(|u| u.contains("optimistic address 2001:db8:3::10/64")));
+    let script = repro_script(&plan, &s);
+    assert!(script.contains("*'inet6 2001:db8:2::10/'*' dadfailed'*) true ;;"), "{script}");
+    assert_eq!(freebsd(&s).unsupported.iter().filter(|u| u.contains("holding a DAD state")).count(), 3);
+}
