@@ -85,6 +85,11 @@ pub struct Outputs {
     /// Write the results as a Markdown table (also appended to $GITHUB_STEP_SUMMARY when set).
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
+    /// Also list every probe whose answer is not the same on every target, with the targets
+    /// (and their kernel and C library) behind each answer: the releases' differences, in the
+    /// terminal, the Markdown and the JSON (`across_targets`).
+    #[arg(long)]
+    compare_releases: bool,
 }
 
 impl Outputs {
@@ -111,15 +116,29 @@ impl Outputs {
 
 /// Prints the report, writes every requested format, and returns the exit status.
 pub fn finish(result: &report::MatrixResult, out: &Outputs, requested_not_run: bool) -> anyhow::Result<u8> {
+    use addrsel_runner::matrix::across;
     use anyhow::Context as _;
     print!("{}", report::terminal(result));
+    if out.compare_releases {
+        print!("{}", across::terminal(result));
+    }
     if let Some(p) = &out.json {
-        std::fs::write(p, report::json(result)).with_context(|| format!("cannot write --json {}", p.display()))?;
+        let text = if out.compare_releases {
+            let mut v: serde_json::Value = serde_json::from_str(&report::json(result)).context("the report's JSON")?;
+            v["across_targets"] = serde_json::to_value(across::differences(result)).context("the differences")?;
+            serde_json::to_string_pretty(&v).context("the report's JSON")? + "\n"
+        } else {
+            report::json(result)
+        };
+        std::fs::write(p, text).with_context(|| format!("cannot write --json {}", p.display()))?;
     }
     if let Some(p) = &out.junit {
         std::fs::write(p, report::junit(result)).with_context(|| format!("cannot write --junit {}", p.display()))?;
     }
-    let md = report::markdown(result);
+    let mut md = report::markdown(result);
+    if out.compare_releases {
+        md.push_str(&across::markdown(result));
+    }
     if let Some(p) = &out.markdown {
         std::fs::write(p, &md).with_context(|| format!("cannot write --markdown {}", p.display()))?;
     }

@@ -446,3 +446,23 @@ fn diff_of_two_profiles() {
     let bad = xtask(&["diff", "--profile", "linux"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
 }
+
+/// `--compare-releases` on a merged report: the probe whose answer differs between targets,
+/// with each target's kernel and glibc, in the terminal and in the JSON.
+#[test]
+fn compare_releases_lists_what_differs_between_targets() {
+    let dir = scratch("across");
+    let json = dir.join("out.json");
+    let out = xtask(&["report", "merge", "harness/runner/tests/data/across.json", "--compare-releases"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("1 probe(s) answered differently:\n  s / resolve\n    2001:db8::1, 192.0.2.1\n        old (Linux 6.1, glibc 2.36)\n    192.0.2.1, 2001:db8::1\n        new (Linux 6.12, glibc 2.41)\n        newer (Linux 6.12, glibc 2.41)\n"), "{t}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["across_targets"].as_array().unwrap().len(), 1);
+    assert_eq!(v["across_targets"][0]["answers"][1]["targets"], serde_json::json!(["new", "newer"]));
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,6 +1,7 @@
 //! The matrix: every scenario on every target, compared with the engine, snapshotted and
 //! reported.
 
+pub mod across;
 pub mod cells;
 pub mod compare;
 pub mod report;

@@ -85,7 +85,7 @@ pub fn run(ctx: &RunContext) -> TargetRun {
     let json = serde_json::to_string(&input).expect("serialisable");
     let mut stdin = child.stdin.take().expect("piped");
     let stdout = child.stdout.take().expect("piped");
-    let guard = KillOnDrop(child);
+    let mut guard = KillOnDrop(child);
     // The input can be larger than a pipe holds: write it from a thread too.
     std::thread::spawn(move || {
         let _ = stdin.write_all(json.as_bytes());
@@ -121,12 +121,21 @@ pub fn run(ctx: &RunContext) -> TargetRun {
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
+    // The agent shares the terminal's process group: a Ctrl-C may end it before the loop
+    // saw the flag, even before this process's handler ran. An agent ended by SIGINT or
+    // SIGTERM while the run was not done means the run was interrupted.
+    let ended_by = if run.done || timed_out || run.interrupted.is_some() {
+        None
+    } else {
+        guard.0.wait().ok().and_then(|st| std::os::unix::process::ExitStatusExt::signal(&st))
+    };
     drop(guard);
     run.total = start.elapsed();
-    // The agent shares the terminal's process group: a Ctrl-C may end it before the loop
-    // saw the flag.
     if !run.done {
-        run.interrupted = run.interrupted.or(crate::interrupt::requested());
+        run.interrupted = run
+            .interrupted
+            .or(crate::interrupt::requested())
+            .or(ended_by.filter(|s| [libc::SIGINT, libc::SIGTERM].contains(s)));
     }
     if let Some(sig) = run.interrupted {
         run.error = Some(format!("interrupted by {}", crate::interrupt::name(sig)));
