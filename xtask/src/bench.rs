@@ -45,7 +45,7 @@ fn getaddrinfo_here(name: &str, rounds: usize) -> f64 {
 /// The same scenario configured for real in a throwaway namespace (its repro script without
 /// the probes), and this binary timing glibc's getaddrinfo there.
 fn real_glibc(n: usize, rounds: usize) -> Result<f64, String> {
-    let s = scenario(n);
+    let s = scenario(n, None);
     let mut plan = addrsel_model::plan::linux(&s);
     plan.probes.clear();
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -146,8 +146,9 @@ fn vms(rounds: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A host with ULA, global and IPv4 sources and `n` destinations of mixed classes.
-fn scenario(n: usize) -> addrsel_model::Scenario {
+/// A host with ULA, global and IPv4 sources and `n` destinations of mixed classes, resolved
+/// through `resolver` (glibc's when `None`).
+fn scenario(n: usize, resolver: Option<&str>) -> addrsel_model::Scenario {
     let mut dsts = Vec::new();
     for i in 0..n {
         dsts.push(match i % 4 {
@@ -160,8 +161,9 @@ fn scenario(n: usize) -> addrsel_model::Scenario {
     let text = format!(
         "name = \"bench\"\n[[interfaces]]\nname = \"eth0\"\naddresses = [\"10.0.0.50/24\", \"fd00:11:22::aa/64\", \"2001:db8:1::aa/64\"]\n\
          [[routes]]\nto = \"0.0.0.0/0\"\nvia = \"10.0.0.1\"\ndev = \"eth0\"\n[[routes]]\nto = \"::/0\"\nvia = \"fe80::1\"\ndev = \"eth0\"\n\
-         [hosts]\n\"h.example\" = [{}]\n[[probes]]\nid = \"r\"\nresolve = \"h.example\"\n",
-        dsts.join(", ")
+         [hosts]\n\"h.example\" = [{}]\n[[probes]]\nid = \"r\"\nresolve = \"h.example\"\n{}",
+        dsts.join(", "),
+        resolver.map(|r| format!("resolvers = [\"{r}\"]\n")).unwrap_or_default()
     );
     parse_scenario("bench", &text).expect("valid").scenario
 }
@@ -176,11 +178,16 @@ fn engine(rounds: usize) {
         "engine: getaddrinfo sorts per second (each sort includes the kernel source selection for every destination), median of {rounds} rounds"
     );
     println!("{:<14} {:>12} {:>12} {:>12}", "profile", "2 dests", "8 dests", "32 dests");
-    for name in Profile::NAMES {
+    // Every OS profile with its C library, then the resolvers' profiles on the Linux kernel's.
+    let rows = Profile::NAMES
+        .iter()
+        .map(|name| (name.to_string(), *name, None))
+        .chain(["musl", "go", "c-ares"].map(|r| (format!("linux+{r}"), "linux", Some(r))));
+    for (label, name, resolver) in rows {
         let profile = Profile::from_name(name).expect("known");
         let mut row = Vec::new();
         for n in [2, 8, 32] {
-            let s = scenario(n);
+            let s = scenario(n, resolver);
             let per_round: Vec<f64> = (0..rounds)
                 .map(|_| {
                     let start = Instant::now();
@@ -194,7 +201,7 @@ fn engine(rounds: usize) {
                 .collect();
             row.push(median(per_round));
         }
-        println!("{:<14} {:>12.0} {:>12.0} {:>12.0}", name, row[0], row[1], row[2]);
+        println!("{:<14} {:>12.0} {:>12.0} {:>12.0}", label, row[0], row[1], row[2]);
     }
     // The system the Linux profile models, in the same run: glibc getaddrinfo, whose sort
     // makes one connect() per address.
