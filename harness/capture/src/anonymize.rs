@@ -252,6 +252,12 @@ impl Mapping {
                 h.skipped.len()
             )]
         };
+        // These name prefixes and interfaces: summarised, never copied.
+        out.remade = if h.remade.is_empty() {
+            vec![]
+        } else {
+            vec![format!("{} kernel-made temporary address(es), left out when anonymizing", h.remade.len())]
+        };
         for p in &mut out.probes {
             match &mut p.kind {
                 ProbeKind::Connect(dst) => {

@@ -83,7 +83,14 @@ pub fn read_ifconfig(text: &str, host: &mut Host) -> Result<(), String> {
                 a.deprecated = has("deprecated");
                 a.temporary = has("temporary");
                 a.prefer_source = has("prefer_source");
-                for flag in ["tentative", "duplicated", "detached", "anycast"] {
+                a.dad = if has("duplicated") {
+                    Some("failed")
+                } else if has("tentative") {
+                    Some("tentative")
+                } else {
+                    None
+                };
+                for flag in ["detached", "anycast"] {
                     if has(flag) {
                         a.unsupported.push(flag.into());
                     }

@@ -23,7 +23,12 @@ pub struct Addr {
     pub temporary: bool,
     pub home: bool,
     pub prefer_source: bool,
-    /// Flags the format has no key for yet (mngtmpaddr, tentative, ...): kept as a comment.
+    /// Linux `mngtmpaddr`: the template of the kernel's temporary addresses.
+    pub mngtmpaddr: bool,
+    /// Duplicate address detection's state as the scenario spells it (`tentative`,
+    /// `optimistic`, `failed`); `None` when DAD is done.
+    pub dad: Option<&'static str>,
+    /// Flags the format has no key for: kept as a comment.
     pub unsupported: Vec<String>,
 }
 
@@ -36,6 +41,8 @@ impl Addr {
             temporary: false,
             home: false,
             prefer_source: false,
+            mngtmpaddr: false,
+            dad: None,
             unsupported: vec![],
         }
     }
@@ -69,6 +76,8 @@ pub struct Host {
     pub routes: Vec<Route>,
     /// What was seen and cannot be expressed, as comment lines.
     pub skipped: Vec<String>,
+    /// What was read but is made again by the scenario itself (kept as a comment).
+    pub remade: Vec<String>,
     /// `/etc/gai.conf`, exactly.
     pub gai_conf: Option<String>,
     /// `ip addrlabel` rows that are not the kernel's defaults: (prefix, label).
@@ -158,6 +167,9 @@ impl Host {
         for line in &self.skipped {
             let _ = writeln!(t, "# not expressible yet: {}", line.replace('\n', " "));
         }
+        for line in &self.remade {
+            let _ = writeln!(t, "# made again by the scenario: {}", line.replace('\n', " "));
+        }
         // An interface with nothing on it and no route through it says nothing.
         let used: Vec<&str> = self.routes.iter().filter_map(|r| r.dev.as_deref()).collect();
         for i in self.interfaces.iter().filter(|i| !i.addresses.is_empty() || used.contains(&i.name.as_str())) {
@@ -171,20 +183,23 @@ impl Host {
                     let _ = writeln!(t, "# {}/{}: {u}", a.addr, a.prefix_len);
                 }
                 let text = format!("{}/{}", a.addr, a.prefix_len);
-                let flags: Vec<&str> = [
+                let mut f: Vec<String> = [
                     (a.deprecated, "deprecated"),
                     (a.temporary, "temporary"),
                     (a.home, "home"),
                     (a.prefer_source, "prefer_source"),
+                    (a.mngtmpaddr, "mngtmpaddr"),
                 ]
                 .iter()
                 .filter(|(on, _)| *on)
-                .map(|(_, w)| *w)
+                .map(|(_, w)| format!("{w} = true"))
                 .collect();
-                if flags.is_empty() {
+                if let Some(d) = a.dad {
+                    f.push(format!("dad = {}", toml_string(d)));
+                }
+                if f.is_empty() {
                     items.push(toml_string(&text));
                 } else {
-                    let f: Vec<String> = flags.iter().map(|w| format!("{w} = true")).collect();
                     items.push(format!("{{ address = {}, {} }}", toml_string(&text), f.join(", ")));
                 }
             }

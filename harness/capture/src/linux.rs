@@ -90,18 +90,41 @@ pub fn read(addr_json: &str, route4_json: &str, route6_json: &str, addrlabel_jso
             x.deprecated = a.deprecated || (a.preferred_life_time == Some(0) && a.family == "inet6");
             x.temporary = a.temporary;
             x.home = a.home;
-            for (on, what) in [
-                (a.mngtmpaddr, "mngtmpaddr (the kernel makes temporary addresses from it)"),
-                (a.tentative, "tentative (in duplicate address detection)"),
-                (a.dadfailed, "dadfailed"),
-                (a.optimistic, "optimistic"),
-            ] {
-                if on {
-                    x.unsupported.push(what.into());
-                }
+            if a.mngtmpaddr && a.prefixlen == 64 {
+                x.mngtmpaddr = true;
+            } else if a.mngtmpaddr {
+                x.unsupported.push(format!("mngtmpaddr on a /{} (the scenario format takes /64 only)", a.prefixlen));
             }
+            x.dad = match (a.dadfailed, a.optimistic, a.tentative) {
+                (true, _, _) => Some("failed"),
+                (_, true, _) => Some("optimistic"),
+                (_, _, true) => Some("tentative"),
+                _ => None,
+            };
             if a.family == "inet6" { v6.push(x) } else { v4.push(x) }
         }
+        // The kernel's temporary addresses come from a mngtmpaddr template in their /64: the
+        // scenario's template (with use_tempaddr) makes them again, with new random bits.
+        let templates: Vec<ipnet::Ipv6Net> = v6
+            .iter()
+            .filter(|x: &&Addr| x.mngtmpaddr)
+            .filter_map(|x| match x.addr {
+                IpAddr::V6(a) => ipnet::Ipv6Net::new(a, 64).ok().map(|n| n.trunc()),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        v6.retain(|x| {
+            let made = x.temporary
+                && matches!(x.addr, IpAddr::V6(a) if templates.iter().any(|t| t.contains(&a)));
+            if made {
+                let prefix = ipnet::IpNet::new(x.addr, 64).map(|n| n.trunc().to_string()).unwrap_or_default();
+                host.remade.push(format!(
+                    "temporary({prefix}) on {}, which the kernel made from its mngtmpaddr template (with use_tempaddr >= 1)",
+                    l.ifname
+                ));
+            }
+            !made
+        });
         // The kernel lists IPv6 addresses newest first within a scope: added in the
         // reverse order, they come back in this one.
         v6.reverse();

@@ -155,3 +155,22 @@ fn anonymizing_keeps_classes_and_common_prefixes() {
     assert_eq!(anon.hosts[0].0, "host-1.example");
     parsed(&anon.scenario("anon", "anonymized", "by hand"));
 }
+
+/// A laptop's privacy addresses and an address in DAD, as `ip -j addr` showed them in a
+/// namespace set up by hand (use_tempaddr 2, Linux 6.18): the template is kept with
+/// `mngtmpaddr = true`, the kernel's temporary address (still tentative, random bits) is left
+/// to the scenario's template to make again, the tentative one keeps its state.
+#[test]
+fn privacy_and_dad_states_are_captured() {
+    let addr = r#"[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP","LOWER_UP"],"addr_info":[]},{"ifindex":3,"link":"p0","ifname":"wlan0","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1500,"qdisc":"noqueue","operstate":"UP","group":"default","txqlen":1000,"link_type":"ether","address":"02:6b:9d:6e:c9:2b","broadcast":"ff:ff:ff:ff:ff:ff","addr_info":[{"family":"inet6","local":"2001:db8:9::10","prefixlen":64,"scope":"global","tentative":true,"valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet6","local":"2001:db8:1:0:cb27:f707:35e1:8473","prefixlen":64,"scope":"global","temporary":true,"tentative":true,"dynamic":true,"valid_life_time":604800,"preferred_life_time":86332},{"family":"inet6","local":"2001:db8:1::10","prefixlen":64,"scope":"global","nodad":true,"mngtmpaddr":true,"valid_life_time":4294967295,"preferred_life_time":4294967295}]}]"#;
+    let host = linux::read(addr, "[]", "[]", LABELS).unwrap();
+    let text = host.scenario("laptop", "a laptop", "by hand");
+    assert!(text.contains(r#"{ address = "2001:db8:1::10/64", mngtmpaddr = true }"#), "{text}");
+    assert!(text.contains(r#"{ address = "2001:db8:9::10/64", dad = "tentative" }"#), "{text}");
+    assert!(!text.contains("cb27"), "the kernel's random address is not in the scenario: {text}");
+    assert!(text.contains("# made again by the scenario: temporary(2001:db8:1::/64) on wlan0"), "{text}");
+    let s = parsed(&text);
+    let wlan0 = s.interface("wlan0").unwrap();
+    assert!(wlan0.addresses.iter().any(|a| a.mngtmpaddr));
+    assert!(wlan0.addresses.iter().any(|a| a.dad == addrsel_model::Dad::Tentative));
+}
