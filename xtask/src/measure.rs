@@ -94,9 +94,21 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let dir = addrsel_runner::resolvers::for_host(&|m| eprintln!("  {m}"))?;
         path = format!("{}:{path}", dir.display());
     }
+    // A step iproute2 cannot do (an optimistic address) is the agent's own subcommand.
+    let uses_agent = loaded.iter().any(|l| {
+        plan::linux(&l.scenario)
+            .setup
+            .iter()
+            .any(|s| matches!(s, plan::Step::Run { argv, .. } if argv.iter().any(|a| a == "{agent}")))
+    });
+    let agent = if uses_agent { Some(addrsel_runner::agent_build::for_host()?) } else { None };
     for l in &loaded {
         let script = plan::repro_script(&plan::linux(&l.scenario), &l.scenario);
-        let output = Command::new("unshare")
+        let mut cmd = Command::new("unshare");
+        if let Some(a) = &agent {
+            cmd.env("ADDRSEL_AGENT", a);
+        }
+        let output = cmd
             .args(["--net", "--mount", "--propagation", "private", "sh", "-c", &script])
             .env("PATH", &path)
             .output()

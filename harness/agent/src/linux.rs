@@ -284,7 +284,8 @@ impl Namespaces {
     }
 
     fn fill(&self, arg: &str) -> String {
-        arg.replace("{peer}", &format!("/proc/{}/ns/net", self.peer))
+        let agent = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "addrsel-agent".into());
+        arg.replace("{peer}", &format!("/proc/{}/ns/net", self.peer)).replace("{agent}", &agent)
     }
 
     fn apply(&self, step: &Step, files: &mut usize) -> Result<(), String> {

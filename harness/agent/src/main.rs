@@ -28,6 +28,8 @@ mod kmod_abi;
 mod icmp_probe;
 #[cfg(target_os = "linux")]
 mod linux;
+#[cfg(target_os = "linux")]
+mod netlink_addr;
 mod probe;
 mod route_socket;
 
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         }
         Some("check") => check(),
         Some("route-socket-add") => route_socket_add(&args[1..]),
+        Some("netlink-addr-add") => netlink_addr_add(&args[1..]),
         Some("facts") => {
             emit(&mut std::io::stdout(), &AgentMessage::Facts(facts()));
             ExitCode::SUCCESS
@@ -59,6 +62,33 @@ fn main() -> ExitCode {
 
 /// `route-socket-add DST/LEN GATEWAY [DEV]`, run by a FreeBSD plan inside the scenario's
 /// jail for a route with `install = "rtsock"`.
+fn netlink_addr_add(args: &[String]) -> ExitCode {
+    let parsed = match args {
+        [dev, net, flags @ ..] => net.parse::<ipnet::Ipv6Net>().ok().map(|n| (dev, n, flags)),
+        _ => None,
+    };
+    let Some((dev, net, flags)) = parsed else {
+        eprintln!("usage: addrsel-agent netlink-addr-add DEV IPV6ADDR/LEN [optimistic] [nodad]");
+        return ExitCode::from(2);
+    };
+    #[cfg(target_os = "linux")]
+    {
+        match netlink_addr::add(dev, net.addr(), net.prefix_len(), flags) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (dev, net, flags);
+        eprintln!("netlink-addr-add is Linux's (an RTM_NEWADDR message)");
+        ExitCode::from(2)
+    }
+}
+
 fn route_socket_add(args: &[String]) -> ExitCode {
     let parsed = match args {
         [dst, gw, rest @ ..] if rest.len() <= 1 => {

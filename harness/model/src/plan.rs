@@ -248,7 +248,7 @@ pub fn linux(s: &Scenario) -> Plan {
     // A tentative address stays tentative for the scenario: its one DAD probe waits an hour
     // for an answer (the neighbour retransmit time), not a second.
     let mut slow_dad: Vec<&str> = Vec::new();
-    for (i, a) in s.addresses().filter(|(_, a)| a.dad == Dad::Tentative) {
+    for (i, a) in s.addresses().filter(|(_, a)| matches!(a.dad, Dad::Tentative | Dad::Optimistic)) {
         if !slow_dad.contains(&i.name.as_str()) {
             slow_dad.push(&i.name);
             setup.push(Step::Sysctl {
@@ -257,7 +257,14 @@ pub fn linux(s: &Scenario) -> Plan {
                 value: "3600000".into(),
             });
         }
-        let _ = a;
+        // The kernel drops IFA_F_OPTIMISTIC from a new address unless optimistic_dad is on.
+        if a.dad == Dad::Optimistic {
+            setup.push(Step::Sysctl {
+                place: Scenario,
+                key: format!("net.ipv6.conf.{}.optimistic_dad", i.name),
+                value: "1".into(),
+            });
+        }
     }
     // The kernel's temporary addresses go through DAD (nodad covers only the address added):
     // without it they are usable from the first probe, not 1-2 s later.
@@ -299,9 +306,25 @@ pub fn linux(s: &Scenario) -> Plan {
                 notes.push(format!("{a}: prefer_source is a FreeBSD flag; Linux has no equivalent"));
             }
             if a.dad == Dad::Optimistic {
-                unsupported.push(format!(
-                    "optimistic address {a}: iproute2 6.1 has no keyword for IFA_F_OPTIMISTIC and the agent does not add addresses over netlink yet"
+                // iproute2 6.1 has no keyword for IFA_F_OPTIMISTIC: the agent sends the
+                // RTM_NEWADDR itself. DAD then runs (slowed to an hour) and the address stays
+                // optimistic meanwhile.
+                setup.push(run_owned(
+                    Scenario,
+                    vec![
+                        "{agent}".into(),
+                        "netlink-addr-add".into(),
+                        iface.name.clone(),
+                        a.to_string(),
+                        "optimistic".into(),
+                    ],
                 ));
+                waits.push(Step::WaitAddress {
+                    dev: iface.name.clone(),
+                    addr: a.addr,
+                    flag: "optimistic".into(),
+                    timeout_ms: 5_000,
+                });
                 continue;
             }
             if a.dad == Dad::Failed {
@@ -983,7 +1006,7 @@ fn step_lines(d: &Dialect, step: &Step, files: &mut usize) -> String {
             let tries = timeout_ms.div_ceil(100);
             format!(
                 "{}i=0\nuntil case \"$({}ip -6 addr show dev {})\" in *{}*) true ;; *) false ;; esac; do\n  i=$((i+1)); [ $i -lt {tries} ] || {{ echo '{addr} never became {flag}'; exit 1; }}; sleep 0.1\ndone\n",
-                comment(&format!("the kernel marks {addr} {flag} on its own: wait for it")),
+                comment(&format!("wait until the kernel shows {addr} {flag}")),
                 d.in_scenario,
                 shell_arg(dev),
                 shell_quote(&format!("inet6 {addr}/")) + "*" + &shell_quote(&format!(" {flag}")),
@@ -1093,12 +1116,19 @@ pub fn repro_script(plan: &Plan, s: &Scenario) -> String {
     let uses_agent =
         plan.setup.iter().any(|s| matches!(s, Step::Run { argv, .. } if argv.iter().any(|a| a == "{agent}")));
     if uses_agent {
-        out.push_str(
-            "# Routes added through a routing socket (route(8) uses netlink since 14.0): addrsel's agent
+        out.push_str(match plan.os {
+            PlanOs::Freebsd => {
+                "# Routes added through a routing socket (route(8) uses netlink since 14.0): addrsel's agent
 # writes the RTM_ADD message (addrsel-agent route-socket-add DST GATEWAY [DEV]).
-agent=${ADDRSEL_AGENT:-addrsel-agent}
-",
-        );
+"
+            }
+            PlanOs::Linux => {
+                "# Optimistic addresses: iproute2 6.1 has no keyword for IFA_F_OPTIMISTIC, so addrsel's agent
+# sends the RTM_NEWADDR message (addrsel-agent netlink-addr-add DEV ADDR/LEN optimistic).
+"
+            }
+        });
+        out.push_str("agent=${ADDRSEL_AGENT:-addrsel-agent}\n");
     }
     let mut files = 0;
     for step in &plan.setup {

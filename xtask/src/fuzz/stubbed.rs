@@ -417,6 +417,24 @@ resolve = "dual.example"
         }
     }
 
+    /// Every corpus scenario's repro scripts, both OSes, run under the stubs exactly as planned
+    /// (route types, agent subcommands, waits for address states, resolver programs).
+    #[test]
+    fn every_corpus_script_does_what_its_plan_says() {
+        let dir = addrsel_runner::corpus::builtin_dir();
+        let mut checked = 0;
+        for f in addrsel_runner::corpus::expand(&[dir]).unwrap() {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let s = parse_scenario(&f.display().to_string(), &text).unwrap().scenario;
+            for p in [plan::linux(&s), plan::freebsd(&s)] {
+                super::check(&p, &plan::repro_script(&p, &s))
+                    .unwrap_or_else(|e| panic!("{} ({:?}): {e:#}", f.display(), p.os));
+                checked += 1;
+            }
+        }
+        assert!(checked >= 100, "only {checked} scripts");
+    }
+
     /// The fault issue 16 found: a heredoc that the file's own text ends.
     #[test]
     fn a_heredoc_that_the_text_ends_is_caught() {

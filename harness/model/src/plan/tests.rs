@@ -435,10 +435,17 @@ addresses = [{ address = "2001:db8:1::10/64", dad = "tentative" }, { address = "
             "Scenario ip addr add 2001:db8:1::10/64 dev eth0",
             "Peer ip addr add 2001:db8:2::10/64 dev addrselp1 nodad",
             "Scenario ip addr add 2001:db8:2::10/64 dev eth0",
-            "wait eth0 2001:db8:2::10 dadfailed"
+            "wait eth0 2001:db8:2::10 dadfailed",
+            "wait eth0 2001:db8:3::10 optimistic"
         ]
     );
-    assert!(plan.unsupported.iter().any(|u| u.contains("optimistic address 2001:db8:3::10/64")));
+    assert!(plan.unsupported.is_empty(), "{:?}", plan.unsupported);
+    let agent = ["{agent}", "netlink-addr-add", "eth0", "2001:db8:3::10/64", "optimistic"].map(String::from).to_vec();
+    assert!(plan.setup.iter().any(|st| matches!(st, Step::Run { argv, .. } if *argv == agent)));
+    assert!(plan.setup.iter().any(
+        |st| matches!(st, Step::Sysctl { key, value, .. } if key == "net.ipv6.conf.eth0.optimistic_dad" && value == "1")
+    ));
+    assert!(plan.setup.iter().any(|st| matches!(st, Step::WaitAddress { flag, .. } if flag == "optimistic")));
     let script = repro_script(&plan, &s);
     assert!(script.contains("*'inet6 2001:db8:2::10/'*' dadfailed'*) true ;;"), "{script}");
     assert_eq!(freebsd(&s).unsupported.iter().filter(|u| u.contains("holding a DAD state")).count(), 3);
