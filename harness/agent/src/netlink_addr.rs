@@ -31,12 +31,8 @@ fn attr(out: &mut Vec<u8>, kind: u16, data: &[u8]) {
 
 /// The RTM_NEWADDR request (a unit-tested layout).
 pub fn request(ifindex: u32, addr: Ipv6Addr, prefix_len: u8, flags: u32, seq: u32) -> Vec<u8> {
-    let mut body = Vec::new();
     // struct ifaddrmsg: family, prefixlen, flags (the low 8 bits), scope, index.
-    body.push(libc::AF_INET6 as u8);
-    body.push(prefix_len);
-    body.push((flags & 0xff) as u8);
-    body.push(RT_SCOPE_UNIVERSE);
+    let mut body = vec![libc::AF_INET6 as u8, prefix_len, (flags & 0xff) as u8, RT_SCOPE_UNIVERSE];
     body.extend_from_slice(&ifindex.to_ne_bytes());
     attr(&mut body, IFA_LOCAL, &addr.octets());
     attr(&mut body, IFA_ADDRESS, &addr.octets());
