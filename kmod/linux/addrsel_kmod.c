@@ -20,7 +20,14 @@
 #include <net/net_namespace.h>
 #include <net/route.h>
 
+#include <linux/version.h>
+
 #include "addrsel_kmod.h"
+
+/* pde_data() is PDE_DATA() before 5.17 (bullseye's 5.10). */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 17, 0)
+#define pde_data(inode) PDE_DATA(inode)
+#endif
 
 struct addrsel_file {
 	struct net *net;
@@ -77,7 +84,11 @@ static void answer_inet6(struct net *net, const struct addrsel_query *q, struct 
 	rt = dst->error ? NULL : (struct rt6_info *)dst;
 	rcu_read_lock();
 	from = rt ? rcu_dereference(rt->from) : NULL;
+#ifdef ADDRSEL_SADDR_L3MDEV
 	err = ip6_route_get_saddr(net, from, &fl6.daddr, kernel_prefs(q->prefs), fl6.flowi6_l3mdev, &fl6.saddr);
+#else
+	err = ip6_route_get_saddr(net, from, &fl6.daddr, kernel_prefs(q->prefs), &fl6.saddr);
+#endif
 	rcu_read_unlock();
 	if (err) {
 		dst_release(dst);

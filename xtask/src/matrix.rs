@@ -49,6 +49,16 @@ pub struct Args {
     /// scenarios as written, so this needs --no-snapshots.
     #[arg(long, value_delimiter = ',', value_parser = parse_resolver, requires = "no_snapshots")]
     resolvers: Vec<addrsel_model::Resolver>,
+    /// Boot this kernel in the named Linux VM targets instead of their image's own, on the
+    /// release's userland: a linux-image-*.deb (its split parts and headers are taken from the
+    /// same directory) or a kernel image (bzImage, vmlinuz, Image, vmlinux) with
+    /// --kernel-build. The target is named after it (`linux-trixie-amd64+RELEASE`).
+    #[arg(long, value_name = "PATH", requires = "targets")]
+    kernel: Option<PathBuf>,
+    /// The kernel's build tree: its .config, modules (modules.order) and what the test module
+    /// is built against, with the compiler the kernel was built with.
+    #[arg(long, value_name = "DIR", requires = "kernel")]
+    kernel_build: Option<PathBuf>,
 }
 
 fn parse_resolver(s: &str) -> Result<addrsel_model::Resolver, String> {
@@ -186,6 +196,23 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     let chosen = match args.shard {
         Some(sh) => shard(&chosen, sh),
+        None => chosen,
+    };
+    let chosen = match &args.kernel {
+        Some(kernel) => {
+            let mut v = Vec::new();
+            for t in &chosen {
+                let progress = |m: &str| eprintln!("  [{}] {m}", t.name);
+                match targets::with_kernel(t, kernel, args.kernel_build.as_deref(), &progress) {
+                    Ok(custom) => v.push(custom),
+                    Err(e) => {
+                        eprintln!("error: --kernel {}: {e:#}", kernel.display());
+                        return Ok(exit::BAD_INPUT);
+                    }
+                }
+            }
+            v
+        }
         None => chosen,
     };
     if args.list_targets {

@@ -76,6 +76,7 @@ fn release_build(
     target_dir: &Path,
     rustc: Option<&Path>,
     linker: Option<(&str, &str)>,
+    link_args: &[String],
 ) -> CargoBuild {
     let mut args: Vec<String> =
         ["build", "--release", "--quiet", "--package", "addrsel-agent", "--target-dir"].map(String::from).into();
@@ -90,6 +91,11 @@ fn release_build(
     if let Some((k, v)) = linker {
         env.push((k.into(), v.into()));
     }
+    if !link_args.is_empty() {
+        // With --target these reach only the agent, not build scripts (which run here).
+        let flags: Vec<String> = link_args.iter().map(|a| format!("-Clink-arg={a}")).collect();
+        env.push(("CARGO_ENCODED_RUSTFLAGS".into(), flags.join("\x1f")));
+    }
     let output = match target {
         Some(t) => target_dir.join(t).join("release/addrsel-agent"),
         None => target_dir.join("release/addrsel-agent"),
@@ -103,11 +109,21 @@ fn release_build(
 }
 
 /// The agent for a Linux guest of `arch` (release profile: small and fast to boot).
-pub fn for_linux(arch: Arch) -> anyhow::Result<PathBuf> {
+pub fn for_linux(arch: Arch, log: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
     let _g = BUILD.lock().unwrap_or_else(|p| p.into_inner());
     let host = Arch::host().context("the agent can be built on amd64 and arm64 machines only")?;
+    // One agent per architecture, linked against the oldest glibc of that architecture's
+    // images (bullseye's 2.31): it then runs on every guest's glibc, old and new.
+    let link_args = match crate::linux::sysroot::oldest_glibc(arch)? {
+        Some((def, lock, _)) => match crate::linux::sysroot::for_image(&def, &lock, log)? {
+            Some(sysroot) => crate::linux::sysroot::gcc_flags(&sysroot, arch),
+            None => vec![],
+        },
+        None => vec![],
+    };
     if arch == host {
-        return release_build(None, &target_dir(), None, None).run();
+        let triple = arch.rust_linux();
+        return release_build(Some(triple), &target_dir().join("agent-linux"), None, None, &link_args).run();
     }
     if (host, arch) != (Arch::Amd64, Arch::Arm64) {
         bail!("building the agent for {arch} on {host} is not supported");
@@ -122,7 +138,7 @@ pub fn for_linux(arch: Arch) -> anyhow::Result<PathBuf> {
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
     let rustup_has = sysroot.is_some_and(|s| s.join("lib/rustlib").join(triple).join("lib").exists());
     if rustup_has && tools::find_program("aarch64-linux-gnu-gcc").is_ok() {
-        return release_build(Some(triple), &target_dir(), None, Some(linker)).run();
+        return release_build(Some(triple), &target_dir().join("agent-linux"), None, Some(linker), &link_args).run();
     }
     // 2. Debian's rustc-web with the arm64 standard library.
     let debian_ready = || {
@@ -144,8 +160,14 @@ pub fn for_linux(arch: Arch) -> anyhow::Result<PathBuf> {
             bail!("no Rust standard library for {triple} after installing {}", packages.join(" "));
         }
     }
-    release_build(Some(triple), &target_dir().join("debian-cross"), Some(Path::new("/usr/bin/rustc")), Some(linker))
-        .run()
+    release_build(
+        Some(triple),
+        &target_dir().join("debian-cross"),
+        Some(Path::new("/usr/bin/rustc")),
+        Some(linker),
+        &link_args,
+    )
+    .run()
 }
 
 /// How the agent is built for a FreeBSD release: linked by clang with ld.lld against the

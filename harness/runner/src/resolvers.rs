@@ -217,9 +217,17 @@ pub fn for_image(
     .next()
     .unwrap_or("")
     .to_string();
+    // A guest older than this machine's glibc: link against its own (see linux::sysroot).
+    let sysroot = crate::linux::sysroot::for_image(def, lock, log)?;
+    let link_flags = sysroot.as_deref().map(|r| crate::linux::sysroot::gcc_flags(r, arch)).unwrap_or_default();
     let versions = format!(
-        "target {}\nmusl-dev {}\nlibc-ares-dev {}\n{} {}\ngo {go_version}\ncc {cc_version}\n",
-        def.name, musl_dev.version, cares_dev.version, cares_lib.name, cares_lib.version
+        "target {}\nmusl-dev {}\nlibc-ares-dev {}\n{} {}\ngo {go_version}\ncc {cc_version}\nlinked against {}\n",
+        def.name,
+        musl_dev.version,
+        cares_dev.version,
+        cares_lib.name,
+        cares_lib.version,
+        sysroot.as_deref().map_or("this machine's glibc".to_string(), |r| r.display().to_string())
     );
     let key = cache::sha256_hex(
         format!("{}{} {} {}", inputs(&versions)?, musl_dev.sha256, cares_dev.sha256, cares_lib.sha256).as_bytes(),
@@ -280,7 +288,9 @@ pub fn for_image(
         // than this machine's: the guest's glibc resolves them).
         run(
             Command::new(&cc)
-                .args(["-O2", "-Wl,--allow-shlib-undefined", "-I"])
+                .args(["-O2", "-Wl,--allow-shlib-undefined"])
+                .args(&link_flags)
+                .arg("-I")
                 .arg(cares_dev_root.join("usr/include"))
                 .arg("-o")
                 .arg(partial.join(PROGRAMS[1]))
@@ -294,6 +304,9 @@ pub fn for_image(
             cmd.args(["build", "-o"]).arg(partial.join(name)).arg(".").current_dir(src.join("go"));
             go_env(&mut cmd, &work, cgo);
             cmd.env("GOOS", "linux").env("GOARCH", arch.as_str()).env("CC", &cc);
+            if !link_flags.is_empty() {
+                cmd.env("CGO_CFLAGS", link_flags.join(" ")).env("CGO_LDFLAGS", link_flags.join(" "));
+            }
             run(&mut cmd, &format!("go build ({name} for {})", def.name))?;
         }
         let _ = std::fs::remove_dir_all(&work);

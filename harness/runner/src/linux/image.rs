@@ -19,6 +19,15 @@ pub struct ImageDef {
     pub arch: crate::arch::Arch,
     /// `(mirror URL, suite)` pairs, searched for the newest version of every package.
     pub suites: Vec<(String, String)>,
+    /// Suites searched only for the kernel's packages (`linux-image-*` and, from 7.x, the
+    /// `linux-binary-*`, `linux-modules-*`, `linux-base-*` it is split into; `linux-headers-*`,
+    /// `linux-kbuild-*`, `linux-compiler-*`): experimental's kernel on sid's userland.
+    #[serde(default)]
+    pub kernel_suites: Vec<(String, String)>,
+    /// Suites tried one at a time for the exact compiler the kernel was built with, when the
+    /// image's own suites have moved past it (experimental's kernel built with testing's gcc).
+    #[serde(default)]
+    pub compiler_suites: Vec<(String, String)>,
     /// The kernel (meta)package.
     pub kernel: String,
     /// Userland packages; their shared-library dependencies are locked too.
@@ -31,6 +40,9 @@ pub struct ImageDef {
     /// Kernel command line.
     pub cmdline: String,
     pub qemu: QemuDef,
+    /// `--kernel`: a kernel of the user's choosing in place of the image's own.
+    #[serde(skip)]
+    pub custom: Option<std::sync::Arc<crate::linux::custom_kernel::CustomKernel>>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -98,6 +110,9 @@ pub fn lock_path(def: &ImageDef) -> PathBuf {
 }
 
 pub fn load_lock(def: &ImageDef) -> anyhow::Result<Lock> {
+    if let Some(custom) = &def.custom {
+        return Ok(custom.lock.clone());
+    }
     let path = lock_path(def);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {} (run `cargo xtask image --update` to create it)", path.display()))?;

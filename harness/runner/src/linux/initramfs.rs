@@ -236,34 +236,15 @@ const ETC: &[(&str, &str)] = &[
 const BUSYBOX_APPLETS: &[&str] =
     &["sh", "getty", "login", "poweroff", "cat", "ls", "mount", "echo", "sleep", "mkdir", "tar"];
 
-fn is_kernel_image(def: &ImageDef, name: &str) -> bool {
-    name.starts_with("linux-image-") && name != def.kernel
-}
-
 /// The image's kernel (downloaded, verified and unpacked once).
 pub fn kernel(def: &ImageDef, lock: &Lock, progress: &dyn Fn(&str)) -> anyhow::Result<Kernel> {
-    let image: Vec<_> = lock.package.iter().filter(|p| is_kernel_image(def, &p.name)).cloned().collect();
-    let (p, deb) = crate::linux::packages::fetch_packages(&image, progress)?
-        .pop()
-        .context("the lock has no kernel image package")?;
-    let kroot = crate::linux::deb::unpack(&deb, &p.sha256, &cache::cache_dir().join("unpacked"))?;
-    let boot = kroot.join("boot");
-    let vmlinuz = std::fs::read_dir(&boot)
-        .with_context(|| format!("cannot read {}", boot.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
-        .context("no vmlinuz in the kernel package")?;
-    let release = vmlinuz.file_name().expect("file").to_string_lossy().trim_start_matches("vmlinuz-").to_string();
-    let config_path = boot.join(format!("config-{release}"));
+    let kroot = kernel_root(def, lock, progress)?;
+    let files = KernelFiles::find(&kroot)?;
+    let (vmlinuz, release, config_path) = (files.vmlinuz, files.release, files.config);
     let config = std::fs::read_to_string(&config_path)
         .with_context(|| format!("cannot read the kernel config {}", config_path.display()))?;
     let mip6 = config.lines().any(|l| l == "CONFIG_IPV6_MIP6=y");
-    let modules_dir = ["lib/modules", "usr/lib/modules"]
-        .iter()
-        .map(|d| kroot.join(d).join(&release))
-        .find(|d| d.exists())
-        .context("no modules directory in the kernel package")?;
+    let modules_dir = files.modules_dir;
     let veth = module_order(&modules_dir, &["veth".to_string()])?;
     let any = veth.first().context("the kernel has no veth module")?;
     let vermagic =
@@ -276,6 +257,90 @@ pub fn kernel(def: &ImageDef, lock: &Lock, progress: &dyn Fn(&str)) -> anyhow::R
         Arch::Arm64 => (vmlinuz.clone(), "the package's kernel image".to_string()),
     };
     Ok(Kernel { vmlinuz, boot_image, boot_note, release, config, mip6, vermagic, modules_dir })
+}
+
+/// The kernel's packages (one `linux-image-*` up to Debian's 6.x; from 7.x its files are split
+/// into `linux-binary-*`, `linux-modules-*` and `linux-base-*`), unpacked into one tree (cached,
+/// keyed by their checksums).
+pub fn kernel_root(def: &ImageDef, lock: &Lock, progress: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
+    if let Some(custom) = &def.custom {
+        return Ok(custom.root.clone());
+    }
+    let packages: Vec<_> = lock.package.iter().filter(|p| is_kernel_file_package(def, &p.name)).cloned().collect();
+    if packages.is_empty() {
+        anyhow::bail!("the lock of {} has no kernel image package", def.name);
+    }
+    let key = cache::sha256_hex(packages.iter().map(|p| p.sha256.as_str()).collect::<Vec<_>>().join(",").as_bytes());
+    let root = cache::cache_dir().join("kernel-root").join(format!("{}-{}", def.name, &key[..16]));
+    if root.exists() {
+        return Ok(root);
+    }
+    let debs = crate::linux::packages::fetch_packages(&packages, progress)?;
+    cache::publish(&root, |partial| {
+        for (p, deb) in &debs {
+            let tree = crate::linux::deb::unpack(deb, &p.sha256, &cache::cache_dir().join("unpacked"))?;
+            crate::linux::module_build::link_tree(&tree, partial)
+                .with_context(|| format!("cannot link {} into {}", p.name, partial.display()))?;
+        }
+        Ok(())
+    })?;
+    Ok(root)
+}
+
+/// Whether `name` is among a kernel's loadable modules (or built in).
+pub fn has_module(modules_dir: &Path, name: &str) -> bool {
+    module_order(modules_dir, &[name.to_string()]).is_ok()
+}
+
+/// Packages that carry the kernel's own files (not the meta-package that names it).
+pub fn is_kernel_file_package(def: &ImageDef, name: &str) -> bool {
+    name != def.kernel
+        && ["linux-image-", "linux-binary-", "linux-modules-", "linux-base-"].iter().any(|p| name.starts_with(p))
+}
+
+/// Where a kernel tree keeps its image, config and modules: `/boot/vmlinuz-R` and
+/// `/boot/config-R` up to Debian's 6.x, `/usr/lib/modules/R/{vmlinuz,config}` from 7.x.
+pub struct KernelFiles {
+    pub vmlinuz: PathBuf,
+    pub config: PathBuf,
+    pub release: String,
+    pub modules_dir: PathBuf,
+}
+
+impl KernelFiles {
+    pub fn find(kroot: &Path) -> anyhow::Result<KernelFiles> {
+        let boot = kroot.join("boot");
+        let in_boot = std::fs::read_dir(&boot).ok().and_then(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+        });
+        let modules_of = |release: &str| {
+            ["lib/modules", "usr/lib/modules"].iter().map(|d| kroot.join(d).join(release)).find(|d| d.exists())
+        };
+        if let Some(vmlinuz) = in_boot {
+            let release =
+                vmlinuz.file_name().expect("file").to_string_lossy().trim_start_matches("vmlinuz-").to_string();
+            let modules_dir = modules_of(&release).context("no modules directory in the kernel package")?;
+            return Ok(KernelFiles { config: boot.join(format!("config-{release}")), vmlinuz, release, modules_dir });
+        }
+        for d in ["usr/lib/modules", "lib/modules"] {
+            for e in std::fs::read_dir(kroot.join(d)).into_iter().flatten().flatten() {
+                let dir = e.path();
+                if dir.join("vmlinuz").exists() {
+                    let release = e.file_name().to_string_lossy().into_owned();
+                    return Ok(KernelFiles {
+                        vmlinuz: dir.join("vmlinuz"),
+                        config: dir.join("config"),
+                        release,
+                        modules_dir: dir,
+                    });
+                }
+            }
+        }
+        anyhow::bail!("no vmlinuz in {} (neither boot/vmlinuz-* nor usr/lib/modules/*/vmlinuz)", kroot.display())
+    }
 }
 
 /// What goes into the base initramfs besides the agent: (path in the guest, host file) and
@@ -304,7 +369,7 @@ fn userland(def: &ImageDef, lock: &Lock, progress: &dyn Fn(&str)) -> anyhow::Res
     let wanted: Vec<_> = lock
         .package
         .iter()
-        .filter(|p| !p.name.starts_with("linux-headers-") && !is_kernel_image(def, &p.name))
+        .filter(|p| !p.name.starts_with("linux-headers-") && !is_kernel_file_package(def, &p.name))
         .cloned()
         .collect();
     let pkgs = crate::linux::packages::fetch_packages(&wanted, progress)?;
@@ -454,7 +519,7 @@ pub fn prepare(def: &ImageDef, lock: &Lock, agent: &Path, progress: &dyn Fn(&str
         .with_context(|| format!("cannot read {}/SHA256SUMS", resolvers.display()))?;
     let key = cache::sha256_hex(
         format!(
-            "v2 {} {} {} {} {} {}",
+            "v2 {} {} {} {} {} {} {}",
             cache::sha256_hex(&resolvers_manifest),
             cache::sha256_hex(toml::to_string(lock).unwrap_or_default().as_bytes()),
             // /etc's files are in the key: a file added there must not be served from an
@@ -462,7 +527,10 @@ pub fn prepare(def: &ImageDef, lock: &Lock, agent: &Path, progress: &dyn Fn(&str
             cache::sha256_hex(format!("{ETC:?}").as_bytes()),
             cache::sha256_hex(&agent_bytes),
             def.modules.join(","),
-            kernel.release
+            // The kernel's tree is named by its packages' (or files') checksums: a rebuilt
+            // kernel with the same release gets its own modules.
+            kernel.release,
+            kernel.modules_dir.display()
         )
         .as_bytes(),
     );

@@ -3,10 +3,12 @@
 
 pub mod bzimage;
 pub mod compiler;
+pub mod custom_kernel;
 pub mod deb;
 pub mod image;
 pub mod initramfs;
 pub mod kernel;
 pub mod module_build;
 pub mod packages;
+pub mod sysroot;
 pub mod vm;

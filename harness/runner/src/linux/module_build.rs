@@ -26,7 +26,7 @@ use crate::module_elf::{LinuxTarget, compiler_identity, verify};
 
 /// Copies a tree as hard links where possible (same file system), plain copies otherwise.
 /// `to` may already hold other packages' files, or be reached through a symlink (merged /usr).
-fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(crate) fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for e in std::fs::read_dir(from)? {
         let e = e?;
@@ -125,7 +125,7 @@ fn private_binfmt_misc() -> anyhow::Result<()> {
     }
 }
 
-/// A command run inside `root`: a private mount namespace with the host's /dev bound in,
+/// A command run inside `root`: a private mount namespace with the host's /dev and /proc bound in,
 /// then chroot. As root directly; otherwise in a user namespace that maps the caller to root.
 /// With `emulator`, the root's arm64 programs run under it: registered in a binfmt_misc
 /// instance private to a new user namespace (Linux 6.7+), so the host's is never touched.
@@ -138,6 +138,9 @@ fn in_root(_: &Path, _: &str, _: &[String], _: &str, _: Option<&Path>) -> anyhow
 fn in_root(root: &Path, program: &str, args: &[String], cwd: &str, emulator: Option<&Path>) -> anyhow::Result<Command> {
     let c = |p: &Path| CString::new(p.as_os_str().as_bytes());
     let (root_c, dev_c, cwd_c) = (c(root)?, c(&root.join("dev"))?, c(Path::new(cwd))?);
+    // Kbuild's tools read /proc (objtool of Linux 7.x reads the stack limit there).
+    let proc_c = c(&root.join("proc"))?;
+    std::fs::create_dir_all(root.join("proc")).with_context(|| format!("cannot create {}/proc", root.display()))?;
     let uid = nix::unistd::geteuid();
     let gid = nix::unistd::getegid();
     let userns = emulator.is_some() || !uid.is_root();
@@ -167,6 +170,8 @@ fn in_root(root: &Path, program: &str, args: &[String], cwd: &str, emulator: Opt
             }
             mount(Some("/dev"), dev_c.as_c_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
                 .map_err(err)?;
+            mount(Some("/proc"), proc_c.as_c_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .map_err(err)?;
             nix::unistd::chroot(root_c.as_c_str()).map_err(err)?;
             nix::unistd::chdir(cwd_c.as_c_str()).map_err(err)?;
             Ok(())
@@ -178,6 +183,13 @@ fn in_root(root: &Path, program: &str, args: &[String], cwd: &str, emulator: Opt
 fn first_line(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_string()
 }
+
+/// The test module's sources, as laid out for Kbuild.
+const SOURCES: [(&str, &str); 3] = [
+    ("linux/addrsel_kmod.c", include_str!("../../../../kmod/linux/addrsel_kmod.c")),
+    ("linux/Kbuild", include_str!("../../../../kmod/linux/Kbuild")),
+    ("include/addrsel_kmod.h", include_str!("../../../../kmod/include/addrsel_kmod.h")),
+];
 
 /// How a test build may be broken on purpose (the harness's own tests): `skip-init` builds a
 /// module whose init returns success without creating its interface.
@@ -200,6 +212,14 @@ pub fn build(
     }
     if let Some(f) = fault.filter(|f| !FAULTS.contains(f)) {
         anyhow::bail!("unknown module fault `{f}` (known: {})", FAULTS.join(", "));
+    }
+    if let Some(custom) = &def.custom {
+        if let Some(why) = &custom.no_module {
+            bail!("{why}");
+        }
+        if let Some(dir) = &custom.build_dir {
+            return crate::linux::custom_kernel::build_module_in_tree(dir, def.arch, kernel, &SOURCES, progress);
+        }
     }
     let cc_text = cc_version_text(&kernel.config).context("the kernel config has no CONFIG_CC_VERSION_TEXT")?;
     let Some(root_arch) = lock.build_root_arch.filter(|_| !lock.build_root.is_empty()) else {
@@ -226,7 +246,9 @@ pub fn build(
                 bail!("cannot emulate a {root_arch} build root (only arm64)");
             }
             private_binfmt_misc()?;
-            Some(dir.join("usr/bin/qemu-aarch64-static"))
+            // qemu-user-static's name, or qemu-user's (static itself since 9.1).
+            let static_name = dir.join("usr/bin/qemu-aarch64-static");
+            Some(if static_name.exists() { static_name } else { dir.join("usr/bin/qemu-aarch64") })
         }
         (false, None) => bail!("the build root is {root_arch}, but the lock has no emulator for it"),
     };
@@ -250,11 +272,7 @@ pub fn build(
         );
     }
 
-    let sources = [
-        ("linux/addrsel_kmod.c", include_str!("../../../../kmod/linux/addrsel_kmod.c")),
-        ("linux/Kbuild", include_str!("../../../../kmod/linux/Kbuild")),
-        ("include/addrsel_kmod.h", include_str!("../../../../kmod/include/addrsel_kmod.h")),
-    ];
+    let sources = SOURCES;
     let key = cache::sha256_hex(
         format!(
             "{sources:?} {:?} {} {fault:?}",
@@ -283,6 +301,11 @@ pub fn build(
             "KBUILD_BUILD_TIMESTAMP=".into(),
         ];
         args.extend(toolchain.make_vars.iter().cloned());
+        // A root borrowed for --kernel may lack pahole (bookworm's, for a backported 6.12):
+        // the test module needs no BTF, so Kbuild is told not to make it.
+        if !root.join("usr/bin/pahole").exists() {
+            args.push("CONFIG_DEBUG_INFO_BTF_MODULES=".into());
+        }
         if fault == Some("skip-init") {
             args.push("KCFLAGS=-DADDRSEL_FAULT_SKIP_INIT".into());
         }

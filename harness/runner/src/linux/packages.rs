@@ -91,6 +91,8 @@ pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 struct Stanza {
     fields: HashMap<String, String>,
     mirror: String,
+    /// From one of the image's `kernel_suites`: a candidate only for the kernel's packages.
+    kernel_only: bool,
 }
 
 impl Stanza {
@@ -119,7 +121,7 @@ fn parse_stanzas(text: &str, mirror: &str) -> Vec<Stanza> {
             }
         }
         if fields.contains_key("Package") {
-            out.push(Stanza { fields, mirror: mirror.to_string() });
+            out.push(Stanza { fields, mirror: mirror.to_string(), kernel_only: false });
         }
     }
     out
@@ -186,13 +188,15 @@ struct Index {
 impl Index {
     fn load(
         suites: &[(String, String)],
+        kernel_suites: &[(String, String)],
         arch: Arch,
         keyring: &Path,
         indexes: &mut Vec<LockedIndex>,
         progress: &dyn Fn(&str),
     ) -> anyhow::Result<Index> {
         let mut packages: HashMap<String, Vec<Stanza>> = HashMap::new();
-        for (mirror, suite) in suites {
+        let tagged = suites.iter().map(|s| (s, false)).chain(kernel_suites.iter().map(|s| (s, true)));
+        for ((mirror, suite), kernel_only) in tagged {
             let url = format!("{mirror}/dists/{suite}/InRelease");
             progress(&format!("verifying {url}"));
             let (inrelease, sha) = verified_inrelease(&url, keyring)?;
@@ -208,7 +212,8 @@ impl Index {
             if got != want {
                 anyhow::bail!("{purl}: sha256 {got} is not the {want} the signed InRelease lists");
             }
-            for st in parse_stanzas(&decompress_xz(&packed)?, mirror) {
+            for mut st in parse_stanzas(&decompress_xz(&packed)?, mirror) {
+                st.kernel_only = kernel_only;
                 packages.entry(st.get("Package").to_string()).or_default().push(st);
             }
         }
@@ -228,7 +233,8 @@ impl Index {
     }
 
     fn newest(&self, name: &str) -> Option<&Stanza> {
-        self.packages.get(name)?.iter().max_by(|a, b| version_cmp(a.get("Version"), b.get("Version")))
+        let candidate = |st: &&Stanza| !st.kernel_only || is_kernel_package(name);
+        self.packages.get(name)?.iter().filter(candidate).max_by(|a, b| version_cmp(a.get("Version"), b.get("Version")))
     }
 
     /// The real package that satisfies `name`: itself, or its only provider.
@@ -271,6 +277,21 @@ impl Index {
     }
 }
 
+/// The packages a `kernel_suites` suite may supply: the kernel, its headers and build scripts.
+fn is_kernel_package(name: &str) -> bool {
+    [
+        "linux-image-",
+        "linux-binary-",
+        "linux-modules-",
+        "linux-base-",
+        "linux-headers-",
+        "linux-kbuild-",
+        "linux-compiler-",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+}
+
 fn locked(st: &Stanza) -> LockedPackage {
     LockedPackage {
         name: st.get("Package").to_string(),
@@ -288,7 +309,7 @@ fn followed_into_guest(name: &str) -> bool {
     name.starts_with("lib")
         || (name.starts_with("gcc-") && name.ends_with("-base"))
         || name == "zlib1g"
-        || name.starts_with("linux-image-")
+        || ["linux-image-", "linux-binary-", "linux-modules-", "linux-base-"].iter().any(|p| name.starts_with(p))
         || name.starts_with("linux-headers-")
 }
 
@@ -302,7 +323,7 @@ pub const BUILD_ARCH: Arch = Arch::Amd64;
 pub fn resolve_lock(def: &ImageDef, progress: &dyn Fn(&str)) -> anyhow::Result<Lock> {
     let keyring = keyring()?;
     let mut indexes = Vec::new();
-    let image_index = Index::load(&def.suites, def.arch, &keyring, &mut indexes, progress)?;
+    let image_index = Index::load(&def.suites, &def.kernel_suites, def.arch, &keyring, &mut indexes, progress)?;
     let roots: Vec<String> = std::iter::once(def.kernel.clone())
         .chain(def.packages.iter().cloned())
         .chain(def.kmod_build.iter().cloned())
@@ -327,28 +348,52 @@ pub fn resolve_lock(def: &ImageDef, progress: &dyn Fn(&str)) -> anyhow::Result<L
             .to_string();
         let config = kernel_config(def, &lock.package, progress)?;
         let cc = cc_version_text(&config).context("the kernel config has no CONFIG_CC_VERSION_TEXT")?;
-        let build_index;
-        let (root_arch, toolchain, index) = if def.arch == BUILD_ARCH {
-            (BUILD_ARCH, Toolchain::for_kernel(&cc, def.arch, BUILD_ARCH)?, &image_index)
-        } else {
-            build_index = Index::load(&def.suites, BUILD_ARCH, &keyring, &mut indexes, progress)?;
-            let cross = Toolchain::for_kernel(&cc, def.arch, BUILD_ARCH)?;
-            let cross_version = build_index.newest(&cross.compiler_package).map(|st| st.get("Version").to_string());
-            if cross_version.as_deref().is_some_and(|v| same_debian_gcc(&cc, v)) {
-                (BUILD_ARCH, cross, &build_index)
-            } else {
-                progress(&format!(
-                    "{} is {}, not the kernel's `{cc}`: the build root is {} packages under user-mode emulation",
-                    cross.compiler_package,
-                    cross_version.as_deref().unwrap_or("missing"),
-                    def.arch
+        // The kernel's exact compiler: natively or cross on the build machine from the image's
+        // suites, then from each of `compiler_suites` (a moving suite may have passed it), and
+        // last natively for the image's architecture under user-mode emulation.
+        let candidates: Vec<Vec<(String, String)>> =
+            std::iter::once(def.suites.clone()).chain(def.compiler_suites.iter().map(|s| vec![s.clone()])).collect();
+        let mut root_arches = vec![BUILD_ARCH];
+        if def.arch != BUILD_ARCH {
+            root_arches.push(def.arch);
+        }
+        let mut tried = Vec::new();
+        let mut found = None;
+        'search: for &root_arch in &root_arches {
+            for suites in &candidates {
+                let index = Index::load(suites, &def.kernel_suites, root_arch, &keyring, &mut indexes, progress)?;
+                let toolchain = Toolchain::for_kernel(&cc, def.arch, root_arch)?;
+                let version = index.newest(&toolchain.compiler_package).map(|st| st.get("Version").to_string());
+                let clang = cc.contains("clang version");
+                if version.is_some() && (clang || version.as_deref().is_some_and(|v| same_debian_gcc(&cc, v))) {
+                    found = Some((root_arch, toolchain, index));
+                    break 'search;
+                }
+                let names: Vec<&str> = suites.iter().map(|(_, s)| s.as_str()).collect();
+                tried.push(format!(
+                    "{} {} in {} ({root_arch})",
+                    toolchain.compiler_package,
+                    version.as_deref().unwrap_or("missing"),
+                    names.join("+")
                 ));
-                let emulator =
-                    build_index.newest("qemu-user-static").context("qemu-user-static is not in the index")?;
-                lock.emulator = Some(locked(emulator));
-                (def.arch, Toolchain::for_kernel(&cc, def.arch, def.arch)?, &image_index)
             }
-        };
+        }
+        let (root_arch, toolchain, index) = found.with_context(|| {
+            format!("no suite has the kernel's compiler `{cc}`: {} (add a suite to compiler_suites)", tried.join("; "))
+        })?;
+        if !tried.is_empty() {
+            progress(&format!("not the kernel's `{cc}`: {}", tried.join("; ")));
+        }
+        if root_arch != BUILD_ARCH {
+            progress(&format!("the build root is {root_arch} packages under user-mode emulation"));
+            let build_index = Index::load(&def.suites, &[], BUILD_ARCH, &keyring, &mut indexes, progress)?;
+            // qemu-user has carried the static binaries since 9.1 (qemu-user-static before).
+            let emulator = ["qemu-user-static", "qemu-user"]
+                .iter()
+                .find_map(|n| build_index.newest(n))
+                .context("neither qemu-user-static nor qemu-user is in the index")?;
+            lock.emulator = Some(locked(emulator));
+        }
         progress(&format!("the kernel was built with `{cc}`: locking {} ({root_arch})", toolchain.packages.join(", ")));
         let roots: Vec<String> = toolchain.packages.iter().cloned().chain([kbuild]).collect();
         lock.build_root = index.closure(&roots, &|_| true, root_arch.as_str())?.iter().map(|st| locked(st)).collect();
@@ -358,20 +403,19 @@ pub fn resolve_lock(def: &ImageDef, progress: &dyn Fn(&str)) -> anyhow::Result<L
     Ok(lock)
 }
 
-/// The kernel's build configuration, from its package (downloaded and verified).
+/// The kernel's build configuration, from its packages (downloaded and verified).
 fn kernel_config(def: &ImageDef, package: &[LockedPackage], progress: &dyn Fn(&str)) -> anyhow::Result<String> {
-    let kernel: Vec<LockedPackage> =
-        package.iter().filter(|p| p.name.starts_with("linux-image-") && p.name != def.kernel).cloned().collect();
-    let (p, deb) = fetch_packages(&kernel, progress)?.pop().context("no kernel image package")?;
-    let root = crate::linux::deb::unpack(&deb, &p.sha256, &cache::cache_dir().join("unpacked"))?;
-    let boot = root.join("boot");
-    let entries = std::fs::read_dir(&boot).with_context(|| format!("cannot read {}", boot.display()))?;
-    let config = entries
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("config-")))
-        .context("no config in the kernel package")?;
-    std::fs::read_to_string(&config).with_context(|| format!("cannot read {}", config.display()))
+    let lock = Lock {
+        image: def.name.clone(),
+        build_root_arch: None,
+        generated_from: vec![],
+        package: package.to_vec(),
+        build_root: vec![],
+        emulator: None,
+    };
+    let root = crate::linux::initramfs::kernel_root(def, &lock, progress)?;
+    let files = crate::linux::initramfs::KernelFiles::find(&root)?;
+    std::fs::read_to_string(&files.config).with_context(|| format!("cannot read {}", files.config.display()))
 }
 
 /// These packages as verified files in the cache.

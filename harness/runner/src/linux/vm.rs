@@ -61,7 +61,7 @@ pub fn prepare(def: &ImageDef, log: &dyn Fn(&str)) -> anyhow::Result<(PathBuf, G
     let binary = crate::tools::qemu(def.arch)?;
     let lock = crate::linux::image::load_lock(def)?;
     log("building the agent");
-    let agent = crate::agent_build::for_linux(def.arch)?;
+    let agent = crate::agent_build::for_linux(def.arch, log)?;
     let guest = initramfs::prepare(def, &lock, &agent, log)?;
     log(&format!("kernel {}, initramfs {}", guest.kernel.boot_image.display(), guest.base.display()));
     Ok((binary, guest))

@@ -155,6 +155,10 @@ pub fn run_matrix(opts: &Options, progress: &targets::run::Progress) -> MatrixRe
             boot_ms: run.boot.map(report::duration_ms),
             total_ms: report::duration_ms(run.total),
             scenario_ms: run.scenarios.iter().map(|s| s.millis).collect(),
+            kernel_origin: match &def.kind {
+                crate::targets::Kind::LinuxVm(image) => image.custom.as_ref().map(|c| c.origin.clone()),
+                _ => None,
+            },
             unverified: unverified_points(
                 def.os,
                 &opts.scenarios,

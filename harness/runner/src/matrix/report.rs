@@ -21,6 +21,9 @@ pub struct TargetSummary {
     pub boot_ms: Option<u64>,
     pub total_ms: u64,
     pub scenario_ms: Vec<u64>,
+    /// `--kernel`: where the kernel came from (each file and its sha256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_origin: Option<String>,
     /// What the engine's profile for this target's OS predicts without confirmation yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unverified: Vec<Unverified>,
@@ -198,6 +201,9 @@ pub fn terminal(m: &MatrixResult) -> String {
                     secs(t.total_ms),
                     median(&t.scenario_ms)
                 );
+                if let Some(origin) = &t.kernel_origin {
+                    let _ = writeln!(out, "  kernel from {origin}");
+                }
                 if let Some(e) = err {
                     let _ = writeln!(out, "  stopped early: {e}");
                 }
