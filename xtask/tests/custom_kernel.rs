@@ -89,7 +89,7 @@ fn a_kernel_without_the_guests_drivers_is_refused_before_boot() {
     let def = load_image(&root().join("images/linux/bookworm-amd64.toml")).unwrap();
     let lock = load_lock(&def).unwrap();
     let kroot = addrsel_runner::linux::initramfs::kernel_root(&def, &lock, &|_| {}).unwrap();
-    let files = addrsel_runner::linux::initramfs::KernelFiles::find(&kroot).unwrap();
+    let files = addrsel_runner::linux::kernel::KernelFiles::find(&kroot).unwrap();
     let config = std::fs::read_to_string(&files.config).unwrap();
     assert!(config.contains("CONFIG_VETH=m") && config.contains("CONFIG_SERIAL_8250_CONSOLE=y"));
     // A build tree of the same kernel whose config drops veth and the serial console.

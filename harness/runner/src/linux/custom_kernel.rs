@@ -17,25 +17,7 @@ use anyhow::{Context as _, bail};
 use crate::arch::Arch;
 use crate::cache;
 use crate::linux::compiler::{Toolchain, cc_version_text, same_debian_gcc};
-use crate::linux::image::{ImageDef, Lock, LockedPackage};
-
-/// A kernel given on the command line, ready to stand in for an image's own.
-#[derive(Debug)]
-pub struct CustomKernel {
-    /// What was given, for the report: each file with its sha256.
-    pub origin: String,
-    /// `uname -r` of the kernel.
-    pub release: String,
-    /// The kernel's files as one tree (`boot/` and `lib/modules/R`, or `usr/lib/modules/R`).
-    pub root: PathBuf,
-    /// The image's userland with this kernel's packages in place of its own (and the build
-    /// root of whichever lock pins this kernel's compiler).
-    pub lock: Lock,
-    /// `--kernel-build DIR`: the test module is built against it with this machine's compiler.
-    pub build_dir: Option<PathBuf>,
-    /// Why no test module can be built for this kernel (it is then left out).
-    pub no_module: Option<String>,
-}
+use crate::linux::image::{CustomKernel, ImageDef, Lock, LockedPackage};
 
 /// What a guest needs of its kernel: the option, whether a module (`=m`) will do, and why.
 fn needed(arch: Arch) -> Vec<(&'static str, bool, &'static str)> {
@@ -202,7 +184,7 @@ pub fn prepare(
         .package
         .iter()
         .filter(|p| {
-            !crate::linux::initramfs::is_kernel_file_package(def, &p.name)
+            !crate::linux::kernel::is_kernel_file_package(def, &p.name)
                 && !p.name.starts_with("linux-headers-")
                 && p.name != def.kernel
         })
@@ -223,19 +205,7 @@ pub fn prepare(
             .filter(|p| !p.name.starts_with("linux-headers-") && !p.name.starts_with("linux-kbuild-"))
             .cloned()
             .collect();
-        let key = cache::sha256_hex(kernel_files.iter().map(|p| p.sha256.as_str()).collect::<String>().as_bytes());
-        let root = cache::cache_dir().join("kernel-root").join(format!("custom-{}", &key[..16]));
-        if !root.exists() {
-            let fetched = crate::linux::packages::fetch_packages(&kernel_files, progress)?;
-            cache::publish(&root, |partial| {
-                for (p, deb) in &fetched {
-                    let tree = crate::linux::deb::unpack(deb, &p.sha256, &cache::cache_dir().join("unpacked"))?;
-                    crate::linux::module_build::link_tree(&tree, partial)
-                        .with_context(|| format!("cannot link {} into {}", p.name, partial.display()))?;
-                }
-                Ok(())
-            })?;
-        }
+        let root = crate::linux::packages::kernel_tree("custom", &kernel_files, progress)?;
         let headers: Vec<LockedPackage> = packages
             .iter()
             .filter(|p| p.name.starts_with("linux-headers-") || p.name.starts_with("linux-kbuild-"))
@@ -272,7 +242,7 @@ pub fn prepare(
         (root, origin, (lock, vec![]), false)
     };
     let (mut lock, kbuild) = lock;
-    let files = crate::linux::initramfs::KernelFiles::find(&root)?;
+    let files = crate::linux::kernel::KernelFiles::find(&root)?;
     let config = std::fs::read_to_string(&files.config)
         .with_context(|| format!("cannot read the kernel config {}", files.config.display()))?;
     let has_module = |name: &str| crate::linux::initramfs::has_module(&files.modules_dir, name);
@@ -375,73 +345,6 @@ fn tree_from_build_dir(image: &Path, dir: &Path, progress: &dyn Fn(&str)) -> any
     }
     let origin = format!("{} (sha256 {}) built in {}", image.display(), cache::sha256_hex(&image_bytes), dir.display());
     Ok((root, origin))
-}
-
-/// The test module built against a kernel build tree on this machine, with the compiler
-/// `CONFIG_CC_VERSION_TEXT` names (its `--version` must say the same), and verified.
-pub fn build_module_in_tree(
-    dir: &Path,
-    arch: Arch,
-    kernel: &crate::linux::kernel::Kernel,
-    sources: &[(&str, &str)],
-    progress: &dyn Fn(&str),
-) -> anyhow::Result<PathBuf> {
-    use crate::module_elf::{LinuxTarget, compiler_identity, verify};
-    let cc_text = cc_version_text(&kernel.config).context("the kernel config has no CONFIG_CC_VERSION_TEXT")?;
-    let clang = cc_text.contains("clang version");
-    let program =
-        if clang { "clang".to_string() } else { cc_text.split_whitespace().next().unwrap_or("gcc").to_string() };
-    let out = std::process::Command::new(&program)
-        .arg("--version")
-        .output()
-        .with_context(|| format!("the kernel was built with `{cc_text}`, but this machine has no `{program}`"))?;
-    let found = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_string();
-    if compiler_identity(&found) != compiler_identity(&cc_text) {
-        bail!(
-            "the kernel was built with `{cc_text}`, but this machine's {program} is `{found}`: refusing to build a module with another compiler"
-        );
-    }
-    let key = cache::sha256_hex(format!("{sources:?} {cc_text} {} {}", kernel.vermagic, dir.display()).as_bytes());
-    let work = cache::cache_dir().join("kmod-tree").join(&key[..16]);
-    let _ = std::fs::remove_dir_all(&work);
-    for (path, text) in sources {
-        let dst = work.join(path);
-        std::fs::create_dir_all(dst.parent().expect("parent"))?;
-        std::fs::write(&dst, text).with_context(|| format!("cannot write {}", dst.display()))?;
-    }
-    let mut args = vec![
-        "-C".to_string(),
-        dir.display().to_string(),
-        format!("M={}", work.join("linux").display()),
-        format!("ARCH={}", arch.kbuild()),
-    ];
-    if clang {
-        args.push("LLVM=1".into());
-    } else {
-        args.push(format!("CC={program}"));
-        if let Some((triplet, _)) = program.rsplit_once("-gcc").filter(|(t, _)| t.contains("-linux-")) {
-            args.push(format!("CROSS_COMPILE={triplet}-"));
-        }
-    }
-    args.push("modules".into());
-    progress(&format!("building the test module against {} with {found}", dir.display()));
-    let out = std::process::Command::new("make").args(&args).output().context("cannot run make")?;
-    let ko = work.join("linux/addrsel_kmod.ko");
-    if !out.status.success() || !ko.exists() {
-        let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        let tail: Vec<&str> = log.lines().rev().take(20).collect();
-        bail!(
-            "building the module failed (make {}):\n{}",
-            args.join(" "),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        );
-    }
-    let target = LinuxTarget { vermagic: kernel.vermagic.clone(), cc_version_text: cc_text };
-    let verdict = verify(&std::fs::read(&ko).with_context(|| format!("cannot read {}", ko.display()))?, Some(&target))?;
-    if !verdict.ok() {
-        bail!("{} failed verification:\n{}", ko.display(), verdict.render());
-    }
-    Ok(ko)
 }
 
 #[cfg(test)]

@@ -122,6 +122,30 @@ pub fn unpack(deb: &Path, sha256: &str, dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(target)
 }
 
+/// Copies a tree as hard links where possible (same file system), plain copies otherwise.
+/// `to` may already hold other packages' files, or be reached through a symlink (merged /usr).
+pub fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let meta = std::fs::symlink_metadata(&src)?;
+        if meta.is_dir() {
+            link_tree(&src, &dst)?;
+        } else if meta.file_type().is_symlink() {
+            // A directory symlink of merged /usr (bin -> usr/bin) is already in place.
+            if std::fs::symlink_metadata(&dst).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            let _ = std::fs::remove_file(&dst);
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else if std::fs::symlink_metadata(&dst).is_err() && std::fs::hard_link(&src, &dst).is_err() {
+            std::fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

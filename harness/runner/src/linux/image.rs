@@ -42,7 +42,7 @@ pub struct ImageDef {
     pub qemu: QemuDef,
     /// `--kernel`: a kernel of the user's choosing in place of the image's own.
     #[serde(skip)]
-    pub custom: Option<std::sync::Arc<crate::linux::custom_kernel::CustomKernel>>,
+    pub custom: Option<std::sync::Arc<CustomKernel>>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -128,4 +128,22 @@ pub fn write_lock(def: &ImageDef, lock: &Lock) -> anyhow::Result<PathBuf> {
     );
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
+}
+
+/// A kernel given on the command line, ready to stand in for an image's own.
+#[derive(Debug)]
+pub struct CustomKernel {
+    /// What was given, for the report: each file with its sha256.
+    pub origin: String,
+    /// `uname -r` of the kernel.
+    pub release: String,
+    /// The kernel's files as one tree (`boot/` and `lib/modules/R`, or `usr/lib/modules/R`).
+    pub root: PathBuf,
+    /// The image's userland with this kernel's packages in place of its own (and the build
+    /// root of whichever lock pins this kernel's compiler).
+    pub lock: Lock,
+    /// `--kernel-build DIR`: the test module is built against it with this machine's compiler.
+    pub build_dir: Option<PathBuf>,
+    /// Why no test module can be built for this kernel (it is then left out).
+    pub no_module: Option<String>,
 }

@@ -14,7 +14,7 @@ use anyhow::{Context as _, bail};
 use crate::arch::Arch;
 use crate::cache;
 use crate::linux::image::{ImageDef, Lock};
-use crate::linux::kernel::{Kernel, kernel_vermagic};
+use crate::linux::kernel::{Kernel, KernelFiles, is_kernel_file_package, kernel_vermagic};
 use crate::vm::cpio::{Entry, Writer};
 
 /// A guest ready to boot.
@@ -260,8 +260,7 @@ pub fn kernel(def: &ImageDef, lock: &Lock, progress: &dyn Fn(&str)) -> anyhow::R
 }
 
 /// The kernel's packages (one `linux-image-*` up to Debian's 6.x; from 7.x its files are split
-/// into `linux-binary-*`, `linux-modules-*` and `linux-base-*`), unpacked into one tree (cached,
-/// keyed by their checksums).
+/// into `linux-binary-*`, `linux-modules-*` and `linux-base-*`), unpacked into one tree.
 pub fn kernel_root(def: &ImageDef, lock: &Lock, progress: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
     if let Some(custom) = &def.custom {
         return Ok(custom.root.clone());
@@ -270,77 +269,12 @@ pub fn kernel_root(def: &ImageDef, lock: &Lock, progress: &dyn Fn(&str)) -> anyh
     if packages.is_empty() {
         anyhow::bail!("the lock of {} has no kernel image package", def.name);
     }
-    let key = cache::sha256_hex(packages.iter().map(|p| p.sha256.as_str()).collect::<Vec<_>>().join(",").as_bytes());
-    let root = cache::cache_dir().join("kernel-root").join(format!("{}-{}", def.name, &key[..16]));
-    if root.exists() {
-        return Ok(root);
-    }
-    let debs = crate::linux::packages::fetch_packages(&packages, progress)?;
-    cache::publish(&root, |partial| {
-        for (p, deb) in &debs {
-            let tree = crate::linux::deb::unpack(deb, &p.sha256, &cache::cache_dir().join("unpacked"))?;
-            crate::linux::module_build::link_tree(&tree, partial)
-                .with_context(|| format!("cannot link {} into {}", p.name, partial.display()))?;
-        }
-        Ok(())
-    })?;
-    Ok(root)
+    crate::linux::packages::kernel_tree(&def.name, &packages, progress)
 }
 
 /// Whether `name` is among a kernel's loadable modules (or built in).
 pub fn has_module(modules_dir: &Path, name: &str) -> bool {
     module_order(modules_dir, &[name.to_string()]).is_ok()
-}
-
-/// Packages that carry the kernel's own files (not the meta-package that names it).
-pub fn is_kernel_file_package(def: &ImageDef, name: &str) -> bool {
-    name != def.kernel
-        && ["linux-image-", "linux-binary-", "linux-modules-", "linux-base-"].iter().any(|p| name.starts_with(p))
-}
-
-/// Where a kernel tree keeps its image, config and modules: `/boot/vmlinuz-R` and
-/// `/boot/config-R` up to Debian's 6.x, `/usr/lib/modules/R/{vmlinuz,config}` from 7.x.
-pub struct KernelFiles {
-    pub vmlinuz: PathBuf,
-    pub config: PathBuf,
-    pub release: String,
-    pub modules_dir: PathBuf,
-}
-
-impl KernelFiles {
-    pub fn find(kroot: &Path) -> anyhow::Result<KernelFiles> {
-        let boot = kroot.join("boot");
-        let in_boot = std::fs::read_dir(&boot).ok().and_then(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.path())
-                .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
-        });
-        let modules_of = |release: &str| {
-            ["lib/modules", "usr/lib/modules"].iter().map(|d| kroot.join(d).join(release)).find(|d| d.exists())
-        };
-        if let Some(vmlinuz) = in_boot {
-            let release =
-                vmlinuz.file_name().expect("file").to_string_lossy().trim_start_matches("vmlinuz-").to_string();
-            let modules_dir = modules_of(&release).context("no modules directory in the kernel package")?;
-            return Ok(KernelFiles { config: boot.join(format!("config-{release}")), vmlinuz, release, modules_dir });
-        }
-        for d in ["usr/lib/modules", "lib/modules"] {
-            for e in std::fs::read_dir(kroot.join(d)).into_iter().flatten().flatten() {
-                let dir = e.path();
-                if dir.join("vmlinuz").exists() {
-                    let release = e.file_name().to_string_lossy().into_owned();
-                    return Ok(KernelFiles {
-                        vmlinuz: dir.join("vmlinuz"),
-                        config: dir.join("config"),
-                        release,
-                        modules_dir: dir,
-                    });
-                }
-            }
-        }
-        anyhow::bail!("no vmlinuz in {} (neither boot/vmlinuz-* nor usr/lib/modules/*/vmlinuz)", kroot.display())
-    }
 }
 
 /// What goes into the base initramfs besides the agent: (path in the guest, host file) and

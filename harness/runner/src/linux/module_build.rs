@@ -24,30 +24,6 @@ use crate::linux::kernel::Kernel;
 use crate::linux::packages::{BUILD_ARCH, fetch_packages};
 use crate::module_elf::{LinuxTarget, compiler_identity, verify};
 
-/// Copies a tree as hard links where possible (same file system), plain copies otherwise.
-/// `to` may already hold other packages' files, or be reached through a symlink (merged /usr).
-pub(crate) fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        let meta = std::fs::symlink_metadata(&src)?;
-        if meta.is_dir() {
-            link_tree(&src, &dst)?;
-        } else if meta.file_type().is_symlink() {
-            // A directory symlink of merged /usr (bin -> usr/bin) is already in place.
-            if std::fs::symlink_metadata(&dst).is_ok_and(|m| m.is_dir()) {
-                continue;
-            }
-            let _ = std::fs::remove_file(&dst);
-            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
-        } else if std::fs::symlink_metadata(&dst).is_err() && std::fs::hard_link(&src, &dst).is_err() {
-            std::fs::copy(&src, &dst)?;
-        }
-    }
-    Ok(())
-}
-
 /// The image's headers and the build root's packages, unpacked into one directory tree
 /// (cached, keyed by their checksums).
 fn assemble_root(def: &ImageDef, packages: &[LockedPackage], progress: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
@@ -70,7 +46,8 @@ fn assemble_root(def: &ImageDef, packages: &[LockedPackage], progress: &dyn Fn(&
         let unpack = cache::cache_dir().join("unpacked");
         for (p, deb) in &debs {
             let tree = crate::linux::deb::unpack(deb, &p.sha256, &unpack)?;
-            link_tree(&tree, partial).with_context(|| format!("cannot link {} into the build root", p.name))?;
+            crate::linux::deb::link_tree(&tree, partial)
+                .with_context(|| format!("cannot link {} into the build root", p.name))?;
         }
         // What maintainer scripts would have set up: /bin/sh and the awk alternative.
         for (link, target) in [("usr/bin/sh", "dash"), ("usr/bin/awk", "mawk")] {
@@ -191,6 +168,72 @@ const SOURCES: [(&str, &str); 3] = [
     ("include/addrsel_kmod.h", include_str!("../../../../kmod/include/addrsel_kmod.h")),
 ];
 
+/// The test module built against a kernel build tree on this machine, with the compiler
+/// `CONFIG_CC_VERSION_TEXT` names (its `--version` must say the same), and verified.
+pub fn build_module_in_tree(
+    dir: &Path,
+    arch: Arch,
+    kernel: &crate::linux::kernel::Kernel,
+    sources: &[(&str, &str)],
+    progress: &dyn Fn(&str),
+) -> anyhow::Result<PathBuf> {
+    let cc_text = cc_version_text(&kernel.config).context("the kernel config has no CONFIG_CC_VERSION_TEXT")?;
+    let clang = cc_text.contains("clang version");
+    let program =
+        if clang { "clang".to_string() } else { cc_text.split_whitespace().next().unwrap_or("gcc").to_string() };
+    let out = std::process::Command::new(&program)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("the kernel was built with `{cc_text}`, but this machine has no `{program}`"))?;
+    let found = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_string();
+    if compiler_identity(&found) != compiler_identity(&cc_text) {
+        bail!(
+            "the kernel was built with `{cc_text}`, but this machine's {program} is `{found}`: refusing to build a module with another compiler"
+        );
+    }
+    let key = cache::sha256_hex(format!("{sources:?} {cc_text} {} {}", kernel.vermagic, dir.display()).as_bytes());
+    let work = cache::cache_dir().join("kmod-tree").join(&key[..16]);
+    let _ = std::fs::remove_dir_all(&work);
+    for (path, text) in sources {
+        let dst = work.join(path);
+        std::fs::create_dir_all(dst.parent().expect("parent"))?;
+        std::fs::write(&dst, text).with_context(|| format!("cannot write {}", dst.display()))?;
+    }
+    let mut args = vec![
+        "-C".to_string(),
+        dir.display().to_string(),
+        format!("M={}", work.join("linux").display()),
+        format!("ARCH={}", arch.kbuild()),
+    ];
+    if clang {
+        args.push("LLVM=1".into());
+    } else {
+        args.push(format!("CC={program}"));
+        if let Some((triplet, _)) = program.rsplit_once("-gcc").filter(|(t, _)| t.contains("-linux-")) {
+            args.push(format!("CROSS_COMPILE={triplet}-"));
+        }
+    }
+    args.push("modules".into());
+    progress(&format!("building the test module against {} with {found}", dir.display()));
+    let out = std::process::Command::new("make").args(&args).output().context("cannot run make")?;
+    let ko = work.join("linux/addrsel_kmod.ko");
+    if !out.status.success() || !ko.exists() {
+        let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        bail!(
+            "building the module failed (make {}):\n{}",
+            args.join(" "),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    let target = LinuxTarget { vermagic: kernel.vermagic.clone(), cc_version_text: cc_text };
+    let verdict = verify(&std::fs::read(&ko).with_context(|| format!("cannot read {}", ko.display()))?, Some(&target))?;
+    if !verdict.ok() {
+        bail!("{} failed verification:\n{}", ko.display(), verdict.render());
+    }
+    Ok(ko)
+}
+
 /// How a test build may be broken on purpose (the harness's own tests): `skip-init` builds a
 /// module whose init returns success without creating its interface.
 pub const FAULTS: &[&str] = &["skip-init"];
@@ -218,7 +261,7 @@ pub fn build(
             bail!("{why}");
         }
         if let Some(dir) = &custom.build_dir {
-            return crate::linux::custom_kernel::build_module_in_tree(dir, def.arch, kernel, &SOURCES, progress);
+            return build_module_in_tree(dir, def.arch, kernel, &SOURCES, progress);
         }
     }
     let cc_text = cc_version_text(&kernel.config).context("the kernel config has no CONFIG_CC_VERSION_TEXT")?;

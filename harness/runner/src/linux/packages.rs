@@ -405,17 +405,31 @@ pub fn resolve_lock(def: &ImageDef, progress: &dyn Fn(&str)) -> anyhow::Result<L
 
 /// The kernel's build configuration, from its packages (downloaded and verified).
 fn kernel_config(def: &ImageDef, package: &[LockedPackage], progress: &dyn Fn(&str)) -> anyhow::Result<String> {
-    let lock = Lock {
-        image: def.name.clone(),
-        build_root_arch: None,
-        generated_from: vec![],
-        package: package.to_vec(),
-        build_root: vec![],
-        emulator: None,
-    };
-    let root = crate::linux::initramfs::kernel_root(def, &lock, progress)?;
-    let files = crate::linux::initramfs::KernelFiles::find(&root)?;
+    let kernel: Vec<LockedPackage> =
+        package.iter().filter(|p| crate::linux::kernel::is_kernel_file_package(def, &p.name)).cloned().collect();
+    let root = kernel_tree(&def.name, &kernel, progress)?;
+    let files = crate::linux::kernel::KernelFiles::find(&root)?;
     std::fs::read_to_string(&files.config).with_context(|| format!("cannot read {}", files.config.display()))
+}
+
+/// A kernel's packages unpacked into one tree (cached as `kernel-root/LABEL-KEY`, keyed by
+/// their checksums).
+pub fn kernel_tree(label: &str, packages: &[LockedPackage], progress: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
+    let key = cache::sha256_hex(packages.iter().map(|p| p.sha256.as_str()).collect::<Vec<_>>().join(",").as_bytes());
+    let root = cache::cache_dir().join("kernel-root").join(format!("{label}-{}", &key[..16]));
+    if root.exists() {
+        return Ok(root);
+    }
+    let debs = fetch_packages(packages, progress)?;
+    cache::publish(&root, |partial| {
+        for (p, deb) in &debs {
+            let tree = crate::linux::deb::unpack(deb, &p.sha256, &cache::cache_dir().join("unpacked"))?;
+            crate::linux::deb::link_tree(&tree, partial)
+                .with_context(|| format!("cannot link {} into {}", p.name, partial.display()))?;
+        }
+        Ok(())
+    })?;
+    Ok(root)
 }
 
 /// These packages as verified files in the cache.

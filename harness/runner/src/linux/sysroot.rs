@@ -37,7 +37,7 @@ pub fn for_image(def: &ImageDef, lock: &Lock, progress: &dyn Fn(&str)) -> anyhow
     cache::publish(&root, |partial| {
         for (p, deb) in &debs {
             let tree = crate::linux::deb::unpack(deb, &p.sha256, &cache::cache_dir().join("unpacked"))?;
-            crate::linux::module_build::link_tree(&tree, partial)
+            crate::linux::deb::link_tree(&tree, partial)
                 .with_context(|| format!("cannot link {} into {}", p.name, partial.display()))?;
         }
         relativize_symlinks(partial, partial)?;

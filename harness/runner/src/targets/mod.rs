@@ -81,6 +81,10 @@ pub fn with_kernel(
     let mut def = (**def).clone();
     def.name = format!("{}+{}", def.name, custom.release);
     def.description = format!("{} with the kernel {} from {}", def.description, custom.release, custom.origin);
+    // A kernel without the VRF driver still runs everything else (VRF probes are then
+    // reported unsupported by the agent).
+    let files = crate::linux::kernel::KernelFiles::find(&custom.root)?;
+    def.modules.retain(|m| m != "vrf" || crate::linux::initramfs::has_module(&files.modules_dir, m));
     def.custom = Some(std::sync::Arc::new(custom));
     // Under TCG an image's kernel runs on the CPU model it was measured on (qemu64); a kernel
     // of unknown origin gets every feature TCG has: bookworm-backports' 6.12.95 double-faults
