@@ -111,8 +111,13 @@ fn read_with_deadline(reader: OwnedFd, child: Pid, deadline: Duration) -> Result
 fn scenario_child(plan: &Plan, target: &str, kmod: bool) -> (Report, Option<String>) {
     die_with_parent();
     let mut report = Report { scenario: plan.scenario.clone(), target: target.to_string(), results: vec![] };
-    if !plan.unsupported.is_empty() {
-        let reason = plan.unsupported.join("; ");
+    let mut unsupported = plan.unsupported.clone();
+    if plan.needs_vrf && !std::path::Path::new("/sys/module/vrf").exists() {
+        // Loaded at boot in the guests (or built in, which also makes /sys/module/vrf).
+        unsupported.push("this kernel has no VRF driver (CONFIG_NET_VRF: /sys/module/vrf is missing)".into());
+    }
+    if !unsupported.is_empty() {
+        let reason = unsupported.join("; ");
         report.results = plan
             .probes
             .iter()

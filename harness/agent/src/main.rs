@@ -271,6 +271,7 @@ pub(crate) fn facts() -> Facts {
     let (mip6, kernel_config) = kernel_config(&kernel);
     Facts {
         os: field(|u| u.sysname()),
+        kernel_version: Some(field(|u| u.version())).filter(|v| !v.is_empty()),
         kernel,
         arch: field(|u| u.machine()),
         glibc: probe::glibc_version(),

@@ -70,14 +70,16 @@ pub fn run(p: &Probe, ask_kmod: bool) -> Outcome {
     match &p.kind {
         ProbeKind::Connect { dst, zone } => {
             let text = p.kind.dst_text().unwrap_or_default();
-            let (source, error) = match connect(*dst, zone.as_deref(), &p.prefer, p.bind, p.bind_device.as_deref()) {
+            // A VRF probe's socket is bound to the VRF's device, as `ip vrf exec` arranges.
+            let device = p.bind_device.as_deref().or(p.vrf.as_deref());
+            let (source, error) = match connect(*dst, zone.as_deref(), &p.prefer, p.bind, device) {
                 Ok(Ok(source)) => (Some(source), None),
                 Ok(Err(errno)) => (None, Some(errno)),
                 Err(unsupported) => return Outcome::Unsupported { reason: unsupported },
             };
             // The module answers the kernel's selection for a destination; a bound socket
             // skips it, so there is nothing to compare.
-            let unbound = p.bind.is_none() && p.bind_device.is_none();
+            let unbound = p.bind.is_none() && device.is_none();
             let kernel =
                 (ask_kmod && unbound).then(|| match zone.as_deref().map_or(Ok(0), nix::net::if_::if_nametoindex) {
                     Ok(ifindex) => crate::module_query::kernel_answer(*dst, ifindex, &p.prefer),

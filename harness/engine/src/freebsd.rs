@@ -81,6 +81,7 @@ impl<'s> Freebsd<'s> {
                 metric: 0,
                 kind: RouteKind::Local,
                 rtype: RouteType::Unicast,
+                table: None,
             });
         }
         for h in &v6 {
@@ -94,6 +95,7 @@ impl<'s> Freebsd<'s> {
                     metric: 0,
                     kind: RouteKind::Connected,
                     rtype: RouteType::Unicast,
+                    table: None,
                 });
             }
         }
@@ -108,6 +110,7 @@ impl<'s> Freebsd<'s> {
                     metric: 0,
                     kind: RouteKind::Local,
                     rtype: RouteType::Unicast,
+                    table: None,
                 },
                 ifa: h.ip(),
                 loopback: true,
@@ -128,6 +131,7 @@ impl<'s> Freebsd<'s> {
                         metric: 0,
                         kind: RouteKind::Connected,
                         rtype: RouteType::Unicast,
+                        table: None,
                     },
                     ifa: h.ip(),
                     loopback: false,
@@ -135,7 +139,8 @@ impl<'s> Freebsd<'s> {
                 });
             }
         }
-        for r in &s.routes {
+        // VRF tables are Linux's (a FreeBSD scenario with VRFs is unsupported by its plan).
+        for r in s.routes.iter().filter(|r| r.table.is_none()) {
             if r.src.is_some() {
                 continue;
             }

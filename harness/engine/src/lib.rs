@@ -160,7 +160,8 @@ fn connect_probe(m: &dyn Model, dst: IpAddr, zone: Option<&str>, p: &addrsel_mod
         trace.steps.push(format!("bind({b}): not an address of this host: EADDRNOTAVAIL"));
         return trace::Selected { result: Err(net::errno::EADDRNOTAVAIL), trace };
     }
-    let mut sel = match &p.bind_device {
+    // A VRF probe's socket is bound to the VRF's device.
+    let mut sel = match p.bind_device.as_ref().or(p.vrf.as_ref()) {
         Some(dev) => m.connect_on(dst, zone, &p.prefer, dev),
         None => m.connect(dst, zone, &p.prefer),
     };

@@ -26,11 +26,35 @@ pub struct LinuxProfile {
     pub glibc: GlibcParser,
     /// Kernel built with `CONFIG_IPV6_MIP6` (Debian: yes), which enables source rule 4.
     pub mip6: bool,
+    /// The kernel has Linux 6.11's VRF source fix ([`VRF_SOURCE_FIX`]): a socket in a VRF
+    /// whose route leaks to a device outside it gets a source from the VRF, not from that
+    /// device.
+    pub vrf_source_fix: bool,
 }
 
 impl Default for LinuxProfile {
     fn default() -> Self {
-        LinuxProfile { glibc: GlibcParser::From2_41, mip6: true }
+        LinuxProfile { glibc: GlibcParser::From2_41, mip6: true, vrf_source_fix: true }
+    }
+}
+
+pub const VRF_SOURCE_FIX: &str = "Linux 6.11's fix of source selection with route leak between VRFs (680735235356 IPv4, 252442f2ae31 IPv6; stable 6.1.105 and 6.6.46)";
+
+/// Whether a kernel carries [`VRF_SOURCE_FIX`]: from the upstream version in `uname -v`
+/// (Debian's `... Debian 6.1.192-2 ...`; its release `6.1.0-56-cloud-amd64` hides it), else
+/// from the release. 5.10 and 5.15 never got it.
+pub fn vrf_source_fix(release: &str, version: Option<&str>) -> bool {
+    let numbers = |t: &str| -> Vec<u32> {
+        t.split(|c: char| !c.is_ascii_digit()).take(3).map_while(|x| x.parse().ok()).collect::<Vec<u32>>()
+    };
+    let debian = version.and_then(|v| v.split_once("Debian ")).map(|(_, r)| numbers(r)).filter(|n| n.len() >= 2);
+    let n = debian.unwrap_or_else(|| numbers(release));
+    let (major, minor, patch) =
+        (n.first().copied().unwrap_or(0), n.get(1).copied().unwrap_or(0), n.get(2).copied().unwrap_or(0));
+    match (major, minor) {
+        (6, 1) => patch >= 105,
+        (6, 6) => patch >= 46,
+        (m, n) => (m, n) >= (6, 11),
     }
 }
 
@@ -69,6 +93,8 @@ pub struct Linux<'s> {
     s: &'s Scenario,
     profile: LinuxProfile,
     devs: Vec<Dev>,
+    /// Each device's VRF (its L3 master), an index into `s.vrfs`.
+    master: Vec<Option<usize>>,
     routes4: Vec<RouteEntry>,
     routes6: Vec<RouteEntry>,
     labels: KernelLabels,
@@ -102,7 +128,49 @@ impl<'s> Linux<'s> {
             let _ = labels.add(row);
         }
         let gai = GaiConf::parse(&policy.gai_conf, profile.glibc);
-        Linux { s, profile, devs, routes4, routes6, labels, gai }
+        let master = devs.iter().map(|d| s.vrfs.iter().position(|v| v.interfaces.contains(&d.name))).collect();
+        Linux { s, profile, devs, master, routes4, routes6, labels, gai }
+    }
+
+    /// The routes of the local and main tables (what a flow outside every VRF sees).
+    fn main_routes(&self, v4: bool) -> Vec<RouteEntry> {
+        let routes = if v4 { &self.routes4 } else { &self.routes6 };
+        routes.iter().filter(|r| r.table.is_none()).cloned().collect()
+    }
+
+    /// The route a flow takes, in `ip rule` order: local (0), the flow's VRF table (the
+    /// l3mdev rule, 1000), main (32766). A miss in the VRF's table falls through to main
+    /// (a VRF table without an `unreachable default` leaks).
+    fn route_for(
+        &self,
+        dst: IpAddr,
+        oif: Option<usize>,
+        vrf: Option<usize>,
+        trace: &mut SourceTrace,
+    ) -> Option<RouteEntry> {
+        let all = if dst.is_ipv4() { &self.routes4 } else { &self.routes6 };
+        let local: Vec<RouteEntry> =
+            all.iter().filter(|r| r.kind == RouteKind::Local && r.table.is_none()).cloned().collect();
+        if let Some(r) = net::lookup(&local, dst, if vrf.is_some() { None } else { oif }) {
+            return Some(r.clone());
+        }
+        if let Some(v) = vrf {
+            let table = self.s.vrfs[v].table;
+            let in_vrf: Vec<RouteEntry> = all.iter().filter(|r| r.table == Some(table)).cloned().collect();
+            if let Some(r) = net::lookup(&in_vrf, dst, oif) {
+                return Some(r.clone());
+            }
+            trace.steps.push(format!(
+                "no route to {dst} in VRF {}'s table {table}: the l3mdev rule falls through to main",
+                self.s.vrfs[v].name
+            ));
+        }
+        let main: Vec<RouteEntry> = all
+            .iter()
+            .filter(|r| r.table.is_none() && (dst.is_ipv6() || r.kind != RouteKind::Local))
+            .cloned()
+            .collect();
+        net::lookup(&main, dst, if vrf.is_some() { None } else { oif }).cloned()
     }
 
     fn dev_name(&self, i: usize) -> &str {
@@ -115,6 +183,8 @@ impl<'s> Linux<'s> {
     }
 
     /// `connect()` on a socket bound to `device` with `SO_BINDTODEVICE` (the flow's oif).
+    /// A VRF's device sets the flow's L3 domain and no oif; a VRF's port sets both
+    /// (`l3mdev_update_flow`).
     pub fn connect_on(
         &self,
         dst: IpAddr,
@@ -122,18 +192,48 @@ impl<'s> Linux<'s> {
         prefer: &[SourcePreference],
         device: Option<&str>,
     ) -> Selected {
+        let vrf_device = device.and_then(|d| self.s.vrfs.iter().position(|v| v.name == d));
         let oif = device.and_then(|d| self.devs.iter().position(|x| x.name == d));
+        let vrf = vrf_device.or_else(|| oif.and_then(|o| self.master[o]));
         match dst {
-            IpAddr::V4(d) => self.connect4(d, oif),
-            IpAddr::V6(d) => self.connect6(d, zone, prefer, oif),
+            IpAddr::V4(d) => self.connect4(d, oif, vrf),
+            IpAddr::V6(d) => self.connect6(d, zone, prefer, oif, vrf),
         }
     }
 
-    fn connect4(&self, dst: Ipv4Addr, oif: Option<usize>) -> Selected {
+    /// Whether the kernel's VRF source fix applies to a flow in `vrf` through `dev`, with
+    /// the explanation line: the egress device is outside the socket's VRF (a leaked route).
+    fn leaks(&self, vrf: Option<usize>, dev: Option<usize>, trace: &mut SourceTrace) -> bool {
+        let Some(v) = vrf else { return false };
+        let outside = dev.is_none_or(|d| self.master[d] != Some(v));
+        if !outside {
+            return false;
+        }
+        let name = &self.s.vrfs[v].name;
+        let egress = dev.map_or("no device".to_string(), |d| self.dev_name(d).to_string());
+        if self.profile.vrf_source_fix {
+            trace.steps.push(format!(
+                "the route leaves VRF {name} through {egress}: the source comes from {name} ({VRF_SOURCE_FIX})"
+            ));
+            true
+        } else {
+            trace.steps.push(format!(
+                "the route leaves VRF {name} through {egress}: this kernel predates {VRF_SOURCE_FIX}, so the source comes from {egress}'s L3 domain"
+            ));
+            false
+        }
+    }
+
+    fn connect4(&self, dst: Ipv4Addr, oif: Option<usize>, vrf: Option<usize>) -> Selected {
         let mut trace = SourceTrace::default();
-        let locals: Vec<RouteEntry> = self.routes4.iter().filter(|r| r.kind == RouteKind::Local).cloned().collect();
-        let main: Vec<RouteEntry> = self.routes4.iter().filter(|r| r.kind != RouteKind::Local).cloned().collect();
-        let route = net::lookup(&locals, IpAddr::V4(dst), None).or_else(|| net::lookup(&main, IpAddr::V4(dst), oif));
+        if let Some(v) = vrf {
+            trace.steps.push(format!(
+                "the socket is in VRF {} (table {}): its table is looked up after local, before main",
+                self.s.vrfs[v].name, self.s.vrfs[v].table
+            ));
+        }
+        let route = self.route_for(IpAddr::V4(dst), oif, vrf, &mut trace);
+        let route = route.as_ref();
         if let (None, Some(o)) = (route, oif) {
             // ip_route_output_key_hash_rcu: no route through the bound device, "routing tables
             // are wrong. Assume, that the destination is on link."
@@ -158,6 +258,12 @@ impl<'s> Linux<'s> {
                 .steps
                 .push(format!("fib_lookup: a {} route answers {e} (fib_props): connect() fails", route.rtype.word()));
             return Selected { result: Err(e), trace };
+        }
+        if self.leaks(vrf, Some(route.dev), &mut trace) {
+            // fib_select_path: inet_select_addr(VRF device, 0, RT_SCOPE_LINK).
+            let v = vrf.expect("leaks only in a VRF");
+            let chosen = self.inet_select_addr_l3mdev(v, SCOPE_LINK, &mut trace);
+            return Selected { result: Ok(IpAddr::V4(chosen)), trace };
         }
         if let Some(src) = route.prefsrc {
             let why = match route.kind {
@@ -215,8 +321,8 @@ impl<'s> Linux<'s> {
             ));
             return IcmpReply { result: Ok(None), trace };
         }
-        let routes = if v4 { &self.routes4 } else { &self.routes6 };
-        let message = match net::lookup(routes, to, None) {
+        let routes = self.main_routes(v4);
+        let message = match net::lookup(&routes, to, None) {
             Some(r) if r.rtype == RouteType::Blackhole => {
                 trace.steps.push(format!(
                     "input route to {to}: {}: the packet is discarded, no ICMP error is sent",
@@ -283,7 +389,7 @@ impl<'s> Linux<'s> {
             None
         };
         trace.steps.push(format!("icmp_route_lookup: the route back to the sender {sender}"));
-        let back = self.connect4(sender, None);
+        let back = self.connect4(sender, None, None);
         trace.steps.extend(back.trace.steps);
         trace.candidates.extend(back.trace.candidates);
         let from_route = match back.result {
@@ -296,7 +402,7 @@ impl<'s> Linux<'s> {
         // ndisc_solicit takes the Neighbor Solicitation's source from the packet waiting for
         // it when that is IPv6 and ours; an IPv4 packet gives none, so it needs a link-local
         // address on the device, or no solicitation is sent and the error waits forever.
-        if let Some(route) = net::lookup(&self.routes4, IpAddr::V4(sender), None)
+        if let Some(route) = net::lookup(&self.main_routes(true), IpAddr::V4(sender), None)
             && let Some(IpAddr::V6(gw)) = route.via
             && !self.devs[route.dev].v6.iter().any(|h| h.v6().is_some_and(|a| a.is_unicast_link_local()))
         {
@@ -318,7 +424,8 @@ impl<'s> Linux<'s> {
     /// `icmp6_send`: with no preferred source on the route back, ordinary source selection
     /// towards the sender with the interface the packet came in on as the outgoing one.
     fn icmp6_source(&self, ingress: usize, sender: Ipv6Addr, trace: &mut SourceTrace) -> Option<IpAddr> {
-        let Some(back) = net::lookup(&self.routes6, IpAddr::V6(sender), None) else {
+        let main = self.main_routes(false);
+        let Some(back) = net::lookup(&main, IpAddr::V6(sender), None) else {
             trace.steps.push(format!("no route back to the sender {sender}: no ICMPv6 error is sent"));
             return None;
         };
@@ -331,7 +438,7 @@ impl<'s> Linux<'s> {
             "ipv6_dev_get_saddr towards {sender} with {} (where the packet came in) as the outgoing device",
             self.dev_name(ingress)
         ));
-        let chosen = self.ipv6_dev_get_saddr(sender, Some(ingress), 0, trace);
+        let chosen = self.ipv6_dev_get_saddr(sender, Some(ingress), self.master[ingress], 0, trace);
         if chosen.is_none() {
             trace.steps.push("no candidate source: no ICMPv6 error is sent".into());
         }
@@ -382,11 +489,18 @@ impl<'s> Linux<'s> {
             trace.steps.push(format!("{a}: first eligible address of {} (none holds the gateway)", d.name));
             return a;
         }
+        if let Some(v) = self.master[dev] {
+            trace.steps.push(format!("{} has no eligible IPv4 address: VRF {}'s", d.name, self.s.vrfs[v].name));
+            return self.inet_select_addr_l3mdev(v, scope, trace);
+        }
         trace.steps.push(format!(
-            "{} has no eligible IPv4 address: first primary with scope <= {scope} (not link) on any interface, lo first",
+            "{} has no eligible IPv4 address: first primary with scope <= {scope} (not link) on any interface outside the VRFs, lo first",
             d.name
         ));
-        for od in &self.devs {
+        for (oi, od) in self.devs.iter().enumerate() {
+            if self.master[oi].is_some() {
+                continue;
+            }
             for x in &od.v4 {
                 if x.primary && x.scope != SCOPE_LINK && x.scope <= scope {
                     let a = v4(&x.held);
@@ -399,12 +513,34 @@ impl<'s> Linux<'s> {
         Ipv4Addr::UNSPECIFIED
     }
 
+    /// `inet_select_addr` on a VRF's device, which has no addresses here: the first
+    /// primary address with scope <= `scope` (not link) of the devices in its L3 domain, in
+    /// device order (`in_dev_select_addr`).
+    fn inet_select_addr_l3mdev(&self, v: usize, scope: u8, trace: &mut SourceTrace) -> Ipv4Addr {
+        let name = &self.s.vrfs[v].name;
+        trace.steps.push(format!(
+            "inet_select_addr({name}, 0, scope {scope}): {name} has no address; the first primary with scope <= {scope} (not link) of its ports"
+        ));
+        for (di, d) in self.devs.iter().enumerate().filter(|(di, _)| self.master[*di] == Some(v)) {
+            for x in &d.v4 {
+                if x.primary && x.scope != SCOPE_LINK && x.scope <= scope {
+                    let a = v4(&x.held);
+                    trace.steps.push(format!("{a} on {}", self.dev_name(di)));
+                    return a;
+                }
+            }
+        }
+        trace.steps.push(format!("no IPv4 address in VRF {name}: connect() succeeds with source 0.0.0.0"));
+        Ipv4Addr::UNSPECIFIED
+    }
+
     fn connect6(
         &self,
         dst: Ipv6Addr,
         zone: Option<&str>,
         prefer: &[SourcePreference],
         bound: Option<usize>,
+        vrf: Option<usize>,
     ) -> Selected {
         let mut trace = SourceTrace::default();
         let dst = if dst.is_unspecified() { Ipv6Addr::LOCALHOST } else { dst };
@@ -426,11 +562,14 @@ impl<'s> Linux<'s> {
                 .steps
                 .push(format!("SO_BINDTODEVICE {}: the lookup is strict to it (RT6_LOOKUP_F_IFACE)", self.dev_name(b)));
         }
+        if let Some(v) = vrf {
+            trace.steps.push(format!(
+                "the socket is in VRF {} (table {}): its table is looked up after local, before main",
+                self.s.vrfs[v].name, self.s.vrfs[v].table
+            ));
+        }
         // The local table is consulted before main (rule 0).
-        let local: Vec<RouteEntry> = self.routes6.iter().filter(|r| r.kind == RouteKind::Local).cloned().collect();
-        let route = net::lookup(&local, IpAddr::V6(dst), oif)
-            .or_else(|| net::lookup(&self.routes6, IpAddr::V6(dst), oif))
-            .cloned();
+        let route = self.route_for(IpAddr::V6(dst), oif, vrf, &mut trace);
         if dst.is_multicast() && !needs_zone && route.as_ref().is_some_and(|r| r.kind == RouteKind::Local) {
             trace.unverified.push(
                 "Linux: the interface whose ff00::/8 route carries a multicast group beyond link scope is the first one up on 6.12 and 6.18; 6.1 was seen to pick another, not the same from boot to boot (not modelled)".into(),
@@ -447,11 +586,17 @@ impl<'s> Linux<'s> {
             }
             Some(r) => {
                 trace.steps.push(format!("route lookup: {}", r.describe(self.s)));
-                if let Some(src) = r.prefsrc {
-                    trace.steps.push(format!("source {src}: the route's `src`, used as is"));
-                    return Selected { result: Ok(src), trace };
+                if self.leaks(vrf, Some(r.dev), &mut trace) {
+                    // ip6_route_get_saddr: the route's src is ignored; ipv6_dev_get_saddr on
+                    // the VRF's device (no addresses here), so its ports compete.
+                    None
+                } else {
+                    if let Some(src) = r.prefsrc {
+                        trace.steps.push(format!("source {src}: the route's `src`, used as is"));
+                        return Selected { result: Ok(src), trace };
+                    }
+                    Some(r.dev)
                 }
-                Some(r.dev)
             }
             None => {
                 trace.steps.push(format!(
@@ -461,7 +606,14 @@ impl<'s> Linux<'s> {
             }
         };
         let prefs = prefs_bits(prefer);
-        let chosen = self.ipv6_dev_get_saddr(dst, dst_dev, prefs, &mut trace);
+        // The L3 domain whose addresses compete: the egress device's; the VRF's own when
+        // the fix sends selection to the VRF device (a leak, or no route).
+        let domain = match (dst_dev, route.as_ref()) {
+            (Some(d), _) => self.master[d],
+            (None, Some(r)) if r.rtype.is_unicast() => vrf.filter(|_| self.profile.vrf_source_fix),
+            (None, _) => vrf.filter(|_| self.profile.vrf_source_fix),
+        };
+        let chosen = self.ipv6_dev_get_saddr(dst, dst_dev, domain, prefs, &mut trace);
         let result = match (chosen, &route) {
             (None, _) => {
                 trace.steps.push("no candidate source address: EADDRNOTAVAIL".into());
@@ -478,6 +630,7 @@ impl<'s> Linux<'s> {
         &self,
         dst: Ipv6Addr,
         dst_dev: Option<usize>,
+        domain: Option<usize>,
         prefs: u32,
         trace: &mut SourceTrace,
     ) -> Option<Ipv6Addr> {
@@ -493,10 +646,25 @@ impl<'s> Linux<'s> {
                 (None, None) => "every device's addresses, lo first (no outgoing device)".into(),
             }
         ));
+        // Only devices in the egress device's L3 domain compete (afbac6010aec): the default
+        // domain is every device outside the VRFs; a VRF's is its ports, the egress first.
         let order: Vec<usize> = match only_oif {
             Some(d) => vec![d],
-            None => (0..self.devs.len()).collect(),
+            None => dst_dev
+                .into_iter()
+                .chain((0..self.devs.len()).filter(|&d| Some(d) != dst_dev))
+                .filter(|&d| self.master[d] == domain)
+                .collect(),
         };
+        if let Some(v) = domain {
+            trace.steps.push(format!(
+                "L3 domain: VRF {}'s ports{}",
+                self.s.vrfs[v].name,
+                if dst_dev.is_none() { " (the VRF's device, which has no address, stands for the egress)" } else { "" }
+            ));
+        } else if !self.s.vrfs.is_empty() {
+            trace.steps.push("L3 domain: the devices outside every VRF".into());
+        }
         let mut best: Option<(&Held, Vec<Score>)> = None;
         for di in order {
             for h in &self.devs[di].v6 {
@@ -791,6 +959,8 @@ fn devices(s: &Scenario) -> Vec<Dev> {
 fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
     let mut routes4 = Vec::new();
     let mut routes6 = Vec::new();
+    // An enslaved device's local and prefix routes go to its VRF's table.
+    let tables: Vec<Option<u32>> = devs.iter().map(|d| s.vrf_of(&d.name).map(|v| v.table)).collect();
     // Local routes: every own address (IPv4 ones point at their subnet's primary), and
     // prefixes on lo, which the kernel makes local too.
     for (di, d) in devs.iter().enumerate() {
@@ -813,6 +983,7 @@ fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
                 metric: 0,
                 kind: RouteKind::Local,
                 rtype: RouteType::Unicast,
+                table: tables[di],
             });
             if x.primary && x.held.addr.prefix_len < 32 && s.interfaces[di].is_loopback() {
                 routes4.push(RouteEntry {
@@ -823,6 +994,7 @@ fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
                     metric: 0,
                     kind: RouteKind::Local,
                     rtype: RouteType::Unicast,
+                    table: tables[di],
                 });
             }
         }
@@ -835,6 +1007,7 @@ fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
                 metric: 0,
                 kind: RouteKind::Local,
                 rtype: RouteType::Unicast,
+                table: tables[di],
             });
         }
     }
@@ -850,6 +1023,7 @@ fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
             metric: 256,
             kind: RouteKind::Local,
             rtype: RouteType::Unicast,
+            table: tables[di],
         });
     }
     let locals6 = routes6.len();
@@ -866,6 +1040,7 @@ fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
                     metric: 0,
                     kind: RouteKind::Connected,
                     rtype: RouteType::Unicast,
+                    table: tables[di],
                 });
             }
         }
@@ -881,6 +1056,7 @@ fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
                     metric: 256,
                     kind: RouteKind::Connected,
                     rtype: RouteType::Unicast,
+                    table: tables[di],
                 });
             }
         }

@@ -69,6 +69,9 @@ pub struct RouteEntry {
     pub kind: RouteKind,
     /// A declared route's type; the kernel's own routes are unicast.
     pub rtype: RouteType,
+    /// Linux: the VRF table the route is in (a declared `table`, or the kernel's local and
+    /// prefix routes of an enslaved interface); `None` is local + main.
+    pub table: Option<u32>,
 }
 
 impl RouteEntry {
@@ -88,6 +91,7 @@ impl RouteEntry {
             metric: r.metric.unwrap_or(default_metric),
             kind: RouteKind::Declared,
             rtype: r.rtype,
+            table: r.table,
         })
     }
 
@@ -99,8 +103,9 @@ impl RouteEntry {
             RouteKind::Declared => "route",
         };
         let mut out = format!("{kind} {}", self.to);
+        let table = self.table.map_or(String::new(), |t| format!(" table {t}"));
         if !self.rtype.is_unicast() {
-            return format!("{} route {}", self.rtype.word(), self.to);
+            return format!("{} route {}{table}", self.rtype.word(), self.to);
         }
         if let Some(v) = self.via {
             out.push_str(&format!(" via {v}"));
@@ -109,6 +114,7 @@ impl RouteEntry {
         if let Some(p) = self.prefsrc {
             out.push_str(&format!(" src {p}"));
         }
+        out.push_str(&table);
         out
     }
 }
@@ -257,6 +263,7 @@ mod tests {
             metric,
             kind: RouteKind::Declared,
             rtype: RouteType::Unicast,
+            table: None,
         }
     }
 

@@ -45,6 +45,7 @@ impl<'s> Rfc<'s> {
                 metric: 0,
                 kind: RouteKind::Local,
                 rtype: RouteType::Unicast,
+                table: None,
             });
         }
         for h in &held {
@@ -62,10 +63,12 @@ impl<'s> Rfc<'s> {
                     metric: 0,
                     kind: RouteKind::Connected,
                     rtype: RouteType::Unicast,
+                    table: None,
                 });
             }
         }
-        for r in &s.routes {
+        // A VRF's table is Linux's; the RFC's host has one routing table.
+        for r in s.routes.iter().filter(|r| r.table.is_none()) {
             if let Some(e) = RouteEntry::declared(r, s, 0) {
                 routes.push(e);
             }
@@ -110,6 +113,7 @@ impl<'s> Rfc<'s> {
                         metric: 0,
                         kind: RouteKind::Declared,
                         rtype: RouteType::Unicast,
+                        table: None,
                     })
                 }),
                 None => {

@@ -59,6 +59,8 @@ struct RawScenario {
     #[serde(default)]
     interfaces: Vec<Spanned<RawInterface>>,
     #[serde(default)]
+    vrfs: Vec<Spanned<RawVrf>>,
+    #[serde(default)]
     routes: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     hosts: Ordered<Spanned<String>, Spanned<Vec<Spanned<String>>>>,
@@ -79,6 +81,15 @@ struct RawInterface {
     #[serde(default)]
     addresses: Vec<Spanned<RawAddress>>,
     up: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVrf {
+    name: Spanned<String>,
+    table: Spanned<u32>,
+    #[serde(default)]
+    interfaces: Vec<Spanned<String>>,
 }
 
 /// `"10.0.0.50/24"` or `{ address = "...", deprecated = true, ... }`.
@@ -165,6 +176,8 @@ struct RawRoute {
     install: Option<Spanned<String>>,
     #[serde(rename = "type")]
     rtype: Option<Spanned<String>>,
+    table: Option<Spanned<u32>>,
+    vrf: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -270,6 +283,7 @@ struct RawProbe {
     resolvers: Option<Spanned<Vec<Spanned<String>>>>,
     bind: Option<Spanned<String>>,
     bind_device: Option<Spanned<String>>,
+    vrf: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -375,6 +389,7 @@ impl Validator<'_> {
             name,
             description: raw.description.trim().to_string(),
             interfaces,
+            vrfs: Vec::new(),
             routes: Vec::new(),
             hosts: Vec::new(),
             policy: Policy::default(),
@@ -382,12 +397,15 @@ impl Validator<'_> {
             probes: Vec::new(),
             expect: Vec::new(),
         };
+        s.vrfs = self.vrfs(&s, &raw.vrfs);
         for r in &raw.routes {
             if let Some(route) = self.route(&s, r) {
                 // The kernel refuses a second route to the same prefix with the same metric
-                // (EEXIST), whatever its next hop.
+                // in one table (EEXIST), whatever its next hop.
                 let metric = |x: &Route| x.metric.unwrap_or(if x.to.addr().is_ipv4() { 0 } else { 1024 });
-                if let Some(first) = s.routes.iter().find(|x| x.to == route.to && metric(x) == metric(&route)) {
+                if let Some(first) =
+                    s.routes.iter().find(|x| x.to == route.to && metric(x) == metric(&route) && x.table == route.table)
+                {
                     self.error(
                         &r.span(),
                         format!(
@@ -484,6 +502,59 @@ impl Validator<'_> {
         let mut all = vec![lo];
         all.extend(others);
         all
+    }
+
+    /// `[[vrfs]]`: names like interfaces', tables of their own, each interface in one VRF.
+    fn vrfs(&mut self, s: &Scenario, raw: &[Spanned<RawVrf>]) -> Vec<Vrf> {
+        let mut out: Vec<Vrf> = Vec::new();
+        for rv in raw {
+            let rv = rv.get_ref();
+            let (name, span) = (rv.name.get_ref(), rv.name.span());
+            if let Err(why) = check_ifname(name) {
+                self.error(&span, why);
+                continue;
+            }
+            if s.interface(name).is_some() || out.iter().any(|v| &v.name == name) {
+                self.error(&span, format!("`{name}` is already an interface or a VRF: a VRF is a device of its own"));
+                continue;
+            }
+            let table = *rv.table.get_ref();
+            match table {
+                0 | 253..=255 => {
+                    self.error(
+                        &rv.table.span(),
+                        format!("table {table} is the kernel's own (0 unspec, 253 default, 254 main, 255 local): a VRF needs a table of its own"),
+                    );
+                    continue;
+                }
+                _ if out.iter().any(|v| v.table == table) => {
+                    self.error(&rv.table.span(), format!("table {table} already belongs to another VRF"));
+                    continue;
+                }
+                _ => {}
+            }
+            let mut interfaces: Vec<String> = Vec::new();
+            for i in &rv.interfaces {
+                let iname = i.get_ref();
+                if iname == LOOPBACK || s.interface(iname).is_none() {
+                    self.error(&i.span(), format!("`{iname}` is not a declared interface (lo cannot join a VRF)"));
+                } else if let Some(other) = out
+                    .iter()
+                    .find(|v| v.interfaces.contains(iname))
+                    .map(|v| v.name.clone())
+                    .or_else(|| interfaces.contains(iname).then(|| name.clone()))
+                {
+                    self.error(
+                        &i.span(),
+                        format!("`{iname}` is already in VRF `{other}`: an interface has one master"),
+                    );
+                } else {
+                    interfaces.push(iname.clone());
+                }
+            }
+            out.push(Vrf { name: name.clone(), table, interfaces });
+        }
+        out
     }
 
     fn address(&mut self, span: &Range<usize>, ra: &RawAddress, ifname: &str) -> Option<Address> {
@@ -633,6 +704,37 @@ impl Validator<'_> {
                 }
             },
         };
+        let table = match (&r.table, &r.vrf) {
+            (Some(t), Some(v)) => {
+                self.error(&v.span(), format!("give `table = {}` or `vrf`, not both", t.get_ref()));
+                ok = false;
+                None
+            }
+            (Some(t), None) => match s.vrfs.iter().find(|v| v.table == *t.get_ref()) {
+                Some(v) => Some(v.table),
+                None => {
+                    self.error(
+                        &t.span(),
+                        format!(
+                            "table {} is no VRF's: declare a [[vrfs]] with table = {} (routes in other tables are not modelled)",
+                            t.get_ref(),
+                            t.get_ref()
+                        ),
+                    );
+                    ok = false;
+                    None
+                }
+            },
+            (None, Some(v)) => match s.vrf(v.get_ref()) {
+                Some(vrf) => Some(vrf.table),
+                None => {
+                    self.error(&v.span(), format!("vrf `{}` is not declared in [[vrfs]]", v.get_ref()));
+                    ok = false;
+                    None
+                }
+            },
+            (None, None) => None,
+        };
         let to = to?;
         let rtype = match r.rtype.as_ref() {
             None => RouteType::Unicast,
@@ -675,6 +777,7 @@ impl Validator<'_> {
                 metric: r.metric.as_ref().map(|m| *m.get_ref()),
                 install: RouteInstall::Netlink,
                 rtype,
+                table,
             });
         }
         if r.via.is_none() && dev.is_none() {
@@ -765,6 +868,7 @@ impl Validator<'_> {
             metric: r.metric.as_ref().map(|m| *m.get_ref()),
             install,
             rtype,
+            table,
         })
     }
 
@@ -1200,6 +1304,25 @@ impl Validator<'_> {
                 }
                 (Some(d), Some(_)) => Some(d.get_ref().clone()),
             };
+            let vrf = match (&p.vrf, connect_dst) {
+                (None, _) => None,
+                (Some(v), None) => {
+                    self.error(&v.span(), "`vrf` applies to connect probes");
+                    continue;
+                }
+                (Some(v), Some(_)) if s.vrf(v.get_ref()).is_none() => {
+                    self.error(&v.span(), format!("vrf `{}` is not declared in [[vrfs]]", v.get_ref()));
+                    continue;
+                }
+                (Some(v), Some(_)) if bind_device.is_some() => {
+                    self.error(
+                        &v.span(),
+                        "`vrf` binds the socket to the VRF's device: give `vrf` or `bind_device`, not both",
+                    );
+                    continue;
+                }
+                (Some(v), Some(_)) => Some(v.get_ref().clone()),
+            };
             // One probe per resolver: `ID` through glibc, `ID@musl` and so on.
             let mut resolvers = vec![Resolver::Glibc];
             let mut default_resolvers = matches!(kind, ProbeKind::Resolve { .. });
@@ -1244,6 +1367,7 @@ impl Validator<'_> {
                     default_resolvers,
                     bind,
                     bind_device: bind_device.clone(),
+                    vrf: vrf.clone(),
                 });
             }
         }

@@ -40,6 +40,10 @@ pub struct Plan {
     /// reported as that prefix's `temporary(PREFIX)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kernel_temporaries: Vec<KernelTemporary>,
+    /// The scenario has VRFs: a kernel without the VRF driver (`CONFIG_NET_VRF`) cannot run
+    /// it, and the agent reports its probes unsupported with that reason.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub needs_vrf: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,6 +243,17 @@ pub fn linux(s: &Scenario) -> Plan {
         // No automatic link-local address: the host has exactly the declared addresses.
         setup.push(run(Scenario, &["ip", "link", "set", "dev", &iface.name, "addrgenmode", "none"]));
     }
+    // VRFs, and their interfaces enslaved before they get addresses: enslaving later deletes
+    // an interface's IPv6 addresses (seen on 6.12). No link-local on the VRF device either.
+    for vrf in &s.vrfs {
+        let table = vrf.table.to_string();
+        setup.push(run(Scenario, &["ip", "link", "add", &vrf.name, "type", "vrf", "table", &table]));
+        setup.push(run(Scenario, &["ip", "link", "set", "dev", &vrf.name, "addrgenmode", "none"]));
+        setup.push(run(Scenario, &["ip", "link", "set", "dev", &vrf.name, "up"]));
+        for iface in &vrf.interfaces {
+            setup.push(run(Scenario, &["ip", "link", "set", "dev", iface, "master", &vrf.name]));
+        }
+    }
     for (index, _) in &declared {
         setup.push(run(Peer, &["ip", "link", "set", "dev", &linux_peer_name(*index), "up"]));
     }
@@ -384,6 +399,9 @@ pub fn linux(s: &Scenario) -> Plan {
         if let Some(m) = r.metric {
             argv.extend(["metric".into(), m.to_string()]);
         }
+        if let Some(t) = r.table {
+            argv.extend(["table".into(), t.to_string()]);
+        }
         setup.push(run_owned(Scenario, argv));
     }
     let policy = s.policy.linux();
@@ -440,6 +458,7 @@ pub fn linux(s: &Scenario) -> Plan {
         unsupported,
         notes,
         kernel_temporaries,
+        needs_vrf: !s.vrfs.is_empty(),
     }
 }
 
@@ -614,6 +633,12 @@ pub fn freebsd(s: &Scenario) -> Plan {
             i.name, a.dad
         ));
     }
+    for v in &s.vrfs {
+        unsupported.push(format!(
+            "VRF {} (table {}): FreeBSD's counterpart is a FIB per VRF (net.fibs, setfib, SO_SETFIB); that plan is not written yet",
+            v.name, v.table
+        ));
+    }
     for i in s.interfaces.iter().filter(|i| !i.up) {
         unsupported.push(format!(
             "{} is down (up = false): what FreeBSD does with addresses on a down interface is not modelled yet",
@@ -771,6 +796,7 @@ pub fn freebsd(s: &Scenario) -> Plan {
         unsupported,
         notes,
         kernel_temporaries: Vec::new(),
+        needs_vrf: false,
     }
 }
 

@@ -24,6 +24,10 @@ pub struct AgentInput {
 pub struct Facts {
     pub os: String,
     pub kernel: String,
+    /// `uname -v`: Debian's carries the upstream version (`Debian 6.1.192-2`), which its
+    /// release (`6.1.0-56-cloud-amd64`) does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_version: Option<String>,
     pub arch: String,
     /// glibc version (`gnu_get_libc_version`), if the agent is linked against glibc.
     pub glibc: Option<String>,

@@ -22,6 +22,10 @@ pub struct Scenario {
     pub description: String,
     /// `lo` first (implicit or declared), then the declared interfaces in file order.
     pub interfaces: Vec<Interface>,
+    /// Linux VRFs (`[[vrfs]]`): each an L3 master device with its own routing table and the
+    /// interfaces enslaved to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vrfs: Vec<Vrf>,
     pub routes: Vec<Route>,
     /// What getaddrinfo resolves, in file order.
     pub hosts: Vec<HostEntry>,
@@ -29,6 +33,15 @@ pub struct Scenario {
     pub sysctl: Sysctls,
     pub probes: Vec<Probe>,
     pub expect: Vec<Expect>,
+}
+
+/// A Linux VRF: `ip link add NAME type vrf table TABLE`, its interfaces enslaved with
+/// `ip link set IF master NAME` before they get addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Vrf {
+    pub name: String,
+    pub table: u32,
+    pub interfaces: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -165,7 +178,11 @@ pub struct Route {
     /// What the route does with a packet: forward it, or one of the kernel's ways to refuse.
     #[serde(rename = "type", skip_serializing_if = "RouteType::is_unicast")]
     pub rtype: RouteType,
+    /// The routing table: a VRF's (`table = 10` or `vrf = "blue"`); `None` is main.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<u32>,
 }
+
 
 /// Linux route types (`ip route add TYPE PREFIX`); FreeBSD has `-blackhole` and `-reject`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -407,6 +424,10 @@ pub struct Probe {
     /// A connect probe's socket is bound to this interface first (Linux `SO_BINDTODEVICE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bind_device: Option<String>,
+    /// A connect probe's socket is in this VRF: bound to its device (`SO_BINDTODEVICE`, as
+    /// `ip vrf exec` arranges), so the VRF's table decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrf: Option<String>,
 }
 
 /// The library (or language runtime) whose getaddrinfo a resolve probe goes through. The
@@ -602,6 +623,15 @@ impl Expected {
 impl Scenario {
     pub fn interface(&self, name: &str) -> Option<&Interface> {
         self.interfaces.iter().find(|i| i.name == name)
+    }
+
+    pub fn vrf(&self, name: &str) -> Option<&Vrf> {
+        self.vrfs.iter().find(|v| v.name == name)
+    }
+
+    /// The VRF an interface is enslaved to.
+    pub fn vrf_of(&self, interface: &str) -> Option<&Vrf> {
+        self.vrfs.iter().find(|v| v.interfaces.iter().any(|i| i == interface))
     }
 
     pub fn probe(&self, id: &str) -> Option<&Probe> {

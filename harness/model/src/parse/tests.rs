@@ -538,3 +538,42 @@ fn dad_states_are_checked() {
     let e = first_error(&BASE.replace(r#""10.0.0.50/24""#, r#"{ address = "10.0.0.50/24", dad = "tentative" }"#));
     assert!(e.contains("dad applies to IPv6 addresses"), "{e}");
 }
+
+#[test]
+fn vrfs_are_checked_where_they_are_written() {
+    let with = |tail: &str| format!("{BASE}[[interfaces]]\nname = \"eth1\"\n{tail}");
+    // A table of the kernel's own.
+    let e = first_error(&with("[[vrfs]]\nname = \"blue\"\ntable = 254\ninterfaces = [\"eth1\"]\n"));
+    assert!(e.starts_with("10:9: table 254 is the kernel's own"), "{e}");
+    // An interface that does not exist, and one in two VRFs.
+    let e = first_error(&with("[[vrfs]]\nname = \"blue\"\ntable = 10\ninterfaces = [\"eth9\"]\n"));
+    assert!(e.starts_with("11:15: `eth9` is not a declared interface"), "{e}");
+    let two = "[[vrfs]]\nname = \"blue\"\ntable = 10\ninterfaces = [\"eth1\"]\n[[vrfs]]\nname = \"red\"\ntable = 11\ninterfaces = [\"eth1\"]\n";
+    let e = first_error(&with(two));
+    assert!(e.starts_with("15:15: `eth1` is already in VRF `blue`"), "{e}");
+    // A VRF named like an interface.
+    let e = first_error(&with("[[vrfs]]\nname = \"eth1\"\ntable = 10\n"));
+    assert!(e.starts_with("9:8: `eth1` is already an interface or a VRF"), "{e}");
+    let vrf = "[[vrfs]]\nname = \"blue\"\ntable = 10\ninterfaces = [\"eth1\"]\n";
+    // A route in a table no VRF owns, or with both keys.
+    let e = first_error(&with(&format!("{vrf}[[routes]]\nto = \"10.9.0.0/24\"\ndev = \"wlan0\"\ntable = 11\n")));
+    assert!(e.starts_with("15:9: table 11 is no VRF's"), "{e}");
+    let e = first_error(&with(&format!(
+        "{vrf}[[routes]]\nto = \"10.9.0.0/24\"\ndev = \"wlan0\"\ntable = 10\nvrf = \"blue\"\n"
+    )));
+    assert!(e.starts_with("16:7: give `table = 10` or `vrf`, not both"), "{e}");
+    // A probe in an unknown VRF, in a VRF and bound to a device, or a resolve in a VRF.
+    let e = first_error(&with(&format!("{vrf}[[probes]]\nid = \"p\"\nconnect = \"10.9.0.1\"\nvrf = \"red\"\n")));
+    assert!(e.starts_with("15:7: vrf `red` is not declared"), "{e}");
+    let e = first_error(&with(&format!(
+        "{vrf}[[probes]]\nid = \"p\"\nconnect = \"10.9.0.1\"\nvrf = \"blue\"\nbind_device = \"eth1\"\n"
+    )));
+    assert!(e.starts_with("15:7: `vrf` binds the socket to the VRF's device"), "{e}");
+    // A same prefix and metric is fine in two tables.
+    let ok = with(&format!(
+        "{vrf}[[routes]]\nto = \"0.0.0.0/0\"\ntype = \"unreachable\"\nvrf = \"blue\"\n[[routes]]\nto = \"0.0.0.0/0\"\ntype = \"unreachable\"\n"
+    ));
+    let s = parse(&ok).unwrap_or_else(|e| panic!("{e}")).scenario;
+    assert_eq!(s.routes.iter().map(|r| r.table).collect::<Vec<_>>(), [Some(10), None]);
+    assert_eq!(s.vrf_of("eth1").map(|v| v.name.as_str()), Some("blue"));
+}

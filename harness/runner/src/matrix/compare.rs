@@ -88,6 +88,7 @@ pub fn profile_for(os: Os, facts: Option<&Facts>) -> Profile {
                 if let Some(m) = f.mip6 {
                     p.mip6 = m;
                 }
+                p.vrf_source_fix = addrsel_engine::linux::vrf_source_fix(&f.kernel, f.kernel_version.as_deref());
             }
             Profile::Linux(p)
         }

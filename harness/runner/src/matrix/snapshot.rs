@@ -398,6 +398,7 @@ fn parse(content: &str) -> anyhow::Result<Stored> {
     let facts = (!info.is_empty()).then(|| Facts {
         os: get("os").unwrap_or_default(),
         kernel: get("kernel").unwrap_or_default(),
+        kernel_version: None,
         arch: get("arch").unwrap_or_default(),
         glibc: get("glibc"),
         mip6: get("mip6").map(|m| m == "true"),
@@ -478,6 +479,7 @@ mod tests {
         Facts {
             os: "Linux".into(),
             kernel: kernel.into(),
+            kernel_version: None,
             arch: "x86_64".into(),
             glibc: Some(glibc.into()),
             mip6: Some(false),
