@@ -183,7 +183,6 @@ pub struct Route {
     pub table: Option<u32>,
 }
 
-
 /// Linux route types (`ip route add TYPE PREFIX`); FreeBSD has `-blackhole` and `-reject`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
