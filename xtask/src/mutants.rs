@@ -38,7 +38,7 @@ const MUTATIONS: &[Mutation] = &[
     Mutation {
         name: "compare-always-agrees",
         file: "harness/runner/src/matrix/compare.rs",
-        find: "} else if obs.outcome.decision() == predicted.decision() {",
+        find: "} else if obs.outcome.fits(&predicted) {",
         replace: "} else if true {",
         means: "every observation agrees with the engine: the central verdict is gone",
     },

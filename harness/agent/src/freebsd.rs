@@ -91,6 +91,7 @@ fn apply(inst: &mut Instance, step: &Step) -> Result<(), String> {
         }
         Step::PrivateFile { target, .. } => Err(format!("PrivateFile ({target}) is a Linux step")),
         Step::WaitAddress { dev, .. } => Err(format!("WaitAddress ({dev}) is a Linux step")),
+        Step::WaitTemporary { dev, .. } => Err(format!("WaitTemporary ({dev}) is a Linux step")),
     }
 }
 

@@ -363,6 +363,7 @@ impl Namespaces {
             }
             Step::WriteFile { path, .. } => Err(format!("WriteFile ({path}) is a FreeBSD step")),
             Step::WaitAddress { dev, addr, flag, timeout_ms } => wait_address(dev, *addr, flag, *timeout_ms),
+            Step::WaitTemporary { dev, prefix, timeout_ms } => wait_temporary(dev, *prefix, *timeout_ms),
         }
     }
 
@@ -427,6 +428,40 @@ pub fn check() -> Result<String, String> {
 }
 
 /// Polls `ip -j addr show dev DEV` until `addr` carries `flag` (its JSON key), or gives up.
+/// Until a temporary address inside `prefix` is on `dev` and no longer tentative.
+fn wait_temporary(dev: &str, prefix: ipnet::Ipv6Net, timeout_ms: u64) -> Result<(), String> {
+    let end = Instant::now() + Duration::from_millis(timeout_ms);
+    let argv = ["ip", "-j", "-6", "addr", "show", "dev", dev];
+    loop {
+        let out = std::process::Command::new(argv[0])
+            .args(&argv[1..])
+            .output()
+            .map_err(|e| format!("`{}`: {e}", argv.join(" ")))?;
+        let links: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let ready =
+            links.as_array().into_iter().flatten().flat_map(|l| l["addr_info"].as_array().into_iter().flatten()).any(
+                |a| {
+                    a["local"]
+                        .as_str()
+                        .and_then(|l| l.parse::<std::net::Ipv6Addr>().ok())
+                        .is_some_and(|l| prefix.contains(&l))
+                        && a["temporary"].as_bool() == Some(true)
+                        && a["tentative"].as_bool() != Some(true)
+                },
+            );
+        if ready {
+            return Ok(());
+        }
+        if Instant::now() >= end {
+            return Err(format!(
+                "no usable temporary address in {prefix} on {dev} after {timeout_ms} ms (`{}`)",
+                argv.join(" ")
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn wait_address(dev: &str, addr: std::net::IpAddr, flag: &str, timeout_ms: u64) -> Result<(), String> {
     let end = Instant::now() + Duration::from_millis(timeout_ms);
     let argv = ["ip", "-j", "addr", "show", "dev", dev];

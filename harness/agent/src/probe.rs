@@ -92,6 +92,7 @@ pub fn run(p: &Probe, ask_kmod: bool) -> Outcome {
                 kernel_source: kernel.as_ref().and_then(|k| k.source),
                 kernel_error: kernel.as_ref().and_then(|k| k.error.clone()),
                 kernel_nexthop: kernel.and_then(|k| k.nexthop),
+                sources: vec![],
             }
         }
         ProbeKind::Resolve { name, resolver } if !resolver.is_glibc() => resolve_with(name, *resolver),

@@ -82,6 +82,8 @@ impl<'s> Freebsd<'s> {
                 kind: RouteKind::Local,
                 rtype: RouteType::Unicast,
                 table: None,
+                paths: Vec::new(),
+                objects: false,
             });
         }
         for h in &v6 {
@@ -96,6 +98,8 @@ impl<'s> Freebsd<'s> {
                     kind: RouteKind::Connected,
                     rtype: RouteType::Unicast,
                     table: None,
+                    paths: Vec::new(),
+                    objects: false,
                 });
             }
         }
@@ -111,6 +115,8 @@ impl<'s> Freebsd<'s> {
                     kind: RouteKind::Local,
                     rtype: RouteType::Unicast,
                     table: None,
+                    paths: Vec::new(),
+                    objects: false,
                 },
                 ifa: h.ip(),
                 loopback: true,
@@ -132,6 +138,8 @@ impl<'s> Freebsd<'s> {
                         kind: RouteKind::Connected,
                         rtype: RouteType::Unicast,
                         table: None,
+                        paths: Vec::new(),
+                        objects: false,
                     },
                     ifa: h.ip(),
                     loopback: false,

@@ -189,8 +189,17 @@ fn probe(m: &dyn Model, p: &addrsel_model::Probe) -> (Outcome, Trace) {
                 Err(e) => (None, Some(e.to_string())),
             };
             let dst = p.kind.dst_text().unwrap_or_default();
+            let sources = sel.trace.possible.clone();
             (
-                Outcome::Connect { dst, source, error, kernel_source: None, kernel_error: None, kernel_nexthop: None },
+                Outcome::Connect {
+                    dst,
+                    source,
+                    error,
+                    kernel_source: None,
+                    kernel_error: None,
+                    kernel_nexthop: None,
+                    sources,
+                },
                 Trace::Connect(sel.trace),
             )
         }

@@ -95,6 +95,9 @@ pub struct Linux<'s> {
     devs: Vec<Dev>,
     /// Each device's VRF (its L3 master), an index into `s.vrfs`.
     master: Vec<Option<usize>>,
+    /// The path a multipath route takes in this evaluation (the engine tries each in turn;
+    /// `None`: the first).
+    path: std::cell::Cell<Option<usize>>,
     routes4: Vec<RouteEntry>,
     routes6: Vec<RouteEntry>,
     labels: KernelLabels,
@@ -129,7 +132,7 @@ impl<'s> Linux<'s> {
         }
         let gai = GaiConf::parse(&policy.gai_conf, profile.glibc);
         let master = devs.iter().map(|d| s.vrfs.iter().position(|v| v.interfaces.contains(&d.name))).collect();
-        Linux { s, profile, devs, master, routes4, routes6, labels, gai }
+        Linux { s, profile, devs, master, path: std::cell::Cell::new(None), routes4, routes6, labels, gai }
     }
 
     /// The routes of the local and main tables (what a flow outside every VRF sees).
@@ -142,6 +145,47 @@ impl<'s> Linux<'s> {
     /// l3mdev rule, 1000), main (32766). A miss in the VRF's table falls through to main
     /// (a VRF table without an `unreachable default` leaks).
     fn route_for(
+        &self,
+        dst: IpAddr,
+        oif: Option<usize>,
+        vrf: Option<usize>,
+        trace: &mut SourceTrace,
+    ) -> Option<RouteEntry> {
+        self.lookup_route(dst, oif, vrf, trace).map(|r| self.take_path(r, dst, trace))
+    }
+
+    /// A multipath route as one path of it: the one under evaluation (`self.path`), else the
+    /// first.
+    fn take_path(&self, mut r: RouteEntry, dst: IpAddr, trace: &mut SourceTrace) -> RouteEntry {
+        if r.paths.len() < 2 {
+            return r;
+        }
+        if r.objects && dst.is_ipv6() {
+            // ip6_route_get_saddr -> fib6_info_nh_dev -> nexthop_fib6_nh: a group's first
+            // member, whatever path the hash picks for the packets.
+            trace.steps.push(format!(
+                "a nexthop group: the source comes from its first member's device {} (nexthop_fib6_nh), whatever path the flow hash picks",
+                self.dev_name(r.paths[0].1)
+            ));
+            trace.paths = 1;
+            return r;
+        }
+        trace.paths = r.paths.len();
+        let i = self.path.get().unwrap_or(0).min(r.paths.len() - 1);
+        let (via, dev) = r.paths[i];
+        trace.steps.push(format!(
+            "multipath route: path {} of {} ({}dev {})",
+            i + 1,
+            r.paths.len(),
+            via.map_or(String::new(), |v| format!("via {v} ")),
+            self.dev_name(dev)
+        ));
+        r.via = via;
+        r.dev = dev;
+        r
+    }
+
+    fn lookup_route(
         &self,
         dst: IpAddr,
         oif: Option<usize>,
@@ -195,10 +239,39 @@ impl<'s> Linux<'s> {
         let vrf_device = device.and_then(|d| self.s.vrfs.iter().position(|v| v.name == d));
         let oif = device.and_then(|d| self.devs.iter().position(|x| x.name == d));
         let vrf = vrf_device.or_else(|| oif.and_then(|o| self.master[o]));
-        match dst {
-            IpAddr::V4(d) => self.connect4(d, oif, vrf),
-            IpAddr::V6(d) => self.connect6(d, zone, prefer, oif, vrf),
+        let run = |path: Option<usize>| {
+            self.path.set(path);
+            let sel = match dst {
+                IpAddr::V4(d) => self.connect4(d, oif, vrf),
+                IpAddr::V6(d) => self.connect6(d, zone, prefer, oif, vrf),
+            };
+            self.path.set(None);
+            sel
+        };
+        let mut sel = run(None);
+        let paths = sel.trace.paths;
+        if paths > 1 {
+            // fib_select_multipath / fib6_select_path: a hash of the flow with a per-boot
+            // seed picks the path, so each path's source is possible.
+            let mut possible: Vec<IpAddr> = Vec::new();
+            for i in 0..paths {
+                if let Ok(a) = run(Some(i)).result
+                    && !possible.contains(&a)
+                {
+                    possible.push(a);
+                }
+            }
+            if possible.len() > 1 {
+                sel.trace.steps.push(format!(
+                    "the flow hash (seeded per boot) picks one of the {paths} paths: the source is one of {}",
+                    possible.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+                ));
+                sel.trace.possible = possible;
+            } else {
+                sel.trace.steps.push(format!("every one of the {paths} paths gives the same source"));
+            }
         }
+        sel
     }
 
     /// Whether the kernel's VRF source fix applies to a flow in `vrf` through `dev`, with
@@ -984,6 +1057,8 @@ fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
                 kind: RouteKind::Local,
                 rtype: RouteType::Unicast,
                 table: tables[di],
+                paths: Vec::new(),
+                objects: false,
             });
             if x.primary && x.held.addr.prefix_len < 32 && s.interfaces[di].is_loopback() {
                 routes4.push(RouteEntry {
@@ -995,6 +1070,8 @@ fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
                     kind: RouteKind::Local,
                     rtype: RouteType::Unicast,
                     table: tables[di],
+                    paths: Vec::new(),
+                    objects: false,
                 });
             }
         }
@@ -1008,6 +1085,8 @@ fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
                 kind: RouteKind::Local,
                 rtype: RouteType::Unicast,
                 table: tables[di],
+                paths: Vec::new(),
+                objects: false,
             });
         }
     }
@@ -1024,6 +1103,8 @@ fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
             kind: RouteKind::Local,
             rtype: RouteType::Unicast,
             table: tables[di],
+            paths: Vec::new(),
+            objects: false,
         });
     }
     let locals6 = routes6.len();
@@ -1041,6 +1122,8 @@ fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
                     kind: RouteKind::Connected,
                     rtype: RouteType::Unicast,
                     table: tables[di],
+                    paths: Vec::new(),
+                    objects: false,
                 });
             }
         }
@@ -1057,6 +1140,8 @@ fn routes(s: &Scenario, devs: &[Dev]) -> (Vec<RouteEntry>, Vec<RouteEntry>) {
                     kind: RouteKind::Connected,
                     rtype: RouteType::Unicast,
                     table: tables[di],
+                    paths: Vec::new(),
+                    objects: false,
                 });
             }
         }

@@ -72,10 +72,36 @@ pub struct RouteEntry {
     /// Linux: the VRF table the route is in (a declared `table`, or the kernel's local and
     /// prefix routes of an enslaved interface); `None` is local + main.
     pub table: Option<u32>,
+    /// A multipath route's paths (next hop, device), when it has more than one; `via` and
+    /// `dev` are then the first path's.
+    pub paths: Vec<(Option<IpAddr>, usize)>,
+    /// Linux: the paths are `ip nexthop` objects in a group (`nhid`).
+    pub objects: bool,
 }
 
 impl RouteEntry {
     pub fn declared(r: &Route, s: &Scenario, default_metric: u32) -> Option<RouteEntry> {
+        let path_dev = |via: Option<IpAddr>, dev: &Option<String>| match (dev, via) {
+            (Some(d), _) => s.interfaces.iter().position(|i| &i.name == d),
+            (None, Some(via)) => connected_dev(s, via),
+            (None, None) => None,
+        };
+        let paths: Vec<(Option<IpAddr>, usize)> =
+            r.nexthops.iter().filter_map(|nh| Some((nh.via, path_dev(nh.via, &nh.dev)?))).collect();
+        if let Some(&(via, dev)) = paths.first() {
+            return Some(RouteEntry {
+                to: r.to,
+                via,
+                dev,
+                prefsrc: r.src,
+                metric: r.metric.unwrap_or(default_metric),
+                kind: RouteKind::Declared,
+                rtype: r.rtype,
+                table: r.table,
+                paths,
+                objects: r.nexthop_objects,
+            });
+        }
         let dev = match (&r.dev, r.via) {
             (Some(d), _) => s.interfaces.iter().position(|i| &i.name == d)?,
             (None, Some(via)) => connected_dev(s, via)?,
@@ -92,6 +118,8 @@ impl RouteEntry {
             kind: RouteKind::Declared,
             rtype: r.rtype,
             table: r.table,
+            paths: Vec::new(),
+            objects: false,
         })
     }
 
@@ -107,10 +135,23 @@ impl RouteEntry {
         if !self.rtype.is_unicast() {
             return format!("{} route {}{table}", self.rtype.word(), self.to);
         }
-        if let Some(v) = self.via {
-            out.push_str(&format!(" via {v}"));
+        if self.paths.len() > 1 {
+            for (via, d) in &self.paths {
+                out.push_str(" nexthop");
+                if let Some(v) = via {
+                    out.push_str(&format!(" via {v}"));
+                }
+                out.push_str(&format!(" dev {}", s.interfaces[*d].name));
+            }
+            if self.objects {
+                out.push_str(" (nexthop group)");
+            }
+        } else {
+            if let Some(v) = self.via {
+                out.push_str(&format!(" via {v}"));
+            }
+            out.push_str(&format!(" dev {dev}"));
         }
-        out.push_str(&format!(" dev {dev}"));
         if let Some(p) = self.prefsrc {
             out.push_str(&format!(" src {p}"));
         }
@@ -264,6 +305,8 @@ mod tests {
             kind: RouteKind::Declared,
             rtype: RouteType::Unicast,
             table: None,
+            paths: Vec::new(),
+            objects: false,
         }
     }
 

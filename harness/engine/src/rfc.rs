@@ -46,6 +46,8 @@ impl<'s> Rfc<'s> {
                 kind: RouteKind::Local,
                 rtype: RouteType::Unicast,
                 table: None,
+                paths: Vec::new(),
+                objects: false,
             });
         }
         for h in &held {
@@ -64,6 +66,8 @@ impl<'s> Rfc<'s> {
                     kind: RouteKind::Connected,
                     rtype: RouteType::Unicast,
                     table: None,
+                    paths: Vec::new(),
+                    objects: false,
                 });
             }
         }
@@ -114,6 +118,8 @@ impl<'s> Rfc<'s> {
                         kind: RouteKind::Declared,
                         rtype: RouteType::Unicast,
                         table: None,
+                        paths: Vec::new(),
+                        objects: false,
                     })
                 }),
                 None => {

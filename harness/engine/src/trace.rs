@@ -95,6 +95,13 @@ pub struct SourceTrace {
     pub duels: Vec<Duel>,
     /// Statements that rest on source reading only, not yet confirmed on a real kernel.
     pub unverified: Vec<String>,
+    /// A multipath route whose path a per-boot hash picks: every source its paths give
+    /// (more than one), or empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub possible: Vec<IpAddr>,
+    /// The number of paths of the multipath route the lookup found (0: none).
+    #[serde(skip)]
+    pub paths: usize,
 }
 
 /// One destination as the sort saw it.

@@ -178,6 +178,16 @@ struct RawRoute {
     rtype: Option<Spanned<String>>,
     table: Option<Spanned<u32>>,
     vrf: Option<Spanned<String>>,
+    nexthops: Option<Spanned<Vec<Spanned<RawNexthop>>>>,
+    nexthop_objects: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNexthop {
+    via: Option<Spanned<String>>,
+    dev: Option<Spanned<String>>,
+    weight: Option<Spanned<u16>>,
 }
 
 #[derive(Deserialize)]
@@ -760,6 +770,7 @@ impl Validator<'_> {
                 ("dev", r.dev.as_ref().map(|d| d.span())),
                 ("src", r.src.as_ref().map(|v| v.span())),
                 ("install", r.install.as_ref().map(|v| v.span())),
+                ("nexthops", r.nexthops.as_ref().map(|v| v.span())),
             ] {
                 if let Some(span) = span {
                     self.error(
@@ -778,7 +789,16 @@ impl Validator<'_> {
                 install: RouteInstall::Netlink,
                 rtype,
                 table,
+                nexthops: vec![],
+                nexthop_objects: false,
             });
+        }
+        if let Some(objects) = r.nexthop_objects.as_ref().filter(|_| r.nexthops.is_none()) {
+            self.error(&objects.span(), "`nexthop_objects` applies to a route with `nexthops`");
+            ok = false;
+        }
+        if let Some(list) = &r.nexthops {
+            return self.multipath(s, raw, list, to, table).filter(|_| ok);
         }
         if r.via.is_none() && dev.is_none() {
             self.error(&raw.span(), "a route needs `via`, `dev` or both (or a `type` such as \"blackhole\")");
@@ -869,6 +889,131 @@ impl Validator<'_> {
             install,
             rtype,
             table,
+            nexthops: vec![],
+            nexthop_objects: false,
+        })
+    }
+
+    /// `nexthops = [{ via, dev, weight }, ...]`: two or more paths, each a gateway the kernel
+    /// accepts (on an up subnet of its device) or a device.
+    fn multipath(
+        &mut self,
+        s: &Scenario,
+        raw: &Spanned<RawRoute>,
+        list: &Spanned<Vec<Spanned<RawNexthop>>>,
+        to: IpNet,
+        table: Option<u32>,
+    ) -> Option<Route> {
+        let r = raw.get_ref();
+        let mut ok = true;
+        for (field, span) in [
+            ("via", r.via.as_ref().map(|v| v.span())),
+            ("dev", r.dev.as_ref().map(|d| d.span())),
+            ("install", r.install.as_ref().map(|v| v.span())),
+        ] {
+            if let Some(span) = span {
+                self.error(&span, format!("a multipath route names its paths in `nexthops`; `{field}` goes there"));
+                ok = false;
+            }
+        }
+        if list.get_ref().len() < 2 {
+            self.error(&list.span(), "`nexthops` needs two paths or more (one path: write `via` and `dev`)");
+            return None;
+        }
+        let mut nexthops = Vec::new();
+        for nh in list.get_ref() {
+            let (span, nh) = (nh.span(), nh.get_ref());
+            let dev = match &nh.dev {
+                Some(d) => match s.interface(d.get_ref()) {
+                    None => {
+                        self.error(&d.span(), format!("next hop device `{}` is not a declared interface", d.get_ref()));
+                        ok = false;
+                        continue;
+                    }
+                    Some(i) if !i.up => {
+                        self.error(
+                            &d.span(),
+                            format!("`{}` is down (up = false): the kernel refuses a path through it", i.name),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                    Some(i) => Some(i.name.clone()),
+                },
+                None => None,
+            };
+            let via = match &nh.via {
+                None => None,
+                Some(v) => match v.get_ref().parse::<IpAddr>() {
+                    Ok(a) => Some((a, v.span())),
+                    Err(_) => {
+                        self.error(&v.span(), format!("`{}` is not an address", v.get_ref()));
+                        ok = false;
+                        continue;
+                    }
+                },
+            };
+            if via.is_none() && dev.is_none() {
+                self.error(&span, "a next hop needs `via`, `dev` or both");
+                ok = false;
+                continue;
+            }
+            if let Some((via, vspan)) = &via {
+                let link_local = matches!(via, IpAddr::V6(v6) if v6.is_unicast_link_local());
+                if to.addr().is_ipv6() && via.is_ipv4() {
+                    self.error(vspan, "an IPv6 route cannot have an IPv4 next hop");
+                    ok = false;
+                } else if link_local && dev.is_none() {
+                    self.error(vspan, format!("link-local next hop {via} needs `dev`"));
+                    ok = false;
+                } else if !link_local
+                    && !s.addresses().filter(|(i, _)| i.up && dev.as_deref().is_none_or(|d| d == i.name)).any(
+                        |(_, a)| a.net().trunc().contains(via) && a.prefix_len < if via.is_ipv4() { 32 } else { 128 },
+                    )
+                {
+                    self.error(vspan, format!("next hop {via} is not inside any subnet of {} that is up (the kernel refuses an unreachable gateway)", dev.as_deref().map_or("this host".to_string(), |d| format!("`{d}`"))));
+                    ok = false;
+                }
+            }
+            let weight = match &nh.weight {
+                None => 1,
+                Some(w) if (1..=256).contains(w.get_ref()) => *w.get_ref(),
+                Some(w) => {
+                    self.error(&w.span(), format!("weight {} is outside 1..=256", w.get_ref()));
+                    ok = false;
+                    1
+                }
+            };
+            nexthops.push(Nexthop { via: via.map(|(a, _)| a), dev, weight });
+        }
+        let src = match &r.src {
+            None => None,
+            Some(sp) => match sp.get_ref().parse::<IpAddr>() {
+                Ok(a) if s.addresses().any(|(_, x)| x.addr == a) && a.is_ipv4() == to.addr().is_ipv4() => Some(a),
+                _ => {
+                    self.error(
+                        &sp.span(),
+                        format!(
+                            "preferred source `{}` is not an address of this host of the route's family",
+                            sp.get_ref()
+                        ),
+                    );
+                    ok = false;
+                    None
+                }
+            },
+        };
+        ok.then(|| Route {
+            to,
+            via: None,
+            dev: None,
+            src,
+            metric: r.metric.as_ref().map(|m| *m.get_ref()),
+            install: RouteInstall::Netlink,
+            rtype: RouteType::Unicast,
+            table,
+            nexthops,
+            nexthop_objects: r.nexthop_objects.as_ref().is_some_and(|o| *o.get_ref()),
         })
     }
 

@@ -71,14 +71,17 @@ impl Plan {
         use crate::results::Outcome;
         let name = |a: Option<IpAddr>| a.map(|a| self.name_observed(a));
         match o {
-            Outcome::Connect { dst, source, error, kernel_source, kernel_error, kernel_nexthop } => Outcome::Connect {
-                dst,
-                source: name(source),
-                error,
-                kernel_source: name(kernel_source),
-                kernel_error,
-                kernel_nexthop,
-            },
+            Outcome::Connect { dst, source, error, kernel_source, kernel_error, kernel_nexthop, sources } => {
+                Outcome::Connect {
+                    dst,
+                    source: name(source),
+                    error,
+                    kernel_source: name(kernel_source),
+                    kernel_error,
+                    kernel_nexthop,
+                    sources: sources.into_iter().map(|a| name(Some(a)).expect("some")).collect(),
+                }
+            }
             Outcome::Icmp { to, message, source } => Outcome::Icmp { to, message, source: name(source) },
             other => other,
         }
@@ -134,6 +137,14 @@ pub enum Step {
         flag: String,
         timeout_ms: u64,
     },
+    /// Wait until the kernel's temporary address in `prefix` on `dev` has left DAD (the
+    /// kernel makes it when the mngtmpaddr address is added, but clears its tentative flag
+    /// from a work queue, which lags under load).
+    WaitTemporary {
+        dev: String,
+        prefix: ipnet::Ipv6Net,
+        timeout_ms: u64,
+    },
 }
 
 fn run(place: Place, argv: &[&str]) -> Step {
@@ -142,6 +153,22 @@ fn run(place: Place, argv: &[&str]) -> Step {
 
 fn run_owned(place: Place, argv: Vec<String>) -> Step {
     Step::Run { place, argv, stdin: None, fails: None }
+}
+
+/// `via [inet6] GW dev DEV` of one path of a multipath route.
+fn nexthop_words(nh: &crate::scenario::Nexthop, r: &Route) -> Vec<String> {
+    let mut words = Vec::new();
+    if let Some(via) = nh.via {
+        words.push("via".into());
+        if r.to.addr().is_ipv4() && via.is_ipv6() {
+            words.push("inet6".into());
+        }
+        words.push(via.to_string());
+    }
+    if let Some(dev) = &nh.dev {
+        words.extend(["dev".into(), dev.clone()]);
+    }
+    words
 }
 
 /// Name of the far end of the veth pair for declared interface `index` (1-based).
@@ -375,10 +402,64 @@ pub fn linux(s: &Scenario) -> Plan {
             setup.push(run_owned(Scenario, argv));
         }
     }
+    for (i, t) in s.kernel_temporaries() {
+        if let IpNet::V6(net) = t.net() {
+            waits.push(Step::WaitTemporary {
+                dev: s.interfaces[i].name.clone(),
+                prefix: net.trunc(),
+                timeout_ms: 10_000,
+            });
+        }
+    }
     setup.extend(waits);
+    let mut nexthop_id = 0u32;
     for r in &s.routes {
         // The family follows from the prefix, so the line also works in `ip -batch`.
         let mut argv: Vec<String> = vec!["ip".into(), "route".into(), "add".into()];
+        if !r.nexthops.is_empty() {
+            argv.push(r.to.to_string());
+            if r.nexthop_objects {
+                // `ip nexthop` objects, then a group of them, which the route names.
+                let mut members = Vec::new();
+                for nh in &r.nexthops {
+                    nexthop_id += 1;
+                    let mut add: Vec<String> = ["ip", "nexthop", "add", "id"].map(String::from).into();
+                    add.push(nexthop_id.to_string());
+                    add.extend(nexthop_words(nh, r));
+                    setup.push(run_owned(Scenario, add));
+                    members.push(format!("{nexthop_id},{}", nh.weight));
+                }
+                nexthop_id += 1;
+                let group: Vec<String> = vec![
+                    "ip".into(),
+                    "nexthop".into(),
+                    "add".into(),
+                    "id".into(),
+                    nexthop_id.to_string(),
+                    "group".into(),
+                    members.join("/"),
+                ];
+                setup.push(run_owned(Scenario, group));
+                argv.extend(["nhid".into(), nexthop_id.to_string()]);
+            } else {
+                for nh in &r.nexthops {
+                    argv.push("nexthop".into());
+                    argv.extend(nexthop_words(nh, r));
+                    argv.extend(["weight".into(), nh.weight.to_string()]);
+                }
+            }
+            if let Some(src) = r.src {
+                argv.extend(["src".into(), src.to_string()]);
+            }
+            if let Some(m) = r.metric {
+                argv.extend(["metric".into(), m.to_string()]);
+            }
+            if let Some(t) = r.table {
+                argv.extend(["table".into(), t.to_string()]);
+            }
+            setup.push(run_owned(Scenario, argv));
+            continue;
+        }
         if !r.rtype.is_unicast() {
             argv.push(r.rtype.word().into());
         }
@@ -633,6 +714,12 @@ pub fn freebsd(s: &Scenario) -> Plan {
             i.name, a.dad
         ));
     }
+    for r in s.routes.iter().filter(|r| !r.nexthops.is_empty()) {
+        unsupported.push(format!(
+            "multipath route {}: FreeBSD's ROUTE_MPATH (one `route add` per path) is not planned yet",
+            r.to
+        ));
+    }
     for v in &s.vrfs {
         unsupported.push(format!(
             "VRF {} (table {}): FreeBSD's counterpart is a FIB per VRF (net.fibs, setfib, SO_SETFIB); that plan is not written yet",
@@ -718,7 +805,8 @@ pub fn freebsd(s: &Scenario) -> Plan {
             setup.push(run_owned(Scenario, argv));
         }
     }
-    for r in &s.routes {
+    // Multipath and VRF-table routes are unsupported above; the plan leaves them out.
+    for r in s.routes.iter().filter(|r| r.nexthops.is_empty() && r.table.is_none()) {
         if matches!(r.rtype, RouteType::Prohibit | RouteType::Throw) {
             unsupported.push(format!(
                 "route {} type {}: FreeBSD has no such route (only -blackhole and -reject)",
@@ -1028,6 +1116,15 @@ fn step_lines(d: &Dialect, step: &Step, files: &mut usize) -> String {
             format!("{} > {name}\nmount --bind {name} {}\n", printf_exact(content), shell_quote(target))
         }
         Step::WriteFile { path, content } => format!("{} > {}\n", printf_exact(content), shell_arg(path)),
+        Step::WaitTemporary { dev, prefix, timeout_ms } => {
+            let tries = timeout_ms.div_ceil(100);
+            format!(
+                "{}i=0\nuntil {}ip -6 addr show dev {} | {{ while read -r l; do case \"$l\" in *tentative*) ;; *' temporary '*) exit 0 ;; esac; done; exit 1; }}; do\n  i=$((i+1)); [ $i -lt {tries} ] || {{ echo 'no usable temporary address in {prefix}'; exit 1; }}; sleep 0.1\ndone\n",
+                comment(&format!("wait until the kernel's temporary address in {prefix} has left DAD")),
+                d.in_scenario,
+                shell_arg(dev),
+            )
+        }
         Step::WaitAddress { dev, addr, flag, timeout_ms } => {
             let tries = timeout_ms.div_ceil(100);
             format!(

@@ -41,6 +41,10 @@ pub enum Outcome {
         /// `IPv6`), the cause behind an EHOSTUNREACH over an RFC 5549 route.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         kernel_nexthop: Option<String>,
+        /// A prediction that cannot name one source: every source the kernel may take (a
+        /// multipath route whose path a per-boot hash picks). Empty for one answer.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sources: Vec<IpAddr>,
     },
     Resolve {
         name: String,
@@ -76,6 +80,9 @@ impl Outcome {
     /// The decision in one short phrase, for tables and diffs.
     pub fn summary(&self) -> String {
         match self {
+            Outcome::Connect { sources, .. } if !sources.is_empty() => {
+                format!("one of {}", sources.iter().map(crate::addr_names::show_addr).collect::<Vec<_>>().join(", "))
+            }
             Outcome::Connect { source: Some(s), .. } => crate::addr_names::show_addr(s),
             Outcome::Connect { error: Some(e), .. } => e.clone(),
             Outcome::Connect { .. } => "no answer".into(),
@@ -108,15 +115,28 @@ impl Outcome {
     /// The decision itself, without the module's answer: what predictions are compared on.
     pub fn decision(&self) -> Outcome {
         match self {
-            Outcome::Connect { dst, source, error, .. } => Outcome::Connect {
+            Outcome::Connect { dst, source, error, sources, .. } => Outcome::Connect {
                 dst: dst.clone(),
                 source: *source,
                 error: error.clone(),
                 kernel_source: None,
                 kernel_error: None,
                 kernel_nexthop: None,
+                sources: sources.clone(),
             },
             other => other.clone(),
+        }
+    }
+
+    /// Whether this observation is what `predicted` says: the same decision, or for a
+    /// prediction of several possible sources, a source among them.
+    pub fn fits(&self, predicted: &Outcome) -> bool {
+        match (self, predicted) {
+            (
+                Outcome::Connect { dst, source: Some(s), error: None, .. },
+                Outcome::Connect { dst: pdst, sources, .. },
+            ) if !sources.is_empty() => dst == pdst && sources.contains(s),
+            _ => self.decision() == predicted.decision(),
         }
     }
 }
@@ -134,6 +154,7 @@ mod tests {
             kernel_source: Some("fe80::10".parse().unwrap()),
             kernel_error: None,
             kernel_nexthop: None,
+            sources: vec![],
         };
         let json = serde_json::to_string(&o).unwrap();
         assert_eq!(
@@ -166,6 +187,7 @@ mod tests {
                         kernel_source: None,
                         kernel_error: None,
                         kernel_nexthop: None,
+                        sources: vec![],
                     },
                 },
                 ProbeResult {

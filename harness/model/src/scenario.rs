@@ -181,6 +181,23 @@ pub struct Route {
     /// The routing table: a VRF's (`table = 10` or `vrf = "blue"`); `None` is main.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<u32>,
+    /// A multipath route's next hops (`via`/`dev` are then unset): Linux `ip route ...
+    /// nexthop ... nexthop ...`, or a nexthop group with `nexthop_objects`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nexthops: Vec<Nexthop>,
+    /// Linux: install the next hops as `ip nexthop` objects and a group (`nhid`) instead of
+    /// the route's own list.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nexthop_objects: bool,
+}
+
+/// One path of a multipath route.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Nexthop {
+    pub via: Option<IpAddr>,
+    pub dev: Option<String>,
+    /// 1 to 256 (Linux's range; the kernel's own default is 1).
+    pub weight: u16,
 }
 
 /// Linux route types (`ip route add TYPE PREFIX`); FreeBSD has `-blackhole` and `-reject`.

@@ -165,6 +165,9 @@ fn awaited(plan: &Plan) -> String {
         .iter()
         .filter_map(|s| match s {
             Step::WaitAddress { addr, flag, .. } => Some(format!("    inet6 {addr}/64 scope global {flag} tentative")),
+            Step::WaitTemporary { prefix, .. } => {
+                Some(format!("    inet6 {}/64 scope global temporary dynamic", prefix.addr()))
+            }
             _ => None,
         })
         .collect::<Vec<_>>()
@@ -203,7 +206,7 @@ fn expected(plan: &Plan, peer: &str, dir: &str, files: &str) -> Vec<Expected> {
         }
         Step::WriteFile { .. } => {}
         // The stub `ip` shows the awaited state at once: one call.
-        Step::WaitAddress { dev, .. } => {
+        Step::WaitAddress { dev, .. } | Step::WaitTemporary { dev, .. } => {
             let argv = ["ip", "-6", "addr", "show", "dev", dev].map(String::from).into();
             out.push(Expected { argv, stdin: String::new(), file: None, probe: None });
         }

@@ -577,3 +577,32 @@ fn vrfs_are_checked_where_they_are_written() {
     assert_eq!(s.routes.iter().map(|r| r.table).collect::<Vec<_>>(), [Some(10), None]);
     assert_eq!(s.vrf_of("eth1").map(|v| v.name.as_str()), Some("blue"));
 }
+
+#[test]
+fn multipath_routes_are_checked_where_they_are_written() {
+    let with = |tail: &str| format!("{BASE}[[interfaces]]\nname = \"eth1\"\naddresses = [\"10.1.0.10/24\"]\n{tail}");
+    let e = first_error(&with("[[routes]]\nto = \"0.0.0.0/0\"\nnexthops = [{ via = \"10.0.0.1\" }]\n"));
+    assert!(e.starts_with("11:12: `nexthops` needs two paths or more"), "{e}");
+    let e = first_error(&with(
+        "[[routes]]\nto = \"0.0.0.0/0\"\nvia = \"10.0.0.1\"\nnexthops = [{ via = \"10.0.0.1\" }, { dev = \"eth1\" }]\n",
+    ));
+    assert!(e.starts_with("11:7: a multipath route names its paths in `nexthops`; `via` goes there"), "{e}");
+    let e = first_error(&with(
+        "[[routes]]\nto = \"0.0.0.0/0\"\nnexthops = [{ via = \"10.0.0.1\" }, { via = \"10.9.0.1\", dev = \"eth1\" }]\n",
+    ));
+    assert!(e.starts_with("11:43: next hop 10.9.0.1 is not inside any subnet of `eth1`"), "{e}");
+    let e = first_error(&with(
+        "[[routes]]\nto = \"0.0.0.0/0\"\nnexthops = [{ via = \"10.0.0.1\", weight = 0 }, { dev = \"eth1\" }]\n",
+    ));
+    assert!(e.starts_with("11:42: weight 0 is outside 1..=256"), "{e}");
+    let e = first_error(&with("[[routes]]\nto = \"0.0.0.0/0\"\nvia = \"10.0.0.1\"\nnexthop_objects = true\n"));
+    assert!(e.starts_with("12:19: `nexthop_objects` applies to a route with `nexthops`"), "{e}");
+    let ok = with(
+        "[[routes]]\nto = \"0.0.0.0/0\"\nnexthop_objects = true\nnexthops = [{ via = \"10.0.0.1\" }, { via = \"10.1.0.1\", dev = \"eth1\", weight = 2 }]\n",
+    );
+    let s = parse(&ok).unwrap_or_else(|e| panic!("{e}")).scenario;
+    let r = &s.routes[0];
+    assert!(r.nexthop_objects && r.via.is_none() && r.dev.is_none());
+    assert_eq!(r.nexthops.iter().map(|n| n.weight).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(r.nexthops[1].dev.as_deref(), Some("eth1"));
+}

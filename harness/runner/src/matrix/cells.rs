@@ -156,10 +156,20 @@ pub fn cells_for(
         if run.setup_error.is_some() {
             status = CellStatus::SetupFailed;
         } else if snapshots != Snapshots::Skip {
+            let multipath: Vec<(String, Vec<std::net::IpAddr>)> = results
+                .iter()
+                .filter_map(|c| match &c.predicted {
+                    addrsel_model::results::Outcome::Connect { sources, .. } if !sources.is_empty() => {
+                        Some((c.observed.probe.clone(), sources.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
             let state = snapshot::check(
                 &target.name,
                 s,
                 &run.report.results,
+                &multipath,
                 target.facts.as_ref(),
                 rule,
                 snapshots == Snapshots::Accept,

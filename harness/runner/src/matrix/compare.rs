@@ -175,10 +175,27 @@ pub fn compare_probe(
     let unsupported = matches!(obs.outcome, Outcome::Unsupported { .. });
     let mut status = if unsupported {
         Status::Unsupported
-    } else if obs.outcome.decision() == predicted.decision() {
+    } else if obs.outcome.fits(&predicted) {
+        if let Outcome::Connect { sources, .. } = &predicted
+            && !sources.is_empty()
+        {
+            notes.push(format!(
+                "multipath: {} is {}; the flow hash picks one path per boot",
+                obs.outcome.summary(),
+                predicted.summary()
+            ));
+        }
         // RFC 6724 has no answer for ICMP error sources: nothing to deviate from.
         let rfc_silent = matches!(rfc6724, Outcome::Unsupported { .. });
-        if predicted == rfc6724 || rfc_silent { Status::Agree } else { Status::Deviation }
+        // A set of possible sources agrees with the RFC when the RFC's one answer is among
+        // them: the verdict must not change with the path a boot's hash picks.
+        let rfc_agrees = match (&predicted, &rfc6724) {
+            (Outcome::Connect { sources, .. }, Outcome::Connect { source: Some(r), .. }) if !sources.is_empty() => {
+                sources.contains(r)
+            }
+            _ => predicted.decision() == rfc6724.decision(),
+        };
+        if rfc_agrees || rfc_silent { Status::Agree } else { Status::Deviation }
     } else {
         notes.push(format!("observed {}, the engine predicts {}", obs.outcome.summary(), predicted.summary()));
         Status::Disagree
@@ -266,6 +283,7 @@ evidence = "made up for this test"
             kernel_source: None,
             kernel_error: None,
             kernel_nexthop: None,
+            sources: vec![],
         }
     }
 
@@ -276,7 +294,15 @@ evidence = "made up for this test"
                     Ok(a) => (Some(a), None),
                     Err(_) => (None, Some(module.to_string())),
                 };
-                Outcome::Connect { dst, source, error, kernel_source: ks, kernel_error: ke, kernel_nexthop: None }
+                Outcome::Connect {
+                    dst,
+                    source,
+                    error,
+                    kernel_source: ks,
+                    kernel_error: ke,
+                    kernel_nexthop: None,
+                    sources: vec![],
+                }
             }
             other => other,
         }
@@ -373,5 +399,42 @@ evidence = "made up for this test"
         let c = verdict("varies", Some(with_module(v.clone(), "fe80::2")), v.clone(), v.clone());
         assert_eq!(c.status, Status::Agree, "{c:?}");
         assert!(c.notes.iter().any(|n| n.contains("varies between boots")), "{c:?}");
+    }
+
+    #[test]
+    fn a_source_inside_a_predicted_set_agrees_and_says_so() {
+        let s = scenario();
+        // No expectation on this probe: only the engine decides.
+        let p = s.probe("zoned-global").unwrap().clone();
+        let set = |o: Outcome| match o {
+            Outcome::Connect { dst, source, error, .. } => Outcome::Connect {
+                dst,
+                source,
+                error,
+                kernel_source: None,
+                kernel_error: None,
+                kernel_nexthop: None,
+                sources: vec!["2001:db8:1::2".parse().unwrap(), "2001:db8:1::3".parse().unwrap()],
+            },
+            other => other,
+        };
+        let predicted = set(connect("2001:db8:3::1%eth0", Some("2001:db8:1::2"), None));
+        let check = |observed: &str, rfc: &str| {
+            let obs = ProbeResult {
+                probe: "zoned-global".into(),
+                outcome: connect("2001:db8:3::1%eth0", Some(observed), None),
+            };
+            let rfc = connect("2001:db8:3::1%eth0", Some(rfc), None);
+            compare_probe(&s, &p, Os::Linux, "t", None, Some(&obs), predicted.clone(), rfc)
+        };
+        // The second path's source, with the RFC's answer among the set: agree, with a note.
+        let c = check("2001:db8:1::3", "2001:db8:1::2");
+        assert_eq!(c.status, Status::Agree, "{c:?}");
+        assert!(c.notes.iter().any(|n| n.starts_with("multipath: 2001:db8:1::3 is one of")), "{c:?}");
+        // The RFC's answer outside the set: a deviation, whichever path this boot took.
+        assert_eq!(check("2001:db8:1::2", "2001:db8:9::9").status, Status::Deviation);
+        assert_eq!(check("2001:db8:1::3", "2001:db8:9::9").status, Status::Deviation);
+        // A source outside the set is a disagreement.
+        assert_eq!(check("2001:db8:1::9", "2001:db8:1::2").status, Status::Disagree);
     }
 }

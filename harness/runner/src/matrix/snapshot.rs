@@ -9,6 +9,7 @@
 //! so the header is written here, with the quoting rules of insta's own YAML emitter; a test
 //! re-renders every stored snapshot byte for byte and reads the output back with insta.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use addrsel_model::Scenario;
@@ -84,11 +85,24 @@ pub fn path(target: &str, scenario: &str) -> PathBuf {
 
 /// The snapshot text of a scenario's observations. A module answer the scenario marks as
 /// varying between boots is not recorded (it stays in the JSON).
-pub fn render(s: &Scenario, results: &[ProbeResult]) -> String {
+///
+/// `multipath`: probes whose prediction is a set of possible sources (a multipath route's
+/// paths, picked by a per-boot hash). An observation inside its set is recorded as the set,
+/// so the snapshot does not change from boot to boot.
+pub fn render(s: &Scenario, results: &[ProbeResult], multipath: &[(String, Vec<IpAddr>)]) -> String {
     let mut out = String::new();
     for r in results {
+        let set = multipath.iter().find(|(p, _)| *p == r.probe).map(|(_, set)| set);
         let varies = s.probe(&r.probe).and_then(|p| p.kernel_module_varies.as_ref()).is_some();
         let line = match &r.outcome {
+            Outcome::Connect { dst, source: Some(a), error: None, .. } if set.is_some_and(|set| set.contains(a)) => {
+                let set = set.expect("checked");
+                format!(
+                    "{}: connect {dst} -> one of {} (multipath: a per-boot hash picks the path; this boot's pick is in the JSON)",
+                    r.probe,
+                    set.iter().map(addrsel_model::show_addr).collect::<Vec<_>>().join(", ")
+                )
+            }
             Outcome::Connect { dst, source, error, .. } => {
                 let got = source
                     .as_ref()
@@ -152,13 +166,14 @@ pub fn check(
     target: &str,
     s: &Scenario,
     results: &[ProbeResult],
+    multipath: &[(String, Vec<IpAddr>)],
     facts: Option<&Facts>,
     rule: FactsRule,
     accept: bool,
 ) -> anyhow::Result<SnapshotState> {
     let file = path(target, &s.name);
     let pending = file.with_extension("snap.new");
-    let text = render(s, results);
+    let text = render(s, results, multipath);
     let stored = read(&file)?;
     let state = match &stored {
         Some(old) => {
@@ -431,6 +446,40 @@ pub fn diff(old: &str, new: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A multipath probe's snapshot holds the set, so the path a boot's hash took does not
+    /// change it; an observation outside the set is written as it is (a change to review).
+    #[test]
+    fn a_multipath_observation_is_recorded_as_its_set() {
+        let s = addrsel_model::parse_scenario(
+            "t.toml",
+            "name = \"t\"\n[[interfaces]]\nname = \"eth0\"\naddresses = [\"10.0.0.2/24\"]\n[[probes]]\nid = \"m\"\nconnect = \"192.0.2.1\"\n",
+        )
+        .unwrap()
+        .scenario;
+        let observed = |a: &str| {
+            vec![ProbeResult {
+                probe: "m".into(),
+                outcome: Outcome::Connect {
+                    dst: "192.0.2.1".into(),
+                    source: Some(a.parse().unwrap()),
+                    error: None,
+                    kernel_source: Some(a.parse().unwrap()),
+                    kernel_error: None,
+                    kernel_nexthop: None,
+                    sources: vec![],
+                },
+            }]
+        };
+        let set = vec![("m".to_string(), vec!["10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap()])];
+        let first = render(&s, &observed("10.0.0.2"), &set);
+        assert_eq!(render(&s, &observed("10.0.0.3"), &set), first);
+        assert!(first.starts_with("m: connect 192.0.2.1 -> one of 10.0.0.2, 10.0.0.3 (multipath"), "{first}");
+        assert_eq!(
+            render(&s, &observed("10.0.0.9"), &set),
+            "m: connect 192.0.2.1 -> 10.0.0.9 (kernel module: 10.0.0.9)\n"
+        );
+    }
 
     /// Every stored snapshot, parsed and written again, is the same file byte for byte, and
     /// insta reads what is written as the same text.
