@@ -20,6 +20,11 @@ pub struct Args {
     /// Also boot the Linux VM targets: boot-to-results, time per scenario, the whole matrix.
     #[arg(long)]
     vms: bool,
+    /// The default Linux matrix (host and every Linux VM) twice: first with an empty cache
+    /// and target directory (every package downloaded and verified, every build root, test
+    /// module, initramfs and the agent built: a newcomer's first run), then cached.
+    #[arg(long)]
+    first_run: bool,
     /// Time this machine's getaddrinfo for NAME here (inside the namespace `bench` sets up).
     #[arg(long, hide = true, value_name = "NAME")]
     getaddrinfo_here: Option<String>,
@@ -117,32 +122,80 @@ fn vms(rounds: usize) -> anyhow::Result<()> {
             Err(e) => println!("{:<24} not run: {e}", def.name),
         }
     }
-    let exe = std::env::current_exe()?;
     let mut walls = Vec::new();
     for _ in 0..rounds.min(3) {
-        let start = Instant::now();
-        let status = Command::new(&exe)
-            .args([
-                "matrix",
-                "--no-snapshots",
-                "--targets",
-                "host,linux-bookworm-amd64,linux-bookworm-arm64,linux-trixie-amd64,linux-trixie-arm64",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()?;
-        if !status.success() {
-            println!("the Linux matrix run failed ({status}); wall times are not reported");
-            return Ok(());
+        match whole_linux_matrix(&[]) {
+            Ok(wall) => walls.push(wall),
+            Err(e) => {
+                println!("{e}; wall times are not reported");
+                return Ok(());
+            }
         }
-        walls.push(start.elapsed().as_secs_f64());
     }
+    let linux = linux_targets()?;
     println!(
-        "whole Linux matrix (host + 4 VMs, {} scenarios, parallel up to the cores): median {:.1} s wall of {} runs",
+        "whole Linux matrix (host + {} VMs, {} scenarios, two guests at a time): median {:.1} s wall of {} runs, {:.1} s per pair of guests",
+        linux.len() - 1,
         scenarios.len(),
         median(walls.clone()),
-        walls.len()
+        walls.len(),
+        median(walls) / ((linux.len() - 1) as f64 / 2.0)
     );
+    Ok(())
+}
+
+/// The host and every Linux VM target: what `cargo xtask matrix` runs by default here.
+fn linux_targets() -> anyhow::Result<Vec<String>> {
+    Ok(addrsel_runner::targets::all()?
+        .into_iter()
+        .filter(|t| !matches!(t.kind, addrsel_runner::targets::Kind::FreebsdVm(_)))
+        .map(|t| t.name)
+        .collect())
+}
+
+/// Seconds of wall time for one run of the Linux matrix (no snapshots), with `env` set.
+fn whole_linux_matrix(env: &[(&str, &std::path::Path)]) -> anyhow::Result<f64> {
+    let exe = std::env::current_exe()?;
+    let start = Instant::now();
+    let mut cmd = Command::new(&exe);
+    cmd.args(["matrix", "--no-snapshots", "--targets", &linux_targets()?.join(",")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let status = cmd.status()?;
+    if !status.success() {
+        anyhow::bail!("the Linux matrix run failed ({status})");
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// A newcomer's first run of the default Linux matrix (empty cache and agent target
+/// directory) against a second, cached run, in one go.
+fn first_run() -> anyhow::Result<()> {
+    let dir = addrsel_runner::repo_root().join("target/bench-first-run");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (cache, target) = (dir.join("cache"), dir.join("target"));
+    std::fs::create_dir_all(&cache)?;
+    let env = [("ADDRSEL_CACHE", cache.as_path()), ("CARGO_TARGET_DIR", target.as_path())];
+    let linux = linux_targets()?;
+    println!(
+        "
+the default Linux matrix (host + {} VMs), no snapshots:",
+        linux.len() - 1
+    );
+    let first = whole_linux_matrix(&env)?;
+    let downloaded: u64 = std::fs::read_dir(cache.join("debian"))
+        .map(|d| d.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0);
+    println!(
+        "first run (empty cache: {} MB of packages downloaded and verified; build roots, modules, initramfs, resolver probes and the agent built): {first:.0} s",
+        downloaded >> 20
+    );
+    let cached = whole_linux_matrix(&env)?;
+    println!("cached run: {cached:.0} s ({:.1}x faster)", first / cached);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -228,6 +281,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         if args.vms {
             vms(args.rounds)?;
         }
+        return Ok(exit::OK);
+    }
+    if args.first_run {
+        first_run()?;
         return Ok(exit::OK);
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
