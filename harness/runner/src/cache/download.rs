@@ -73,7 +73,7 @@ pub fn fetch_verified(
         notify("downloading");
     }
     clean_stale_partials(dir);
-    let partial = dir.join(format!("{name}.partial.{}", std::process::id()));
+    let partial = super::partial_path(&path);
     let result = download_to(url, &partial).and_then(|()| {
         let got = sha256_file(&partial).map_err(|e| FetchError::Io(e.to_string()))?;
         if got != sha256 {

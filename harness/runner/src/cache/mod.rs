@@ -55,7 +55,8 @@ pub fn clean_stale_partials(dir: &Path) {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some((_, pid)) = name.rsplit_once(".partial.") {
+        if let Some((_, owner)) = name.rsplit_once(".partial.") {
+            let pid = owner.split('.').next().unwrap_or_default();
             let alive = pid.parse::<u32>().is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
             if !alive {
                 let _ = std::fs::remove_file(e.path()).or_else(|_| std::fs::remove_dir_all(e.path()));
@@ -64,10 +65,16 @@ pub fn clean_stale_partials(dir: &Path) {
     }
 }
 
-/// Where `dest` is built before it is published: a sibling only this process uses.
-fn partial_path(dest: &Path) -> PathBuf {
+/// Where `dest` is built before it is published: a sibling only this call uses. Two
+/// targets prepared at once by one process may build the same entry (a package both build
+/// roots unpack): a name per process only let the second call delete the first's half-built
+/// tree, which the first then published incomplete (seen on a first run: bookworm's and
+/// forky's amd64 and arm64 roots share their kbuild package).
+pub fn partial_path(dest: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    dest.with_file_name(format!("{name}.partial.{}", std::process::id()))
+    dest.with_file_name(format!("{name}.partial.{}.{n}", std::process::id()))
 }
 
 fn remove_any(path: &Path) {
@@ -196,5 +203,39 @@ mod tests {
         let left: Vec<_> = std::fs::read_dir(&d).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(left, [std::ffi::OsString::from("tree")], "no partial is left behind");
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Two threads of one process building the same entry at once (two targets sharing a
+    /// package): each builds its own partial tree, and what is published is complete.
+    #[test]
+    fn concurrent_builds_of_one_entry_do_not_cut_each_other() {
+        use std::sync::mpsc::channel;
+        let d = scratch("concurrent");
+        let dest = d.join("tree");
+        let (to_b, from_a) = channel::<()>();
+        let (to_a, from_b) = channel::<()>();
+        let dest_b = dest.clone();
+        let b = std::thread::spawn(move || {
+            from_a.recv().unwrap();
+            publish(&dest_b, |p| {
+                to_a.send(()).unwrap();
+                std::fs::create_dir_all(p)?;
+                std::fs::write(p.join("first"), b"b")?;
+                std::fs::write(p.join("second"), b"b")?;
+                Ok(())
+            })
+        });
+        publish(&dest, |p| {
+            std::fs::create_dir_all(p)?;
+            std::fs::write(p.join("first"), b"a")?;
+            to_b.send(()).unwrap();
+            // B has started its own build before A writes the rest.
+            from_b.recv().unwrap();
+            std::fs::write(p.join("second"), b"a")?;
+            Ok(())
+        })
+        .unwrap();
+        b.join().unwrap().unwrap();
+        assert!(dest.join("first").exists() && dest.join("second").exists());
     }
 }
