@@ -153,20 +153,23 @@ fn linux_targets() -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-/// Seconds of wall time for one run of the Linux matrix (no snapshots), with `env` set.
+/// Seconds of wall time for one run of the Linux matrix (no snapshots), with `env` set; its
+/// output goes to `target/bench-matrix.log`.
 fn whole_linux_matrix(env: &[(&str, &std::path::Path)]) -> anyhow::Result<f64> {
     let exe = std::env::current_exe()?;
+    let log_path = addrsel_runner::repo_root().join("target/bench-matrix.log");
+    let log = std::fs::File::create(&log_path)?;
     let start = Instant::now();
     let mut cmd = Command::new(&exe);
     cmd.args(["matrix", "--no-snapshots", "--targets", &linux_targets()?.join(",")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        .stdout(log.try_clone()?)
+        .stderr(log);
     for (k, v) in env {
         cmd.env(k, v);
     }
     let status = cmd.status()?;
     if !status.success() {
-        anyhow::bail!("the Linux matrix run failed ({status})");
+        anyhow::bail!("the Linux matrix run failed ({status}): {}", log_path.display());
     }
     Ok(start.elapsed().as_secs_f64())
 }
