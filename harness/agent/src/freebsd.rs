@@ -28,6 +28,16 @@ struct Instance {
 }
 
 impl Instance {
+    /// What a command at `place` is prefixed with: `jexec` into the scenario's or the peer's
+    /// jail, nothing on the machine itself.
+    fn jexec(&self, place: Place) -> Vec<String> {
+        match place {
+            Place::Scenario => vec!["jexec".into(), self.vars["jail"].clone()],
+            Place::Peer => vec!["jexec".into(), self.vars["peer"].clone()],
+            Place::Host => Vec::new(),
+        }
+    }
+
     fn fill(&self, arg: &str) -> String {
         let mut out = arg.to_string();
         for (k, v) in &self.vars {
@@ -69,9 +79,7 @@ fn apply(inst: &mut Instance, step: &Step) -> Result<(), String> {
                 return Ok(());
             }
             let mut full: Vec<String> = argv.iter().map(|a| inst.fill(a)).collect();
-            if *place == Place::Scenario {
-                full.splice(0..0, ["jexec".to_string(), inst.vars["jail"].clone()]);
-            }
+            full.splice(0..0, inst.jexec(*place));
             match (run_cmd(&full, stdin.as_deref()), fails) {
                 (Ok(_), Some(why)) => Err(format!("`{}` was expected to fail ({why}) but succeeded", full.join(" "))),
                 (Err(_), Some(_)) => Ok(()),
@@ -80,9 +88,7 @@ fn apply(inst: &mut Instance, step: &Step) -> Result<(), String> {
         }
         Step::Sysctl { place, key, value } => {
             let mut argv = vec!["sysctl".to_string(), format!("{key}={value}")];
-            if *place == Place::Scenario {
-                argv.splice(0..0, ["jexec".to_string(), inst.vars["jail"].clone()]);
-            }
+            argv.splice(0..0, inst.jexec(*place));
             run_cmd(&argv, None).map(|_| ())
         }
         Step::WriteFile { path, content } => {
@@ -90,7 +96,23 @@ fn apply(inst: &mut Instance, step: &Step) -> Result<(), String> {
             std::fs::write(&path, content).map_err(|e| format!("{path}: {e}"))
         }
         Step::PrivateFile { target, .. } => Err(format!("PrivateFile ({target}) is a Linux step")),
-        Step::WaitAddress { dev, .. } => Err(format!("WaitAddress ({dev}) is a Linux step")),
+        Step::WaitAddress { dev, addr, flag, timeout_ms } => {
+            // `ifconfig DEV inet6` prints one line per address: `inet6 ADDR prefixlen N FLAGS`.
+            let argv = [inst.jexec(Place::Scenario), vec!["ifconfig".into(), dev.clone(), "inet6".into()]].concat();
+            let head = format!("inet6 {addr} ");
+            let deadline = std::time::Instant::now() + Duration::from_millis(*timeout_ms);
+            loop {
+                let text = run_cmd(&argv, None)?;
+                let shown = text.lines().map(str::trim).find(|l| l.starts_with(&head));
+                if shown.is_some_and(|l| l.split_whitespace().any(|w| w == flag)) {
+                    return Ok(());
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(format!("{addr} on {dev} never became {flag}: {}", shown.unwrap_or("not shown")));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         Step::WaitTemporary { dev, .. } => Err(format!("WaitTemporary ({dev}) is a Linux step")),
     }
 }
@@ -114,6 +136,7 @@ pub fn run_plan(plan: &Plan, target: &str, kmod: bool) -> (Report, Option<String
     let pid = std::process::id();
     let mut inst = Instance { vars: HashMap::new() };
     inst.vars.insert("jail".into(), format!("addrsel_{pid}_{n}"));
+    inst.vars.insert("peer".into(), format!("addrsel_{pid}_{n}_peer"));
     inst.vars.insert("dir".into(), format!("/tmp/addrsel-{pid}-{n}"));
     // The jail sees the root file system, where check() made sure the agent lives.
     let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default();

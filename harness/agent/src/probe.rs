@@ -72,14 +72,14 @@ pub fn run(p: &Probe, ask_kmod: bool) -> Outcome {
             let text = p.kind.dst_text().unwrap_or_default();
             // A VRF probe's socket is bound to the VRF's device, as `ip vrf exec` arranges.
             let device = p.bind_device.as_deref().or(p.vrf.as_deref());
-            let (source, error) = match connect(*dst, zone.as_deref(), &p.prefer, p.bind, device) {
+            let (source, error) = match connect(*dst, zone.as_deref(), &p.prefer, p.bind, device, p.fib) {
                 Ok(Ok(source)) => (Some(source), None),
                 Ok(Err(errno)) => (None, Some(errno)),
                 Err(unsupported) => return Outcome::Unsupported { reason: unsupported },
             };
             // The module answers the kernel's selection for a destination; a bound socket
             // skips it, so there is nothing to compare.
-            let unbound = p.bind.is_none() && device.is_none();
+            let unbound = p.bind.is_none() && device.is_none() && p.fib.is_none();
             let kernel =
                 (ask_kmod && unbound).then(|| match zone.as_deref().map_or(Ok(0), nix::net::if_::if_nametoindex) {
                     Ok(ifindex) => crate::module_query::kernel_answer(*dst, ifindex, &p.prefer),
@@ -118,6 +118,7 @@ pub fn connect(
     prefer: &[SourcePreference],
     bind: Option<IpAddr>,
     bind_device: Option<&str>,
+    fib: Option<u32>,
 ) -> Result<Result<IpAddr, String>, String> {
     let family = if dst.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
     let fd = match socket::socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None) {
@@ -129,6 +130,9 @@ pub fn connect(
     }
     if let Some(dev) = bind_device {
         bind_to_device(&fd, dev)?;
+    }
+    if let Some(fib) = fib {
+        set_fib(&fd, fib)?;
     }
     if let Some(b) = bind {
         let local = SockaddrStorage::from(SocketAddr::new(b, 0));
@@ -175,6 +179,30 @@ fn bind_to_device(fd: &OwnedFd, dev: &str) -> Result<(), String> {
 #[cfg(not(target_os = "linux"))]
 fn bind_to_device(_fd: &OwnedFd, dev: &str) -> Result<(), String> {
     Err(format!("SO_BINDTODEVICE {dev}: not on this OS"))
+}
+
+/// FreeBSD: the socket routes through FIB `fib` (`SO_SETFIB`), as `setfib(1)` arranges for
+/// a process.
+#[cfg(target_os = "freebsd")]
+fn set_fib(fd: &OwnedFd, fib: u32) -> Result<(), String> {
+    let value = libc::c_int::try_from(fib).map_err(|_| format!("SO_SETFIB {fib}: out of range"))?;
+    // SAFETY: a valid socket and a c_int option value of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SETFIB,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(format!("SO_SETFIB {fib}: {}", std::io::Error::last_os_error())) }
+}
+
+/// Linux plans keep a VRF probe's `vrf` (a device); only FreeBSD plans set a FIB.
+#[cfg(not(target_os = "freebsd"))]
+fn set_fib(_fd: &OwnedFd, fib: u32) -> Result<(), String> {
+    Err(format!("SO_SETFIB {fib}: not on this OS"))
 }
 
 #[cfg(target_os = "linux")]

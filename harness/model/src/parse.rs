@@ -1513,6 +1513,7 @@ impl Validator<'_> {
                     bind,
                     bind_device: bind_device.clone(),
                     vrf: vrf.clone(),
+                    fib: None,
                 });
             }
         }

@@ -129,8 +129,9 @@ pub enum Step {
         path: String,
         content: String,
     },
-    /// Linux: wait until `addr` on `dev` carries `flag` (`ip -j addr`'s name for it, such as
-    /// `dadfailed`): a state the kernel reaches on its own, held before the probes run.
+    /// Wait until `addr` on `dev` carries `flag` (Linux: `ip -j addr`'s name for it, such as
+    /// `dadfailed`; FreeBSD: ifconfig's, such as `duplicated`): a state the kernel reaches on
+    /// its own, held before the probes run.
     WaitAddress {
         dev: String,
         addr: IpAddr,
@@ -512,24 +513,7 @@ pub fn linux(s: &Scenario) -> Plan {
     ] {
         setup.push(Step::PrivateFile { target: target.into(), content });
     }
-    let kernel_temporaries = s
-        .kernel_temporaries()
-        .iter()
-        .filter_map(|(_, t)| match t.net() {
-            IpNet::V6(n) => Some(n.trunc()),
-            IpNet::V4(_) => None,
-        })
-        .map(|prefix| KernelTemporary {
-            prefix,
-            declared: s
-                .addresses()
-                .filter_map(|(_, a)| match a.addr {
-                    IpAddr::V6(v6) if prefix.contains(&v6) => Some(v6),
-                    _ => None,
-                })
-                .collect(),
-        })
-        .collect();
+    let kernel_temporaries = kernel_temporary_names(s, &s.kernel_temporaries());
     Plan {
         os: PlanOs::Linux,
         scenario: s.name.clone(),
@@ -550,6 +534,31 @@ pub fn linux(s: &Scenario) -> Plan {
 /// machine's own (`devconf_inherit_init_net`), so a scenario with an ICMP probe starts from
 /// the kernel's defaults, before its own sysctls: forwarding off, and no reverse-path filter
 /// here or on the far side (the errors come back from sources the far side has no route to).
+/// The prefixes where a kernel makes temporary addresses, with the addresses declared there.
+fn kernel_temporary_names(s: &Scenario, made: &[(usize, Address)]) -> Vec<KernelTemporary> {
+    let mut prefixes: Vec<ipnet::Ipv6Net> = Vec::new();
+    for (_, t) in made {
+        if let IpNet::V6(n) = t.net()
+            && !prefixes.contains(&n.trunc())
+        {
+            prefixes.push(n.trunc());
+        }
+    }
+    prefixes
+        .into_iter()
+        .map(|prefix| KernelTemporary {
+            prefix,
+            declared: s
+                .addresses()
+                .filter_map(|(_, a)| match a.addr {
+                    IpAddr::V6(v6) if prefix.contains(&v6) => Some(v6),
+                    _ => None,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 fn icmp_pins() -> Vec<Step> {
     let mut out = Vec::new();
     for place in [Place::Scenario, Place::Peer] {
@@ -700,37 +709,25 @@ pub fn freebsd(s: &Scenario) -> Plan {
     let mut notes = Vec::new();
     let mut held: Vec<IpAddr> = Vec::new();
     for (i, a) in s.addresses() {
-        if held.contains(&a.addr) {
+        // IPv4 takes a second copy (in_addprefix keeps the first interface's prefix route,
+        // the loopback route stays the first copy's); IPv6 does not.
+        if a.addr.is_ipv6() && held.contains(&a.addr) {
             unsupported.push(format!(
-                "{} on {} too: the same address on two interfaces is not modelled on FreeBSD",
+                "{} on {} too: FreeBSD refuses a second copy of an IPv6 address (in6_update_ifa: the /128 loopback route of the first copy exists, EEXIST)",
                 a.addr, i.name
             ));
         }
         held.push(a.addr);
     }
-    for (i, a) in s.addresses().filter(|(_, a)| !a.dad.is_done()) {
+    for (i, a) in s.addresses().filter(|(_, a)| a.dad == Dad::Optimistic) {
         unsupported.push(format!(
-            "{a} on {} with dad = {:?}: holding a DAD state in a FreeBSD jail is not built yet",
-            i.name, a.dad
-        ));
-    }
-    for r in s.routes.iter().filter(|r| !r.nexthops.is_empty()) {
-        unsupported.push(format!(
-            "multipath route {}: FreeBSD's ROUTE_MPATH (one `route add` per path) is not planned yet",
-            r.to
-        ));
-    }
-    for v in &s.vrfs {
-        unsupported.push(format!(
-            "VRF {} (table {}): FreeBSD's counterpart is a FIB per VRF (net.fibs, setfib, SO_SETFIB); that plan is not written yet",
-            v.name, v.table
-        ));
-    }
-    for i in s.interfaces.iter().filter(|i| !i.up) {
-        unsupported.push(format!(
-            "{} is down (up = false): what FreeBSD does with addresses on a down interface is not modelled yet",
+            "{a} on {} with dad = \"optimistic\": FreeBSD 14 and 15 have no optimistic DAD (no IN6_IFF_OPTIMISTIC; RFC 4429 support is an unmerged review, D55229)",
             i.name
         ));
+    }
+    for r in s.routes.iter().filter(|r| r.install == RouteInstall::Rtsock && r.table.is_some()) {
+        unsupported
+            .push(format!("route {}: install = \"rtsock\" in a VRF: the agent's RTM_ADD writes to FIB 0 only", r.to));
     }
     for p in s.probes.iter().filter(|p| p.bind_device.is_some()) {
         unsupported.push(format!(
@@ -746,6 +743,7 @@ pub fn freebsd(s: &Scenario) -> Plan {
     }
     let declared: Vec<(usize, &Interface)> =
         s.interfaces.iter().enumerate().filter(|(_, i)| !i.is_loopback()).collect();
+    let index_of = |name: &str| declared.iter().find(|(_, i)| i.name == name).map(|(index, _)| *index);
     for (index, _) in &declared {
         setup.push(run_owned(Host, vec!["ifconfig".into(), format!("{{epair{index}}}"), "create".into()]));
         setup.push(run_owned(Host, vec!["ifconfig".into(), epair(*index, 'b'), "up".into()]));
@@ -760,29 +758,61 @@ pub fn freebsd(s: &Scenario) -> Plan {
         jail.push(format!("vnet.interface={}", epair(*index, 'a')));
     }
     setup.push(run_owned(Host, jail));
+    // A `dad = "failed"` address needs a neighbour that holds it: the far end of its epair,
+    // in a second VNET jail (the far ends otherwise stay on the machine, unconfigured).
+    let defended: Vec<(usize, &Address)> = s
+        .interfaces
+        .iter()
+        .flat_map(|i| i.addresses.iter().filter(|a| a.dad == Dad::Failed).map(move |a| (i, a)))
+        .filter_map(|(i, a)| Some((index_of(&i.name)?, a)))
+        .collect();
+    let mut peer_ends: Vec<usize> = defended.iter().map(|(index, _)| *index).collect();
+    peer_ends.dedup();
+    if !peer_ends.is_empty() {
+        let mut jail: Vec<String> =
+            ["jail", "-c", "name={peer}", "path={dir}/root", "persist", "vnet"].map(String::from).into();
+        for index in &peer_ends {
+            jail.push(format!("vnet.interface={}", epair(*index, 'b')));
+        }
+        setup.push(run_owned(Host, jail));
+        for index in &peer_ends {
+            setup.push(run_owned(
+                Peer,
+                vec!["ifconfig".into(), epair(*index, 'b'), "inet6".into(), "no_dad".into(), "up".into()],
+            ));
+        }
+        for (index, a) in &defended {
+            let argv = vec!["ifconfig".into(), epair(*index, 'b'), "inet6".into(), a.to_string(), "alias".into()];
+            setup.push(run_owned(Peer, argv));
+        }
+    }
     // No DAD anywhere in this VNET, and no automatic link-local addresses on lo0.
     setup.push(Step::Sysctl { place: Scenario, key: "net.inet6.ip6.dad_count".into(), value: "0".into() });
+    if !s.vrfs.is_empty() {
+        // A new VNET has one FIB; net.fibs is per VNET and only grows.
+        setup.push(Step::Sysctl { place: Scenario, key: "net.fibs".into(), value: (s.vrfs.len() + 1).to_string() });
+    }
     setup.push(run(Scenario, &["ifconfig", "lo0", "inet6", "-auto_linklocal"]));
     setup.push(run(Scenario, &["ifconfig", "lo0", "inet", "127.0.0.1/8", "up"]));
     setup.push(run(Scenario, &["ifconfig", "lo0", "inet6", "::1/128", "alias"]));
     for (index, iface) in &declared {
         setup.push(run_owned(Scenario, vec!["ifconfig".into(), epair(*index, 'a'), "name".into(), iface.name.clone()]));
+        // An address's prefix and local routes go to its interface's FIB as it is when the
+        // address is added (net.add_addr_allfibs = 0), so the FIB comes first.
+        if let Some(fib) = s.vrf_of(&iface.name).and_then(|v| s.freebsd_fib(v.table)) {
+            setup.push(run_owned(Scenario, vec!["ifconfig".into(), iface.name.clone(), "fib".into(), fib.to_string()]));
+        }
         setup
             .push(run(Scenario, &["ifconfig", &iface.name, "inet6", "-auto_linklocal", "no_dad", "-ifdisabled", "up"]));
     }
     for (key, value) in &s.sysctl.freebsd {
         setup.push(Step::Sysctl { place: Scenario, key: key.clone(), value: value.clone() });
     }
+    let temporaries = s.freebsd_kernel_temporaries();
     for iface in &s.interfaces {
         let name = if iface.is_loopback() { "lo0" } else { iface.name.as_str() };
         let implicit = if iface.is_loopback() { 2 } else { 0 };
-        for a in &iface.addresses[implicit..] {
-            if a.mngtmpaddr {
-                unsupported.push(format!(
-                    "mngtmpaddr address {a}: FreeBSD makes temporary addresses only for prefixes learned from router advertisements (net.inet6.ip6.use_tempaddr); advertising {a} from a peer jail with rtadvd is not built yet"
-                ));
-                continue;
-            }
+        for a in iface.addresses[implicit..].iter().filter(|a| a.dad.is_done()) {
             if a.temporary {
                 unsupported.push(format!("temporary address {a}: FreeBSD's ifconfig cannot mark an address temporary"));
                 continue;
@@ -792,6 +822,16 @@ pub fn freebsd(s: &Scenario) -> Plan {
             }
             let family = if a.addr.is_ipv4() { "inet" } else { "inet6" };
             let mut argv: Vec<String> = ["ifconfig", name, family, &a.to_string(), "alias"].map(String::from).into();
+            if a.mngtmpaddr {
+                // in6_control makes the temporary address at once for an autoconf address
+                // (in6_tmpifadd); no router advertisement is needed.
+                argv.push("autoconf".into());
+                if temporaries.is_empty() {
+                    notes.push(format!(
+                        "mngtmpaddr address {a}: FreeBSD makes its temporary address only with [sysctl.freebsd] \"net.inet6.ip6.use_tempaddr\" = 1"
+                    ));
+                }
+            }
             if a.deprecated {
                 if a.addr.is_ipv4() {
                     unsupported.push(format!("deprecated IPv4 address {a}: FreeBSD has no IPv4 address lifetimes"));
@@ -805,8 +845,56 @@ pub fn freebsd(s: &Scenario) -> Plan {
             setup.push(run_owned(Scenario, argv));
         }
     }
-    // Multipath and VRF-table routes are unsupported above; the plan leaves them out.
-    for r in s.routes.iter().filter(|r| r.nexthops.is_empty() && r.table.is_none()) {
+    // DAD states, after every other address: DAD is turned on for their interfaces only now.
+    // A failed one runs DAD once (dad_count 1, about a second) against the peer jail's copy
+    // and is waited for; a tentative one gets a DAD of 1000 probes a second apart, held for
+    // the whole scenario (dad_count is read when DAD starts).
+    let in_state = |state: Dad| -> Vec<(&Interface, &Address)> {
+        s.interfaces
+            .iter()
+            .flat_map(|i| i.addresses.iter().filter(move |a| a.dad == state).map(move |a| (i, a)))
+            .collect()
+    };
+    let mut dad_on: Vec<&str> = Vec::new();
+    let mut states = Vec::new();
+    for (state, count, flag) in [(Dad::Failed, "1", Some("duplicated")), (Dad::Tentative, "1000", None)] {
+        let addrs = in_state(state);
+        if addrs.is_empty() {
+            continue;
+        }
+        for (i, _) in &addrs {
+            if !dad_on.contains(&i.name.as_str()) {
+                dad_on.push(&i.name);
+                states.push(run(Scenario, &["ifconfig", &i.name, "inet6", "-no_dad"]));
+            }
+        }
+        states.push(Step::Sysctl { place: Scenario, key: "net.inet6.ip6.dad_count".into(), value: count.into() });
+        for (i, a) in &addrs {
+            states.push(run_owned(
+                Scenario,
+                vec!["ifconfig".into(), i.name.clone(), "inet6".into(), a.to_string(), "alias".into()],
+            ));
+        }
+        for (i, a) in addrs.iter().filter(|_| flag.is_some()) {
+            let flag = flag.expect("filtered").to_string();
+            states.push(Step::WaitAddress { dev: i.name.clone(), addr: a.addr, flag, timeout_ms: 10_000 });
+        }
+    }
+    setup.extend(states);
+    // A down interface keeps its addresses; within a second nd6_timer marks its IPv6 ones
+    // tentative (for a DAD when it comes back up), which is waited for.
+    for iface in s.interfaces.iter().filter(|i| !i.up) {
+        setup.push(run(Scenario, &["ifconfig", &iface.name, "down"]));
+        for a in iface.addresses.iter().filter(|a| a.addr.is_ipv6() && a.dad != Dad::Failed) {
+            setup.push(Step::WaitAddress {
+                dev: iface.name.clone(),
+                addr: a.addr,
+                flag: "tentative".into(),
+                timeout_ms: 5_000,
+            });
+        }
+    }
+    for r in &s.routes {
         if matches!(r.rtype, RouteType::Prohibit | RouteType::Throw) {
             unsupported.push(format!(
                 "route {} type {}: FreeBSD has no such route (only -blackhole and -reject)",
@@ -825,6 +913,29 @@ pub fn freebsd(s: &Scenario) -> Plan {
         if r.metric.is_some() {
             notes.push(format!("route {}: FreeBSD routes have no metric; it is ignored", r.to));
         }
+        let fib: Vec<String> = match r.table.and_then(|t| s.freebsd_fib(t)) {
+            Some(fib) => vec!["-fib".into(), fib.to_string()],
+            None => Vec::new(),
+        };
+        if !r.nexthops.is_empty() {
+            // ROUTE_MPATH: each `route add` of another gateway appends a path.
+            if r.nexthop_objects {
+                notes.push(format!(
+                    "route {}: route(8) has no nexthop objects; the paths are added as a plain multipath route",
+                    r.to
+                ));
+            }
+            for nh in &r.nexthops {
+                let path = Route { via: nh.via, dev: nh.dev.clone(), nexthops: Vec::new(), ..r.clone() };
+                let mut argv = freebsd_route(&path);
+                if nh.weight != 1 {
+                    argv.extend(["-weight".into(), nh.weight.to_string()]);
+                }
+                argv.extend(fib.iter().cloned());
+                setup.push(run_owned(Scenario, argv));
+            }
+            continue;
+        }
         if let (Some(via), Some(dev)) =
             (r.via.filter(|v| !matches!(v, IpAddr::V6(v6) if v6.is_unicast_link_local())), &r.dev)
         {
@@ -833,7 +944,9 @@ pub fn freebsd(s: &Scenario) -> Plan {
                 r.to
             ));
         }
-        setup.push(run_owned(Scenario, freebsd_route(r)));
+        let mut argv = freebsd_route(r);
+        argv.extend(fib);
+        setup.push(Step::Run { place: Scenario, argv, stdin: None, fails: freebsd_route_refused(s, r) });
     }
     let policy = s.policy.freebsd();
     setup.push(Step::Run {
@@ -853,6 +966,10 @@ pub fn freebsd(s: &Scenario) -> Plan {
         setup.push(run(Host, &["sleep", "2"]));
     }
     let mut cleanup = Vec::new();
+    if !peer_ends.is_empty() {
+        // The far ends go back to the machine when their jail goes.
+        cleanup.push(run(Host, &["jail", "-r", "{peer}"]));
+    }
     for (index, _) in &declared {
         // Destroying the host's end destroys the pair, wherever the other end is (and even
         // when setup failed before the jail took it).
@@ -868,11 +985,18 @@ pub fn freebsd(s: &Scenario) -> Plan {
     let probes = s
         .probes
         .iter()
-        .map(|p| match &p.kind {
-            ProbeKind::Connect { dst, zone: Some(z) } if z == "lo" => {
-                Probe { kind: ProbeKind::Connect { dst: *dst, zone: Some("lo0".into()) }, ..p.clone() }
+        .map(|p| {
+            let mut p = p.clone();
+            if let ProbeKind::Connect { dst, zone: Some(z) } = &p.kind
+                && z == "lo"
+            {
+                p.kind = ProbeKind::Connect { dst: *dst, zone: Some("lo0".into()) };
             }
-            _ => p.clone(),
+            // A VRF's socket is a socket in its FIB.
+            if let Some(v) = p.vrf.take() {
+                p.fib = s.vrf(&v).and_then(|v| s.freebsd_fib(v.table));
+            }
+            p
         })
         .collect();
     Plan {
@@ -883,8 +1007,45 @@ pub fn freebsd(s: &Scenario) -> Plan {
         cleanup,
         unsupported,
         notes,
-        kernel_temporaries: Vec::new(),
+        kernel_temporaries: kernel_temporary_names(s, &temporaries),
         needs_vrf: false,
+    }
+}
+
+/// Why FreeBSD refuses to add an IPv4 route (so its `route add` is expected to fail), as
+/// the engine's FreeBSD model reads `finalize_nhop` and `rt_getifa_family`: an egress
+/// interface without IPv4 needs an IPv6 gateway and an IPv6 address there (netlink), or
+/// any IPv4 address in the FIB (a routing socket).
+pub fn freebsd_route_refused(s: &Scenario, r: &Route) -> Option<String> {
+    if !r.to.addr().is_ipv4() || !r.rtype.is_unicast() || !r.nexthops.is_empty() {
+        return None;
+    }
+    let dev = match (&r.dev, r.via) {
+        (Some(d), _) => s.interface(d)?,
+        (None, Some(via)) => s.interfaces.iter().find(|i| {
+            i.addresses
+                .iter()
+                .any(|a| a.net().trunc().contains(&via) && a.prefix_len < if via.is_ipv4() { 32 } else { 128 })
+        })?,
+        (None, None) => return None,
+    };
+    if dev.addresses.iter().any(|a| a.addr.is_ipv4()) {
+        return None;
+    }
+    let name = &dev.name;
+    match (r.install, r.via.filter(|v| v.is_ipv6())) {
+        (RouteInstall::Rtsock, Some(_)) => {
+            let loopback_ok = dev.is_loopback();
+            let any = s.addresses().any(|(_, a)| matches!(a.addr, IpAddr::V4(v4) if !v4.is_loopback() || loopback_ok));
+            (!any).then(|| {
+                format!(
+                    "{name} has no IPv4 address and in_findlocal finds none in the FIB: RTM_ADD fails with ENETUNREACH"
+                )
+            })
+        }
+        (RouteInstall::Netlink, Some(_)) => (!dev.addresses.iter().any(|a| a.addr.is_ipv6()))
+            .then(|| format!("no address of a usable family on {name}: route(8) fails with EINVAL")),
+        (_, None) => Some(format!("no IPv4 address on {name}: route(8) fails with EINVAL")),
     }
 }
 
@@ -1068,9 +1229,9 @@ const LINUX: Dialect = Dialect {
 
 const FREEBSD: Dialect = Dialect {
     name: "FreeBSD",
-    preamble: "#\n# Run as root on a FreeBSD 14 or 15 machine with VIMAGE (the default GENERIC kernel).\n# It creates one VNET jail and epair interfaces, and removes them at the end.\nset -eu\njail=addrsel_repro\ndir=/tmp/addrsel-repro\nbase=200   # epair unit numbers used: base, base+1, ...\n",
+    preamble: "#\n# Run as root on a FreeBSD 14 or 15 machine with VIMAGE (the default GENERIC kernel).\n# It creates one VNET jail and epair interfaces, and removes them at the end.\nset -eu\njail=addrsel_repro\npeer=addrsel_repro_peer   # a second jail, for far ends that need addresses\ndir=/tmp/addrsel-repro\nbase=200   # epair unit numbers used: base, base+1, ...\n",
     in_scenario: "jexec $jail ",
-    in_peer: "",
+    in_peer: "jexec $peer ",
     sysctl: "sysctl ",
     route_get: "jexec $jail route -n get",
     resolve_fallback: "",
@@ -1125,6 +1286,16 @@ fn step_lines(d: &Dialect, step: &Step, files: &mut usize) -> String {
                 shell_arg(dev),
             )
         }
+        Step::WaitAddress { dev, addr, flag, timeout_ms } if d.name == "FreeBSD" => {
+            let tries = timeout_ms.div_ceil(100);
+            format!(
+                "{}i=0\nuntil {}ifconfig {} inet6 | {{ while read -r l; do case \"$l\" in {}) exit 0 ;; esac; done; exit 1; }}; do\n  i=$((i+1)); [ $i -lt {tries} ] || {{ echo '{addr} never became {flag}'; exit 1; }}; sleep 0.1\ndone\n",
+                comment(&format!("wait until the kernel shows {addr} {flag}")),
+                d.in_scenario,
+                shell_arg(dev),
+                shell_quote(&format!("inet6 {addr} ")) + "*" + &shell_quote(&format!(" {flag}")) + "*",
+            )
+        }
         Step::WaitAddress { dev, addr, flag, timeout_ms } => {
             let tries = timeout_ms.div_ceil(100);
             format!(
@@ -1142,7 +1313,9 @@ fn step_lines(d: &Dialect, step: &Step, files: &mut usize) -> String {
 /// standard tool.
 fn probe_lines(d: &Dialect, os: PlanOs, p: &Probe) -> String {
     let mut out = String::new();
-    let python = format!("{}python3 -c", d.in_scenario);
+    // FreeBSD: a VRF probe runs in its FIB, as the agent's SO_SETFIB does.
+    let setfib = p.fib.map(|f| format!("setfib {f} ")).unwrap_or_default();
+    let python = format!("{}{setfib}python3 -c", d.in_scenario);
     match &p.kind {
         ProbeKind::IcmpTimeExceeded { from, to, sender } => {
             let _ = writeln!(out, "echo '== {}: ICMP error for {sender} -> {to}, TTL 1, entering {from}'", p.id);
@@ -1186,7 +1359,11 @@ fn probe_lines(d: &Dialect, os: PlanOs, p: &Probe) -> String {
                 ),
                 PlanOs::Freebsd => shell_quote(&target),
             };
-            let _ = writeln!(out, "  {} {fallback} || true; fi", d.route_get);
+            let route_get = match p.fib {
+                Some(f) => d.route_get.replacen("route", &format!("setfib {f} route"), 1),
+                None => d.route_get.to_string(),
+            };
+            let _ = writeln!(out, "  {route_get} {fallback} || true; fi");
         }
         ProbeKind::Resolve { name, resolver } if !resolver.is_glibc() => {
             let (program, env) = resolver_command(*resolver).expect("not glibc");

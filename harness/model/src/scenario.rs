@@ -444,6 +444,10 @@ pub struct Probe {
     /// `ip vrf exec` arranges), so the VRF's table decides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vrf: Option<String>,
+    /// FreeBSD: the FIB a VRF probe's socket uses (`SO_SETFIB`), set by the FreeBSD plan in
+    /// place of `vrf`; never in scenario text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fib: Option<u32>,
 }
 
 /// The library (or language runtime) whose getaddrinfo a resolve probe goes through. The
@@ -680,6 +684,37 @@ impl Scenario {
             }
         }
         out
+    }
+
+    /// The temporary addresses the FreeBSD kernel makes for this scenario. `ifconfig IF inet6
+    /// ADDR autoconf` marks a `mngtmpaddr` address autoconfigured, and in6_control makes a
+    /// temporary address for it at once (`in6_tmpifadd`, no router needed) when
+    /// `net.inet6.ip6.use_tempaddr` is 1 and it is the first address of its prefix on that
+    /// interface (`ndpr_addrcnt == 1`).
+    pub fn freebsd_kernel_temporaries(&self) -> Vec<(usize, Address)> {
+        let on = self.sysctl.freebsd.iter().rev().find(|(k, _)| k == "net.inet6.ip6.use_tempaddr");
+        if on.is_none_or(|(_, v)| v.trim() == "0") {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (i, iface) in self.interfaces.iter().enumerate() {
+            for (n, a) in iface.addresses.iter().enumerate() {
+                let IpNet::V6(net) = a.net() else { continue };
+                let first = !iface.addresses[..n].iter().any(|b| b.net().trunc() == a.net().trunc());
+                if a.mngtmpaddr && first {
+                    let mut t = Address::plain(IpAddr::V6(kernel_temporary(net)), 64);
+                    t.temporary = true;
+                    out.push((i, t));
+                }
+            }
+        }
+        out
+    }
+
+    /// FreeBSD's FIB for a VRF's table: the VRFs in order take FIBs 1, 2, ... (0 is the
+    /// default FIB, Linux's main table).
+    pub fn freebsd_fib(&self, table: u32) -> Option<u32> {
+        self.vrfs.iter().position(|v| v.table == table).map(|i| i as u32 + 1)
     }
 
     pub fn host(&self, name: &str) -> Option<&HostEntry> {

@@ -40,6 +40,7 @@ const COMMANDS: &[&str] = &[
     "python3",
     "getent",
     "awk",
+    "setfib",
     "jexec",
     "jail",
     "ifconfig",
@@ -68,6 +69,7 @@ case "${0##*/}" in
   unshare) exec /bin/sleep 600 >/dev/null 2>&1 ;;
   mount) eval "src=\${$(($# - 1))}"; if [ -f "$src" ]; then /bin/cp "$src" "$L/$n.file"; fi ;;
   ip) case "$*" in "-6 addr show dev "*) printf '%s\n' "$ADDRSEL_STUB_IP_ADDRS" ;; esac ;;
+  jexec) case "$*" in *" ifconfig "*" inet6") printf '%s\n' "$ADDRSEL_STUB_IFCONFIG" ;; esac ;;
 esac
 exit 0
 "#;
@@ -174,11 +176,24 @@ fn awaited(plan: &Plan) -> String {
         .join("\n")
 }
 
+/// What the stub `jexec JAIL ifconfig DEV inet6` prints: FreeBSD's lines for the same.
+fn awaited_freebsd(plan: &Plan) -> String {
+    plan.setup
+        .iter()
+        .filter_map(|s| match s {
+            Step::WaitAddress { addr, flag, .. } => Some(format!("\tinet6 {addr} prefixlen 64 {flag}")),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn expected(plan: &Plan, peer: &str, dir: &str, files: &str) -> Vec<Expected> {
     let prefix = |place: Place| -> Vec<String> {
         match (plan.os, place) {
             (PlanOs::Linux, Place::Peer) => vec!["nsenter".into(), "--target".into(), peer.into(), "--net".into()],
             (PlanOs::Freebsd, Place::Scenario) => vec!["jexec".into(), "addrsel_repro".into()],
+            (PlanOs::Freebsd, Place::Peer) => vec!["jexec".into(), "addrsel_repro_peer".into()],
             _ => vec![],
         }
     };
@@ -205,7 +220,11 @@ fn expected(plan: &Plan, peer: &str, dir: &str, files: &str) -> Vec<Expected> {
             out.push(Expected { argv, stdin: String::new(), file: Some(content.clone()), probe: None });
         }
         Step::WriteFile { .. } => {}
-        // The stub `ip` shows the awaited state at once: one call.
+        // The stub `ip` (`jexec ... ifconfig`) shows the awaited state at once: one call.
+        Step::WaitAddress { dev, .. } if plan.os == PlanOs::Freebsd => {
+            let argv = ["jexec", "addrsel_repro", "ifconfig", dev, "inet6"].map(String::from).into();
+            out.push(Expected { argv, stdin: String::new(), file: None, probe: None });
+        }
         Step::WaitAddress { dev, .. } | Step::WaitTemporary { dev, .. } => {
             let argv = ["ip", "-6", "addr", "show", "dev", dev].map(String::from).into();
             out.push(Expected { argv, stdin: String::new(), file: None, probe: None });
@@ -235,6 +254,9 @@ fn expected(plan: &Plan, peer: &str, dir: &str, files: &str) -> Vec<Expected> {
             ProbeKind::IcmpTimeExceeded { to, sender, .. } => (Place::Peer, vec![sender.to_string(), to.to_string()]),
         };
         let mut argv = prefix(place);
+        if let Some(fib) = p.fib {
+            argv.extend(["setfib".to_string(), fib.to_string()]);
+        }
         argv.extend(["python3".to_string(), "-c".to_string(), String::new()]);
         let code = argv.len() - 1;
         argv.extend(args);
@@ -286,6 +308,7 @@ fn run_and_compare(plan: &Plan, script: &str, stubs: &Path, scratch: &Path) -> a
         .env("ADDRSEL_STUB_LOG", &log)
         .env("ADDRSEL_STUB_SCRATCH", scratch)
         .env("ADDRSEL_STUB_IP_ADDRS", awaited(plan))
+        .env("ADDRSEL_STUB_IFCONFIG", awaited_freebsd(plan))
         .current_dir(scratch)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -308,7 +331,8 @@ fn run_and_compare(plan: &Plan, script: &str, stubs: &Path, scratch: &Path) -> a
     let files = scratch.join("files").to_str().context("a UTF-8 temp dir")?.to_string();
 
     // Linux's preamble: one background peer, the wait loop, and the exit trap.
-    let mut peer = String::new();
+    // FreeBSD's peer is a jail of a fixed name.
+    let mut peer = String::from("addrsel_repro_peer");
     if plan.os == PlanOs::Linux {
         let Some(unshare) = calls.iter().find(|c| c.argv == ["unshare", "--net", "sleep", "infinity"]) else {
             bail!("no peer namespace was started");
