@@ -21,6 +21,9 @@ pub const UNVERIFIED_MULTICAST: &str = "FreeBSD's source for a multicast destina
 pub const UNVERIFIED_SOURCE: &str = "FreeBSD's source selection (in6_selectsrc, in_pcbladdr) is modelled from FreeBSD 14/15 sources; no FreeBSD kernel has confirmed it yet";
 pub const UNVERIFIED_ROUTE_TYPES: &str =
     "FreeBSD's -blackhole/-reject routes are modelled from in6_selectif and in_pcbladdr (14/15 sources), not observed";
+pub const UNVERIFIED_MPATH: &str = "FreeBSD's path for a multipath route (ROUTE_MPATH) is modelled from nhgrp_ctl.c: source selection looks up with flowid 0 and gets nhops[0], the path whose nexthop has the lowest index (the one created first, unless indexes were reused or its weight leaves it no slot); not yet confirmed on a FreeBSD kernel";
+pub const UNVERIFIED_FIB: &str = "FreeBSD's FIBs are modelled from route_tables.c, in6_src.c and in_pcb.c (a socket's FIB decides the route; IPv6 candidates are every address, whatever its interface's FIB); not yet confirmed on a FreeBSD kernel";
+pub const UNVERIFIED_DOWN: &str = "FreeBSD's down interfaces are modelled from if.c, in.c and nd6.c (IPv4 prefix routes leave, IPv6 addresses turn tentative within a second, ifa_ifwithnet ignores IFF_UP); not yet confirmed on a FreeBSD kernel";
 pub const UNVERIFIED_V4_VIA_V6: &str = "FreeBSD's EHOSTUNREACH for an IPv4 route with an IPv6 next hop and no IPv4 address on the egress interface is modelled from in_pcbladdr and netlink's finalize_nhop; not yet confirmed on a FreeBSD kernel";
 
 /// Said of every FreeBSD ICMP prediction.
@@ -35,6 +38,8 @@ pub struct Freebsd<'s> {
     policy_origin: String,
     /// `V_in6_ifaddrhead`: IPv6 addresses in the order they were added.
     v6: Vec<Held>,
+    /// Every address, with the temporary ones the kernel made after their public ones.
+    all: Vec<Held>,
     routes4: Vec<Route4>,
     routes6: Vec<RouteEntry>,
     prefer_tempaddr: bool,
@@ -67,12 +72,25 @@ impl<'s> Freebsd<'s> {
             Err(e) => notes.push(format!("ip6addrctl install failed ({e}): the policy table stays empty")),
         }
         let sysctl = |key: &str| sysctl_value(s, key);
-        // FreeBSD makes temporary addresses only for prefixes learned from router
-        // advertisements: a Linux mngtmpaddr template gives it none.
-        let all = net::declared_held(s);
+        // An `autoconf` (mngtmpaddr) address gets its temporary address right after it.
+        let made = s.freebsd_kernel_temporaries();
+        let mut all: Vec<Held> = Vec::new();
+        for h in net::declared_held(s) {
+            all.push(h);
+            if h.addr.mngtmpaddr {
+                let prefix = h.addr.net().trunc();
+                all.extend(
+                    made.iter()
+                        .filter(|(d, t)| *d == h.dev && t.net().trunc() == prefix)
+                        .map(|&(dev, addr)| Held { addr, dev }),
+                );
+            }
+        }
+        let fib = |dev: usize| fib_of(s, dev);
         let v6: Vec<Held> = all.iter().copied().filter(|h| h.addr.addr.is_ipv6()).collect();
         let mut routes6 = Vec::new();
         for h in &v6 {
+            // Local routes go to the interface's FIB only.
             routes6.push(RouteEntry {
                 to: ipnet::IpNet::new(h.ip(), 128).expect("/128"),
                 via: None,
@@ -81,7 +99,7 @@ impl<'s> Freebsd<'s> {
                 metric: 0,
                 kind: RouteKind::Local,
                 rtype: RouteType::Unicast,
-                table: None,
+                table: fib(h.dev),
                 paths: Vec::new(),
                 objects: false,
             });
@@ -97,24 +115,30 @@ impl<'s> Freebsd<'s> {
                     metric: 0,
                     kind: RouteKind::Connected,
                     rtype: RouteType::Unicast,
-                    table: None,
+                    table: fib(h.dev),
                     paths: Vec::new(),
                     objects: false,
                 });
             }
         }
-        let mut routes4 = Vec::new();
+        let mut routes4: Vec<Route4> = Vec::new();
         for h in all.iter().filter(|h| h.addr.addr.is_ipv4()) {
+            // A second copy of an address gets no loopback route (in_localip_more finds the
+            // first).
+            let to = ipnet::IpNet::new(h.ip(), 32).expect("/32");
+            if routes4.iter().any(|r| r.entry.to == to) {
+                continue;
+            }
             routes4.push(Route4 {
                 entry: RouteEntry {
-                    to: ipnet::IpNet::new(h.ip(), 32).expect("/32"),
+                    to,
                     via: None,
                     dev: h.dev,
                     prefsrc: None,
                     metric: 0,
                     kind: RouteKind::Local,
                     rtype: RouteType::Unicast,
-                    table: None,
+                    table: fib(h.dev),
                     paths: Vec::new(),
                     objects: false,
                 },
@@ -123,11 +147,17 @@ impl<'s> Freebsd<'s> {
                 chosen_by: "the local address itself".into(),
             });
         }
-        for h in
-            all.iter().filter(|h| h.addr.addr.is_ipv4() && h.addr.prefix_len < 32 && !s.interfaces[h.dev].is_loopback())
-        {
+        // One prefix route per prefix and FIB (in_addprefix leaves a prefix another interface
+        // already routes to it); a down interface has none (in_ifnet_event removes it, or
+        // hands it to an up interface with the same prefix).
+        for h in all.iter().filter(|h| {
+            h.addr.addr.is_ipv4()
+                && h.addr.prefix_len < 32
+                && !s.interfaces[h.dev].is_loopback()
+                && s.interfaces[h.dev].up
+        }) {
             let to = h.addr.net().trunc();
-            if !routes4.iter().any(|r| r.entry.to == to && r.entry.dev == h.dev) {
+            if !routes4.iter().any(|r| r.entry.to == to && r.entry.table == fib(h.dev)) {
                 routes4.push(Route4 {
                     entry: RouteEntry {
                         to,
@@ -137,7 +167,7 @@ impl<'s> Freebsd<'s> {
                         metric: 0,
                         kind: RouteKind::Connected,
                         rtype: RouteType::Unicast,
-                        table: None,
+                        table: fib(h.dev),
                         paths: Vec::new(),
                         objects: false,
                     },
@@ -147,14 +177,15 @@ impl<'s> Freebsd<'s> {
                 });
             }
         }
-        // VRF tables are Linux's (a FreeBSD scenario with VRFs is unsupported by its plan).
-        for r in s.routes.iter().filter(|r| r.table.is_none()) {
+        // A VRF's table is a FIB of its own (the plan's `route add -fib N`).
+        for r in &s.routes {
             if r.src.is_some() {
                 continue;
             }
-            let Some(entry) = RouteEntry::declared(r, s, 0) else {
+            let Some(mut entry) = RouteEntry::declared(r, s, 0) else {
                 continue;
             };
+            entry.table = r.table.and_then(|t| s.freebsd_fib(t));
             if r.to.addr().is_ipv6() {
                 routes6.push(entry);
                 continue;
@@ -173,7 +204,7 @@ impl<'s> Freebsd<'s> {
                     all.iter().filter(|h| h.dev == entry.dev && h.addr.addr.is_ipv4() == family_v4).collect();
                 mine.iter().find(|h| h.addr.net().trunc().contains(&key)).or(mine.first()).map(|h| h.ip())
             };
-            let key = match r.via {
+            let key = match entry.via {
                 Some(gw) if gw.is_ipv4() == r.to.addr().is_ipv4() => gw,
                 _ => r.to.addr(),
             };
@@ -183,7 +214,7 @@ impl<'s> Freebsd<'s> {
                 routes4.push(Route4 { entry, ifa, loopback: false, chosen_by });
                 continue;
             }
-            let gw6 = r.via.filter(|gw| gw.is_ipv6());
+            let gw6 = entry.via.filter(|gw| gw.is_ipv6());
             match (r.install, gw6) {
                 (RouteInstall::Rtsock, Some(_)) => {
                     // rt_getifa_family -> in_findlocal: the first IPv4 address of the FIB that
@@ -240,6 +271,7 @@ impl<'s> Freebsd<'s> {
             policy,
             policy_origin: effect.origin,
             v6,
+            all,
             routes4,
             routes6,
             prefer_tempaddr: sysctl("net.inet6.ip6.prefer_tempaddr").unwrap_or(0) != 0,
@@ -252,19 +284,44 @@ impl<'s> Freebsd<'s> {
         &self.notes
     }
 
+    fn dev_index(&self, name: &str) -> usize {
+        self.s.interfaces.iter().position(|i| i.name == name).expect("a declared interface")
+    }
+
     fn dev_name(&self, i: usize) -> String {
         let name = &self.s.interfaces[i].name;
         if self.s.interfaces[i].is_loopback() { "lo0".into() } else { name.clone() }
     }
 
     pub fn connect(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference]) -> Selected {
+        self.connect_in(dst, zone, prefer, None)
+    }
+
+    /// A connect from a socket in FIB `fib` (`SO_SETFIB`; `None` is FIB 0).
+    pub fn connect_in(
+        &self,
+        dst: IpAddr,
+        zone: Option<&str>,
+        prefer: &[SourcePreference],
+        fib: Option<u32>,
+    ) -> Selected {
         let mut selected = match dst {
-            IpAddr::V4(d) => self.in_pcbladdr(d),
+            IpAddr::V4(d) => self.in_pcbladdr(d, fib),
             IpAddr::V6(d) => match d.to_ipv4_mapped() {
-                Some(v4) => self.connect_mapped(v4, self.v6only()),
-                None => self.in6_selectsrc(d, zone, prefer),
+                Some(v4) => self.connect_mapped(v4, self.v6only(), fib),
+                None => self.in6_selectsrc(d, zone, prefer, fib),
             },
         };
+        if fib.is_some() || !self.s.vrfs.is_empty() {
+            selected
+                .trace
+                .steps
+                .insert(0, format!("the socket's FIB: {} (SO_SETFIB; a VRF's FIB in the plan)", fib_text(fib)));
+            selected.trace.unverified.push(UNVERIFIED_FIB.into());
+        }
+        if self.s.interfaces.iter().any(|i| !i.up) {
+            selected.trace.unverified.push(UNVERIFIED_DOWN.into());
+        }
         let wide_multicast = match dst {
             IpAddr::V4(d) => d.is_multicast(),
             IpAddr::V6(d) => d.is_multicast() && scope6(&d) > 2,
@@ -288,7 +345,7 @@ impl<'s> Freebsd<'s> {
     /// A UDP connect to `::ffff:a.b.c.d` on an AF_INET6 socket (`udp6_connect`): refused
     /// with EINVAL while `IPV6_V6ONLY` is set; otherwise IPv4 selection (`in_pcbladdr`), and
     /// `getsockname` gives the source back as `::ffff:<IPv4 source>` (`in6_mapped_sockaddr`).
-    fn connect_mapped(&self, dst: Ipv4Addr, v6only: bool) -> Selected {
+    fn connect_mapped(&self, dst: Ipv4Addr, v6only: bool, fib: Option<u32>) -> Selected {
         if v6only {
             let mut trace = SourceTrace::default();
             trace.steps.push(format!(
@@ -296,7 +353,7 @@ impl<'s> Freebsd<'s> {
             ));
             return Selected { result: Err(errno::EINVAL), trace };
         }
-        let mut selected = self.in_pcbladdr(dst);
+        let mut selected = self.in_pcbladdr(dst, fib);
         selected.trace.steps.insert(
             0,
             format!("udp6_connect: ::ffff:{dst} is IPv4-mapped and IPV6_V6ONLY is off: IPv4 source selection"),
@@ -308,11 +365,43 @@ impl<'s> Freebsd<'s> {
         selected
     }
 
-    fn in_pcbladdr(&self, dst: Ipv4Addr) -> Selected {
+    /// The IPv4 routes of one FIB.
+    fn routes4_in(&self, fib: Option<u32>) -> Vec<RouteEntry> {
+        self.routes4.iter().filter(|r| r.entry.table == fib).map(|r| r.entry.clone()).collect()
+    }
+
+    fn in_pcbladdr(&self, dst: Ipv4Addr, fib: Option<u32>) -> Selected {
         let mut trace = SourceTrace::default();
-        let entries: Vec<RouteEntry> = self.routes4.iter().map(|r| r.entry.clone()).collect();
+        let entries = self.routes4_in(fib);
         let Some(hit) = net::lookup(&entries, IpAddr::V4(dst), None) else {
-            trace.steps.push(format!("fib4_lookup({dst}) finds no route and no interface subnet holds it"));
+            // ifa_ifwithdstaddr, then ifa_ifwithnet: an address of an interface in this FIB
+            // whose subnet holds the destination, the longest mask first; neither looks at
+            // IFF_UP.
+            let mut onlink: Vec<&Held> = self
+                .all
+                .iter()
+                .filter(|h| {
+                    h.addr.addr.is_ipv4()
+                        && fib_of(self.s, h.dev) == fib
+                        && h.addr.net().trunc().contains(&IpAddr::V4(dst))
+                })
+                .collect();
+            onlink.sort_by_key(|h| std::cmp::Reverse(h.addr.prefix_len));
+            if let Some(h) = onlink.first() {
+                let down = if self.s.interfaces[h.dev].up { "" } else { ", which is down" };
+                trace.steps.push(format!(
+                    "fib4_lookup({dst}) finds no route in {}; ifa_ifwithnet finds {dst} in {} on {}{down}: the source is {}",
+                    fib_text(fib),
+                    h.addr.net().trunc(),
+                    self.dev_name(h.dev),
+                    h.ip()
+                ));
+                return Selected { result: Ok(h.ip()), trace };
+            }
+            trace.steps.push(format!(
+                "fib4_lookup({dst}) finds no route in {} and no interface subnet holds it",
+                fib_text(fib)
+            ));
             return Selected { result: Err(errno::ENETUNREACH), trace };
         };
         let route = self.routes4.iter().find(|r| &r.entry == hit).expect("same entry");
@@ -324,6 +413,7 @@ impl<'s> Freebsd<'s> {
             trace.unverified.push(UNVERIFIED_ROUTE_TYPES.into());
             let own = self.s.addresses().find(|(i, a)| {
                 !i.is_loopback()
+                    && fib_of(self.s, self.dev_index(&i.name)) == fib
                     && a.addr.is_ipv4()
                     && (a.addr == IpAddr::V4(dst) || a.net().trunc().contains(&IpAddr::V4(dst)))
             });
@@ -347,6 +437,13 @@ impl<'s> Freebsd<'s> {
                 route.ifa
             ));
             return Selected { result: Ok(route.ifa), trace };
+        }
+        if hit.paths.len() > 1 {
+            trace.steps.push(format!(
+                "multipath: the lookup has no flowid yet (0), so it takes nhops[0] of the group, the first path ({})",
+                self.dev_name(hit.dev)
+            ));
+            trace.unverified.push(UNVERIFIED_MPATH.into());
         }
         trace.steps.push(format!("the route's nexthop address was chosen by {}", route.chosen_by));
         match route.ifa {
@@ -403,7 +500,7 @@ impl<'s> Freebsd<'s> {
                 }
             }
         }
-        let entries: Vec<RouteEntry> = self.routes4.iter().map(|r| r.entry.clone()).collect();
+        let entries = self.routes4_in(None);
         let Some(hit) = net::lookup(&entries, IpAddr::V4(sender), None) else {
             trace
                 .steps
@@ -424,7 +521,13 @@ impl<'s> Freebsd<'s> {
     }
 
     /// Outgoing interface for an IPv6 destination (`in6_selectif`): `Err` is the errno.
-    fn selectif(&self, dst: Ipv6Addr, zone: Option<usize>, trace: &mut SourceTrace) -> Result<usize, &'static str> {
+    fn selectif(
+        &self,
+        dst: Ipv6Addr,
+        zone: Option<usize>,
+        fib: Option<u32>,
+        trace: &mut SourceTrace,
+    ) -> Result<usize, &'static str> {
         if dst.is_unicast_link_local() || (dst.is_multicast() && scope6(&dst) <= 2) {
             // fib6_lookup answers link-local destinations from the zone alone.
             return match zone {
@@ -441,7 +544,8 @@ impl<'s> Freebsd<'s> {
                 }
             };
         }
-        match net::lookup(&self.routes6, IpAddr::V6(dst), None) {
+        let routes: Vec<RouteEntry> = self.routes6.iter().filter(|r| r.table == fib).cloned().collect();
+        match net::lookup(&routes, IpAddr::V6(dst), None) {
             Some(r) if !r.rtype.is_unicast() => {
                 trace.steps.push(format!("fib6_lookup: {}", r.describe(self.s)));
                 trace.unverified.push(UNVERIFIED_ROUTE_TYPES.into());
@@ -455,20 +559,33 @@ impl<'s> Freebsd<'s> {
             }
             Some(r) => {
                 trace.steps.push(format!("fib6_lookup: {}", r.describe(self.s)));
+                if r.paths.len() > 1 {
+                    trace.steps.push(format!(
+                        "multipath: the lookup has no flowid yet (0), so it takes nhops[0] of the group, the first path ({})",
+                        self.dev_name(r.dev)
+                    ));
+                    trace.unverified.push(UNVERIFIED_MPATH.into());
+                }
                 Ok(r.dev)
             }
             None => {
-                trace.steps.push(format!("fib6_lookup({dst}): no route"));
+                trace.steps.push(format!("fib6_lookup({dst}): no route in {}", fib_text(fib)));
                 Err(errno::EHOSTUNREACH)
             }
         }
     }
 
-    fn in6_selectsrc(&self, dst: Ipv6Addr, zone: Option<&str>, prefer: &[SourcePreference]) -> Selected {
+    fn in6_selectsrc(
+        &self,
+        dst: Ipv6Addr,
+        zone: Option<&str>,
+        prefer: &[SourcePreference],
+        fib: Option<u32>,
+    ) -> Selected {
         let mut trace = SourceTrace::default();
         let zone = zone.and_then(|z| self.s.interfaces.iter().position(|i| i.name == z));
         let dst = if dst.is_unspecified() { Ipv6Addr::LOCALHOST } else { dst };
-        let ifp = match self.selectif(dst, zone, &mut trace) {
+        let ifp = match self.selectif(dst, zone, fib, &mut trace) {
             Ok(i) => i,
             Err(e) => {
                 return Selected { result: Err(e), trace };
@@ -511,6 +628,10 @@ impl<'s> Freebsd<'s> {
             } else if h.addr.unusable() || h.addr.dad == addrsel_model::Dad::Optimistic {
                 // IN6_IFF_NOTREADY (tentative or duplicated); FreeBSD has no optimistic DAD.
                 cand.skipped = Some("IN6_IFF_NOTREADY: DAD has not succeeded".into());
+            } else if !self.s.interfaces[h.dev].up {
+                // nd6_timer marks every address of a down interface tentative (for a DAD
+                // when it comes back up), so rule 8 (alive interfaces) never gets to decide.
+                cand.skipped = Some("IN6_IFF_NOTREADY: its interface is down, so nd6_timer made it tentative".into());
             } else if h.addr.deprecated && !self.use_deprecated {
                 cand.skipped = Some("deprecated and net.inet6.ip6.use_deprecated=0".into());
             }
@@ -660,7 +781,7 @@ impl<'s> Freebsd<'s> {
                 // set_source() clears IPV6_V6ONLY for a v4-mapped destination.
                 let sel = match dst {
                     IpAddr::V6(d) if d.to_ipv4_mapped().is_some() => {
-                        let mut sel = self.connect_mapped(d.to_ipv4_mapped().expect("mapped"), false);
+                        let mut sel = self.connect_mapped(d.to_ipv4_mapped().expect("mapped"), false, None);
                         sel.trace.unverified.push(UNVERIFIED_SOURCE.into());
                         sel
                     }
@@ -716,6 +837,15 @@ impl<'s> Freebsd<'s> {
         }
         (order.iter().map(|&i| entries[i].dst).collect(), trace)
     }
+}
+
+/// The FIB of an interface (`ifconfig IF fib N` for a VRF's interfaces); `None` is FIB 0.
+fn fib_of(s: &Scenario, dev: usize) -> Option<u32> {
+    s.vrf_of(&s.interfaces[dev].name).and_then(|v| s.freebsd_fib(v.table))
+}
+
+fn fib_text(fib: Option<u32>) -> String {
+    format!("FIB {}", fib.unwrap_or(0))
 }
 
 /// The last value a scenario sets for a FreeBSD sysctl.
@@ -838,6 +968,11 @@ impl crate::Model for Freebsd<'_> {
     }
 
     fn connect_on(&self, dst: IpAddr, zone: Option<&str>, prefer: &[SourcePreference], device: &str) -> Selected {
+        if let Some(vrf) = self.s.vrf(device) {
+            // The plan puts a VRF's socket in the VRF's FIB (SO_SETFIB).
+            let fib = self.s.freebsd_fib(vrf.table);
+            return self.connect_in(dst, zone, prefer, fib);
+        }
         let mut sel = Freebsd::connect(self, dst, zone, prefer);
         sel.trace.steps.insert(
             0,
@@ -846,8 +981,10 @@ impl crate::Model for Freebsd<'_> {
         sel
     }
 
+    /// in_pcbbind/in6_pcbbind: an address of this host, not IN6_IFF_NOTREADY (tentative,
+    /// duplicated, or IPv6 on a down interface).
     fn bindable(&self, a: IpAddr) -> bool {
-        net::declared_held(self.s).iter().any(|h| h.ip() == a && h.addr.dad.is_done())
+        self.all.iter().any(|h| h.ip() == a && h.addr.dad.is_done() && (a.is_ipv4() || self.s.interfaces[h.dev].up))
     }
 
     fn icmp_time_exceeded(&self, from: &str, to: IpAddr, sender: IpAddr) -> IcmpReply {
