@@ -778,7 +778,8 @@ pub fn freebsd(s: &Scenario) -> Plan {
         for index in &peer_ends {
             setup.push(run_owned(
                 Peer,
-                vec!["ifconfig".into(), epair(*index, 'b'), "inet6".into(), "no_dad".into(), "up".into()],
+                // A fresh VNET's interfaces start IFDISABLED for IPv6.
+                ["ifconfig", &epair(*index, 'b'), "inet6", "no_dad", "-ifdisabled", "up"].map(String::from).into(),
             ));
         }
         for (index, a) in &defended {
@@ -882,8 +883,12 @@ pub fn freebsd(s: &Scenario) -> Plan {
     }
     setup.extend(states);
     // A down interface keeps its addresses; within a second nd6_timer marks its IPv6 ones
-    // tentative (for a DAD when it comes back up), which is waited for.
+    // tentative (for a DAD when it comes back up), which is waited for. Newer sources skip
+    // that for a no_dad interface, which a real host's is not: DAD goes back on first.
     for iface in s.interfaces.iter().filter(|i| !i.up) {
+        if !dad_on.contains(&iface.name.as_str()) {
+            setup.push(run(Scenario, &["ifconfig", &iface.name, "inet6", "-no_dad"]));
+        }
         setup.push(run(Scenario, &["ifconfig", &iface.name, "down"]));
         for a in iface.addresses.iter().filter(|a| a.addr.is_ipv6() && a.dad != Dad::Failed) {
             setup.push(Step::WaitAddress {
@@ -967,7 +972,11 @@ pub fn freebsd(s: &Scenario) -> Plan {
     }
     let mut cleanup = Vec::new();
     if !peer_ends.is_empty() {
-        // The far ends go back to the machine when their jail goes.
+        // The far ends come back to the machine first (`jail -r` may return before its VNET
+        // is gone, and the interfaces with it).
+        for index in &peer_ends {
+            cleanup.push(run_owned(Host, vec!["ifconfig".into(), epair(*index, 'b'), "-vnet".into(), "{peer}".into()]));
+        }
         cleanup.push(run(Host, &["jail", "-r", "{peer}"]));
     }
     for (index, _) in &declared {

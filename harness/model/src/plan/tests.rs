@@ -534,7 +534,7 @@ addresses = [{ address = "2001:db8:2::10/64", dad = "failed" }, "2001:db8:3::10/
         steps,
         [
             "jail -c name={peer} path={dir}/root persist vnet vnet.interface={epair2}b",
-            "Peer ifconfig {epair2}b inet6 no_dad up",
+            "Peer ifconfig {epair2}b inet6 no_dad -ifdisabled up",
             "Peer ifconfig {epair2}b inet6 2001:db8:2::10/64 alias",
             "net.inet6.ip6.dad_count=0",
             "Scenario ifconfig eth0 inet6 -auto_linklocal no_dad -ifdisabled up",
@@ -550,7 +550,7 @@ addresses = [{ address = "2001:db8:2::10/64", dad = "failed" }, "2001:db8:3::10/
             "Scenario ifconfig eth0 inet6 2001:db8:1::10/64 alias",
         ]
     );
-    // The peer jail goes first, so the far ends are back on the machine to be destroyed.
+    // The far ends come back from the peer jail first, so they are on the machine to be destroyed.
     let cleanup: Vec<String> = plan
         .cleanup
         .iter()
@@ -558,9 +558,17 @@ addresses = [{ address = "2001:db8:2::10/64", dad = "failed" }, "2001:db8:3::10/
             Step::Run { argv, .. } => Some(argv.join(" ")),
             _ => None,
         })
-        .take(3)
+        .take(4)
         .collect();
-    assert_eq!(cleanup, ["jail -r {peer}", "ifconfig {epair1}b destroy", "ifconfig {epair2}b destroy"]);
+    assert_eq!(
+        cleanup,
+        [
+            "ifconfig {epair2}b -vnet {peer}",
+            "jail -r {peer}",
+            "ifconfig {epair1}b destroy",
+            "ifconfig {epair2}b destroy"
+        ]
+    );
     let script = repro_script(&plan, &s);
     assert!(script.contains("until jexec $jail ifconfig eth1 inet6 | { while read -r l; do case \"$l\" in 'inet6 2001:db8:2::10 '*' duplicated'*) exit 0 ;; esac; done; exit 1; }; do\n"), "{script}");
     assert!(
