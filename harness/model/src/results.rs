@@ -145,6 +145,37 @@ impl Outcome {
 mod tests {
     use super::*;
 
+    /// An expectation (a live observation) is possible in a multipath prediction when it is one
+    /// of its sources, but holds exactly only for the single source.
+    #[test]
+    fn an_observed_source_is_possible_in_a_predicted_set() {
+        use crate::scenario::Expected;
+        let a: IpAddr = "10.1.0.10".parse().unwrap();
+        let b: IpAddr = "10.2.0.10".parse().unwrap();
+        let predicted = Outcome::Connect {
+            dst: "203.0.113.9".into(),
+            source: Some(a),
+            error: None,
+            kernel_source: None,
+            kernel_error: None,
+            kernel_nexthop: None,
+            sources: vec![a, b],
+        };
+        assert!(Expected::Source(b).possible_in(&predicted));
+        assert!(!Expected::Source(b).holds_for(&predicted));
+        assert!(!Expected::Source("10.3.0.10".parse().unwrap()).possible_in(&predicted));
+        let single = Outcome::Connect {
+            dst: "203.0.113.9".into(),
+            source: Some(a),
+            error: None,
+            kernel_source: None,
+            kernel_error: None,
+            kernel_nexthop: None,
+            sources: vec![],
+        };
+        assert!(Expected::Source(a).possible_in(&single) && !Expected::Source(b).possible_in(&single));
+    }
+
     #[test]
     fn module_answers_sit_next_to_the_socket_answer() {
         let o = Outcome::Connect {

@@ -630,6 +630,17 @@ impl Expected {
         }
     }
 
+    /// Whether a prediction allows this expectation, an observation: as [`Expected::holds_for`],
+    /// and a source among a multipath route's possible ones counts.
+    pub fn possible_in(&self, predicted: &crate::results::Outcome) -> bool {
+        match (self, predicted) {
+            (Expected::Source(want), crate::results::Outcome::Connect { sources, .. }) if !sources.is_empty() => {
+                sources.contains(want)
+            }
+            _ => self.holds_for(predicted),
+        }
+    }
+
     /// The expected outcome in words.
     pub fn summary(&self) -> String {
         match self {
