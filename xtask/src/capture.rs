@@ -55,6 +55,18 @@ fn read_host() -> anyhow::Result<Host> {
         &run_tool(&["ip", "-j", "addrlabel", "list"])?,
     )
     .map_err(anyhow::Error::msg)?;
+    // VRFs and their tables (a kernel without the VRF driver has none to show).
+    let vrf_links = run_tool(&["ip", "-j", "-d", "link", "show", "type", "vrf"]).unwrap_or_default();
+    let mut tables = Vec::new();
+    for (_, table) in addrsel_capture::linux::vrf_tables(&vrf_links).map_err(anyhow::Error::msg)? {
+        let t = table.to_string();
+        tables.push((
+            table,
+            run_tool(&["ip", "-j", "-4", "route", "show", "table", &t])?,
+            run_tool(&["ip", "-j", "-6", "route", "show", "table", &t])?,
+        ));
+    }
+    addrsel_capture::linux::read_vrfs(&mut host, &vrf_links, &tables).map_err(anyhow::Error::msg)?;
     match std::fs::read_to_string("/etc/gai.conf") {
         Ok(text) => host.gai_conf = Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -13,8 +13,8 @@ fn text(o: &Output) -> String {
     format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-/// A host: a ULA and private IPv4 on eth0, default routes, a site label in gai.conf, and a
-/// dual-stack name in /etc/hosts.
+/// A host: a ULA and private IPv4 on eth0, default routes, a multipath route over eth0 and
+/// eth1, a site label in gai.conf, and a dual-stack name in /etc/hosts.
 const HOST: &str = r#"set -eu
 ip link set lo up
 ip link add eth0 type veth peer name p0
@@ -24,6 +24,10 @@ ip addr add fd00:11:22::aa/64 dev eth0 nodad
 ip addr add 2a01:4f8:c2c:8200::aa/64 dev eth0 nodad preferred_lft 0
 ip route add default via 10.0.0.1
 ip route add ::/0 via fd00:11:22::1
+ip link add eth1 type veth peer name p1
+ip link set eth1 up; ip link set p1 up
+ip addr add 10.9.0.50/24 dev eth1
+ip route add 198.51.100.0/24 nexthop via 10.0.0.1 dev eth0 nexthop via 10.9.0.1 dev eth1 weight 2
 d=$(mktemp -d)
 printf '127.0.0.1 localhost\n::1 localhost\n2a01:4f8:c2c:8101::1 server.example\n116.203.176.52 server.example\n' > $d/hosts
 printf 'label fd00:11:22::/48 1\n' > $d/gai
@@ -46,6 +50,8 @@ fn capture(dir: &Path, extra: &[&str], out: &Path) {
             "2a01:4f8:c2c:8101::1",
             "--connect",
             "116.203.176.52",
+            "--connect",
+            "198.51.100.7",
             "--resolve",
             "server.example",
         ])
@@ -86,6 +92,8 @@ fn a_captured_host_reproduces_its_live_answers() {
         "\"server.example\" = [\"2a01:4f8:c2c:8101::1\", \"116.203.176.52\"]",
         "source = \"fd00:11:22::aa\"",
         "order = [\"2a01:4f8:c2c:8101::1\", \"116.203.176.52\"]",
+        // The live answer is one path's source; the engine predicts both, which it is among.
+        "nexthops = [{ via = \"10.0.0.1\", dev = \"eth0\" }, { via = \"10.9.0.1\", dev = \"eth1\", weight = 2 }]",
     ] {
         assert!(t.contains(part), "{part} missing:\n{t}");
     }
@@ -94,7 +102,8 @@ fn a_captured_host_reproduces_its_live_answers() {
     let anon = dir.join("anonymized.toml");
     capture(&dir, &["--anonymize", "--seed", "42"], &anon);
     let a = std::fs::read_to_string(&anon).unwrap();
-    for hidden in ["10.0.0.50", "fd00:11:22", "2a01:4f8", "116.203.176.52", "server.example"] {
+    for hidden in ["10.0.0.50", "10.9.0.1", "198.51.100", "fd00:11:22", "2a01:4f8", "116.203.176.52", "server.example"]
+    {
         assert!(!a.contains(hidden), "{hidden} is still there:\n{a}");
     }
     assert!(a.contains("\"host-1.example\"") && a.contains("3fff:"), "{a}");

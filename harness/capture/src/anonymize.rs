@@ -235,6 +235,9 @@ impl Mapping {
             r.to = self.prefix(r.to);
             r.via = r.via.map(|v| self.addr(v));
             r.src = r.src.map(|v| self.addr(v));
+            for n in &mut r.nexthops {
+                n.via = n.via.map(|v| self.addr(v));
+            }
         }
         out.gai_conf = h.gai_conf.as_ref().map(|t| self.text(t));
         out.ip6addrctl_conf = h.ip6addrctl_conf.as_ref().map(|t| self.text(t));
@@ -313,6 +316,7 @@ fn truncate4(v: u32, len: u32) -> u32 {
 fn addresses(h: &Host) -> Vec<IpAddr> {
     let mut out: Vec<IpAddr> = h.interfaces.iter().flat_map(|i| i.addresses.iter().map(|a| a.addr)).collect();
     out.extend(h.routes.iter().flat_map(|r| [Some(r.to.addr()), r.via, r.src]).flatten());
+    out.extend(h.routes.iter().flat_map(|r| r.nexthops.iter().filter_map(|n| n.via)));
     out.extend(h.hosts.iter().flat_map(|(_, a)| a.iter().copied()));
     for p in &h.probes {
         if let ProbeKind::Connect(d) = &p.kind

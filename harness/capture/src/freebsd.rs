@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde_json::Value;
 
-use crate::{Addr, Host, Interface, Route, usable_name};
+use crate::{Addr, Host, Interface, Nexthop, Route, usable_name};
 
 /// FreeBSD's name for the loopback; scenarios call it `lo`.
 const LO0: &str = "lo0";
@@ -130,6 +130,7 @@ pub fn read_netstat(json: &str, host: &mut Host) -> Result<(), String> {
     let families = v["statistics"]["route-information"]["route-table"]["rt-family"]
         .as_array()
         .ok_or("netstat --libxo json -rn: no statistics.route-information.route-table.rt-family")?;
+    let mut first_weight: std::collections::HashMap<IpNet, u16> = std::collections::HashMap::new();
     for fam in families {
         let v6 = fam["address-family"].as_str() == Some("Internet6");
         for e in fam["rt-entry"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
@@ -172,10 +173,23 @@ pub fn read_netstat(json: &str, host: &mut Host) -> Result<(), String> {
                 gw.split('%').next().and_then(|g| g.parse::<IpAddr>().ok())
             };
             if discard.is_some() {
-                host.routes.push(Route { to, via: None, dev: None, src: None, metric: None, rtype: discard });
+                host.routes.push(Route { rtype: discard, ..Route::single(to, None, None) });
                 continue;
             }
-            host.routes.push(Route { to, via, dev: Some(scenario_name(ifname)), src: None, metric: None, rtype: None });
+            let dev = Some(scenario_name(ifname));
+            // netstat prints a multipath route (ROUTE_MPATH) as one line per path, the
+            // destination repeated, the weight only in libxo's `weight` field.
+            let weight = e["weight"].as_u64().map_or(1, |w| w.clamp(1, 256) as u16);
+            if let Some(r) = host.routes.iter_mut().find(|r| r.to == to && r.rtype.is_none()) {
+                if r.nexthops.is_empty() {
+                    let weight = first_weight.get(&to).copied().unwrap_or(1);
+                    r.nexthops.push(Nexthop { via: r.via.take(), dev: r.dev.take(), weight });
+                }
+                r.nexthops.push(Nexthop { via, dev, weight });
+                continue;
+            }
+            first_weight.insert(to, weight);
+            host.routes.push(Route::single(to, via, dev));
         }
     }
     Ok(())

@@ -66,6 +66,50 @@ pub struct Route {
     /// A discard route's type as the scenario format spells it (`blackhole`, `unreachable`,
     /// `prohibit`, `throw`); `None` for a route that forwards.
     pub rtype: Option<&'static str>,
+    /// A multipath route's paths (then `via` and `dev` are `None`).
+    pub nexthops: Vec<Nexthop>,
+    /// Linux: the paths are an `ip nexthop` group (`nhid`).
+    pub nexthop_objects: bool,
+    /// Linux: the VRF table the route is in (`None`: main).
+    pub table: Option<u32>,
+}
+
+/// A Linux VRF: its device's name, its table, the interfaces enslaved to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vrf {
+    pub name: String,
+    pub table: u32,
+    pub interfaces: Vec<String>,
+}
+
+/// One path of a multipath route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Nexthop {
+    pub via: Option<IpAddr>,
+    pub dev: Option<String>,
+    pub weight: u16,
+}
+
+impl Route {
+    /// A route with one path (or none: a discard route).
+    pub fn single(to: ipnet::IpNet, via: Option<IpAddr>, dev: Option<String>) -> Route {
+        Route {
+            to,
+            via,
+            dev,
+            src: None,
+            metric: None,
+            rtype: None,
+            nexthops: Vec::new(),
+            nexthop_objects: false,
+            table: None,
+        }
+    }
+
+    /// Every device the route goes through.
+    pub fn devs(&self) -> impl Iterator<Item = &str> {
+        self.dev.as_deref().into_iter().chain(self.nexthops.iter().filter_map(|n| n.dev.as_deref()))
+    }
 }
 
 /// Everything read from a host.
@@ -74,6 +118,9 @@ pub struct Host {
     pub os: Option<addrsel_model::Os>,
     pub interfaces: Vec<Interface>,
     pub routes: Vec<Route>,
+    pub vrfs: Vec<Vrf>,
+    /// Linux: interfaces enslaved to another device (`master`), with its name.
+    pub masters: Vec<(String, String)>,
     /// What was seen and cannot be expressed, as comment lines.
     pub skipped: Vec<String>,
     /// What was read but is made again by the scenario itself (kept as a comment).
@@ -170,8 +217,14 @@ impl Host {
         for line in &self.remade {
             let _ = writeln!(t, "# made again by the scenario: {}", line.replace('\n', " "));
         }
+        for (i, m) in self.masters.iter().filter(|(_, m)| !self.vrfs.iter().any(|v| &v.name == m)) {
+            let _ = writeln!(
+                t,
+                "# not expressible yet: interface `{i}` is enslaved to `{m}` (a bridge or bond, not a VRF): captured as a plain interface"
+            );
+        }
         // An interface with nothing on it and no route through it says nothing.
-        let used: Vec<&str> = self.routes.iter().filter_map(|r| r.dev.as_deref()).collect();
+        let used: Vec<&str> = self.routes.iter().flat_map(|r| r.devs()).collect();
         for i in self.interfaces.iter().filter(|i| !i.addresses.is_empty() || used.contains(&i.name.as_str())) {
             let _ = writeln!(t, "\n[[interfaces]]\nname = {}", toml_string(&i.name));
             if i.down && i.name != "lo" {
@@ -205,9 +258,18 @@ impl Host {
             }
             let _ = writeln!(t, "addresses = [{}]", items.join(", "));
         }
+        for v in &self.vrfs {
+            let members: Vec<String> = v.interfaces.iter().map(|i| toml_string(i)).collect();
+            let _ = writeln!(
+                t,
+                "\n[[vrfs]]\nname = {}\ntable = {}\ninterfaces = [{}]",
+                toml_string(&v.name),
+                v.table,
+                members.join(", ")
+            );
+        }
         for r in &self.routes {
-            let down =
-                r.dev.as_ref().filter(|d| self.interfaces.iter().any(|i| &i.name == *d && i.down && i.name != "lo"));
+            let down = r.devs().find(|d| self.interfaces.iter().any(|i| i.name == *d && i.down && i.name != "lo"));
             if let Some(d) = down {
                 // The scenario refuses a route through a down link (Linux refuses to add one).
                 let _ = writeln!(t, "\n# left out: route {} dev {d}, through a down link", r.to);
@@ -228,6 +290,32 @@ impl Host {
             }
             if let Some(m) = r.metric {
                 let _ = writeln!(t, "metric = {m}");
+            }
+            if let Some(v) = r.table.and_then(|table| self.vrfs.iter().find(|v| v.table == table)) {
+                let _ = writeln!(t, "vrf = {}", toml_string(&v.name));
+            }
+            if r.nexthop_objects {
+                let _ = writeln!(t, "nexthop_objects = true");
+            }
+            if !r.nexthops.is_empty() {
+                let paths: Vec<String> = r
+                    .nexthops
+                    .iter()
+                    .map(|n| {
+                        let mut f = Vec::new();
+                        if let Some(v) = n.via {
+                            f.push(format!("via = {}", toml_string(&v.to_string())));
+                        }
+                        if let Some(d) = &n.dev {
+                            f.push(format!("dev = {}", toml_string(d)));
+                        }
+                        if n.weight != 1 {
+                            f.push(format!("weight = {}", n.weight));
+                        }
+                        format!("{{ {} }}", f.join(", "))
+                    })
+                    .collect();
+                let _ = writeln!(t, "nexthops = [{}]", paths.join(", "));
             }
         }
         if !self.hosts.is_empty() {

@@ -7,13 +7,15 @@ use addrsel_policy::addrlabel::KernelLabels;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::{Addr, Host, Interface, Route, usable_name};
+use crate::{Addr, Host, Interface, Nexthop, Route, usable_name};
 
 #[derive(Deserialize)]
 struct Link {
     ifname: String,
     #[serde(default)]
     flags: Vec<String>,
+    /// The VRF (or bridge) the interface is enslaved to.
+    master: Option<String>,
     #[serde(default)]
     addr_info: Vec<AddrInfo>,
 }
@@ -51,8 +53,17 @@ struct RouteJson {
     prefsrc: Option<IpAddr>,
     metric: Option<u32>,
     protocol: Option<String>,
+    nhid: Option<u32>,
     #[serde(default)]
-    nexthops: Vec<serde_json::Value>,
+    nexthops: Vec<NexthopJson>,
+}
+
+#[derive(Deserialize)]
+struct NexthopJson {
+    gateway: Option<IpAddr>,
+    via: Option<Via>,
+    dev: Option<String>,
+    weight: Option<u16>,
 }
 
 #[derive(Deserialize)]
@@ -82,6 +93,9 @@ pub fn read(addr_json: &str, route4_json: &str, route6_json: &str, addrlabel_jso
         if !usable_name(&l.ifname) {
             host.skipped.push(format!("interface `{}`: its name is not usable in a scenario", l.ifname));
             continue;
+        }
+        if let Some(m) = &l.master {
+            host.masters.push((l.ifname.clone(), m.clone()));
         }
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
@@ -153,11 +167,101 @@ pub fn read(addr_json: &str, route4_json: &str, route6_json: &str, addrlabel_jso
             }
         }
     }
-    let used: Vec<&str> = routes.iter().filter_map(|r| r.dev.as_deref()).collect();
+    let used: Vec<&str> = routes.iter().flat_map(|r| r.devs()).collect();
     host.interfaces = all.into_iter().filter(|i| !i.addresses.is_empty() || used.contains(&i.name.as_str())).collect();
     host.routes = routes;
     labels(addrlabel_json, &mut host)?;
     Ok(host)
+}
+
+/// iproute2 6.1 prints `[{}]` when there is no VRF (measured on Linux 6.18 without the VRF
+/// driver), so every field may be missing.
+#[derive(Deserialize)]
+struct VrfLink {
+    ifname: Option<String>,
+    linkinfo: Option<LinkInfo>,
+}
+
+#[derive(Deserialize)]
+struct LinkInfo {
+    info_kind: Option<String>,
+    info_data: Option<VrfData>,
+}
+
+#[derive(Deserialize)]
+struct VrfData {
+    table: Option<u32>,
+}
+
+/// The VRFs in `ip -j -d link show type vrf` (an empty output: none), with their tables.
+pub fn vrf_tables(vrf_links_json: &str) -> Result<Vec<(String, u32)>, String> {
+    if vrf_links_json.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let links: Vec<VrfLink> =
+        serde_json::from_str(vrf_links_json).map_err(|e| format!("ip -j -d link show type vrf: {e}"))?;
+    Ok(links
+        .into_iter()
+        .filter_map(|l| {
+            let info = l.linkinfo?;
+            (info.info_kind.as_deref() == Some("vrf")).then_some(())?;
+            Some((l.ifname?, info.info_data?.table?))
+        })
+        .collect())
+}
+
+/// The VRFs (from `ip -j -d link show type vrf`) and the routes of their tables (`ip -j -4/-6
+/// route show table N`, as (N, IPv4 JSON, IPv6 JSON)), after [`read`]: the VRF devices leave
+/// the interfaces, their enslaved interfaces become their members.
+pub fn read_vrfs(host: &mut Host, vrf_links_json: &str, tables: &[(u32, String, String)]) -> Result<(), String> {
+    for (name, table) in vrf_tables(vrf_links_json)? {
+        if let Some(i) = host.interfaces.iter().position(|i| i.name == name) {
+            let dev = host.interfaces.remove(i);
+            if !dev.addresses.is_empty() {
+                host.skipped.push(format!(
+                    "VRF device `{name}` has addresses of its own: the format puts addresses on enslaved interfaces only"
+                ));
+            }
+        }
+        let members: Vec<String> = host
+            .masters
+            .iter()
+            .filter(|(i, m)| *m == name && host.interfaces.iter().any(|x| &x.name == i))
+            .map(|(i, _)| i.clone())
+            .collect();
+        host.vrfs.push(crate::Vrf { name, table, interfaces: members });
+    }
+    let names: Vec<String> = host.interfaces.iter().map(|i| i.name.clone()).collect();
+    let subnets: Vec<(String, IpNet)> = host
+        .interfaces
+        .iter()
+        .flat_map(|i| {
+            i.addresses.iter().map(move |a| (i.name.clone(), IpNet::new(a.addr, a.prefix_len).map(|n| n.trunc())))
+        })
+        .filter_map(|(n, r)| r.ok().map(|net| (n, net)))
+        .collect();
+    for (table, route4, route6) in tables {
+        if !host.vrfs.iter().any(|v| v.table == *table) {
+            continue;
+        }
+        for (family, text) in [("-4", route4), ("-6", route6)] {
+            let list: Vec<RouteJson> =
+                serde_json::from_str(text).map_err(|e| format!("ip -j {family} route show table {table}: {e}"))?;
+            for r in list {
+                let Some(mut route) = route(&r, family, &names, &subnets, &mut host.skipped) else { continue };
+                route.table = Some(*table);
+                if host.routes.iter().any(|x| x.to == route.to && x.metric == route.metric && x.table == route.table) {
+                    host.skipped.push(format!(
+                        "route {} table {table}: a second route with the same prefix and metric",
+                        route.to
+                    ));
+                    continue;
+                }
+                host.routes.push(route);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn route(
@@ -181,34 +285,47 @@ fn route(
     let metric = r.metric.filter(|m| *m != default_metric);
     let discard = addrsel_model::RouteType::ALL.iter().find(|(w, t)| *w == kind && !t.is_unicast()).map(|(w, _)| *w);
     if let Some(rtype) = discard {
-        return Some(Route { to, via: None, dev: None, src: None, metric, rtype: Some(rtype) });
+        return Some(Route { metric, rtype: Some(rtype), ..Route::single(to, None, None) });
     }
     if kind != "unicast" {
         skipped.push(format!("route {to}: type {kind}"));
         return None;
     }
-    if !r.nexthops.is_empty() {
-        skipped.push(format!("route {to}: a multipath route"));
-        return None;
-    }
-    let via = r.gateway.or(r.via.as_ref().map(|v| v.host));
-    if let Some(d) = &r.dev
-        && !names.contains(d)
-    {
-        skipped.push(format!("route {to} dev {d}: that interface is not captured"));
-        return None;
-    }
-    if let Some(g) = via {
-        let link_local = matches!(g, IpAddr::V6(v6) if v6.is_unicast_link_local());
-        let on_link = subnets.iter().any(|(dev, net)| {
-            r.dev.as_ref().is_none_or(|d| d == dev) && net.contains(&g) && net.prefix_len() < net.max_prefix_len()
-        });
-        if !link_local && !on_link {
-            skipped.push(format!("route {to} via {g}: the gateway is on no subnet of its device (an onlink route)"));
+    // One path, or each path of a multipath route (the kernel shows a route through a
+    // nexthop group with its members expanded, and `nhid`).
+    let paths: Vec<(Option<IpAddr>, Option<String>, u16)> = if r.nexthops.is_empty() {
+        vec![(r.gateway.or(r.via.as_ref().map(|v| v.host)), r.dev.clone(), 1)]
+    } else {
+        r.nexthops
+            .iter()
+            .map(|n| (n.gateway.or(n.via.as_ref().map(|v| v.host)), n.dev.clone(), n.weight.unwrap_or(1)))
+            .collect()
+    };
+    for (via, dev, _) in &paths {
+        if let Some(d) = dev
+            && !names.contains(d)
+        {
+            skipped.push(format!("route {to} dev {d}: that interface is not captured"));
             return None;
         }
+        if let Some(g) = via {
+            let link_local = matches!(g, IpAddr::V6(v6) if v6.is_unicast_link_local());
+            let on_link = subnets.iter().any(|(d, net)| {
+                dev.as_ref().is_none_or(|x| x == d) && net.contains(g) && net.prefix_len() < net.max_prefix_len()
+            });
+            if !link_local && !on_link {
+                skipped
+                    .push(format!("route {to} via {g}: the gateway is on no subnet of its device (an onlink route)"));
+                return None;
+            }
+        }
     }
-    Some(Route { to, via, dev: r.dev.clone(), src: r.prefsrc, metric, rtype: None })
+    if r.nexthops.is_empty() {
+        let (via, dev, _) = paths.into_iter().next().expect("one path");
+        return Some(Route { src: r.prefsrc, metric, ..Route::single(to, via, dev) });
+    }
+    let nexthops = paths.into_iter().map(|(via, dev, weight)| Nexthop { via, dev, weight }).collect();
+    Some(Route { src: r.prefsrc, metric, nexthops, nexthop_objects: r.nhid.is_some(), ..Route::single(to, None, None) })
 }
 
 fn labels(json: &str, host: &mut Host) -> Result<(), String> {

@@ -174,3 +174,133 @@ fn privacy_and_dad_states_are_captured() {
     assert!(wlan0.addresses.iter().any(|a| a.mngtmpaddr));
     assert!(wlan0.addresses.iter().any(|a| a.dad == addrsel_model::Dad::Tentative));
 }
+
+/// `ip -j` route output of a namespace on Linux 6.18 (iproute2 6.1) with ECMP defaults and two
+/// routes through `ip nexthop` groups (the kernel shows their members, and `nhid`).
+const MP_ADDR: &str = r#"[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP","LOWER_UP"],"addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8,"scope":"host","label":"lo","valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet6","local":"::1","prefixlen":128,"scope":"host","valid_life_time":4294967295,"preferred_life_time":4294967295}]},{"ifindex":3,"ifname":"eth1","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"addr_info":[{"family":"inet","local":"10.1.0.10","prefixlen":24,"scope":"global","label":"eth1","valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet6","local":"2001:db8:1::10","prefixlen":64,"scope":"global","nodad":true,"valid_life_time":4294967295,"preferred_life_time":4294967295}]},{"ifindex":5,"ifname":"eth2","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"addr_info":[{"family":"inet","local":"10.2.0.10","prefixlen":24,"scope":"global","label":"eth2","valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet6","local":"2001:db8:2::10","prefixlen":64,"scope":"global","nodad":true,"valid_life_time":4294967295,"preferred_life_time":4294967295}]}]"#;
+const MP_ROUTE4: &str = r#"[{"dst":"default","flags":[],"nexthops":[{"gateway":"10.1.0.1","dev":"eth1","weight":1,"flags":[]},{"gateway":"10.2.0.1","dev":"eth2","weight":3,"flags":[]}]},{"dst":"10.1.0.0/24","dev":"eth1","protocol":"kernel","scope":"link","prefsrc":"10.1.0.10","flags":[]},{"dst":"10.2.0.0/24","dev":"eth2","protocol":"kernel","scope":"link","prefsrc":"10.2.0.10","flags":[]},{"dst":"198.51.100.0/24","nhid":10,"flags":[],"nexthops":[{"gateway":"10.1.0.1","dev":"eth1","weight":1,"flags":[]},{"gateway":"10.2.0.1","dev":"eth2","weight":1,"flags":[]}]}]"#;
+const MP_ROUTE6: &str = r#"[{"dst":"2001:db8:1::/64","dev":"eth1","protocol":"kernel","metric":256,"flags":[],"pref":"medium"},{"dst":"2001:db8:2::/64","dev":"eth2","protocol":"kernel","metric":256,"flags":[],"pref":"medium"},{"dst":"2001:db8:77::/48","nhid":11,"metric":1024,"flags":[],"pref":"medium","nexthops":[{"gateway":"2001:db8:1::1","dev":"eth1","weight":1,"flags":[]},{"gateway":"2001:db8:2::1","dev":"eth2","weight":1,"flags":[]}]},{"dst":"default","metric":1024,"flags":[],"pref":"medium","nexthops":[{"gateway":"2001:db8:1::1","dev":"eth1","weight":1,"flags":[]},{"gateway":"2001:db8:2::1","dev":"eth2","weight":1,"flags":[]}]}]"#;
+
+#[test]
+fn multipath_routes_and_nexthop_groups_are_captured() {
+    let host = linux::read(MP_ADDR, MP_ROUTE4, MP_ROUTE6, "[]").unwrap();
+    let text = host.scenario("captured", "a test host", "by hand");
+    assert!(!text.contains("multipath"), "nothing is left out: {text}");
+    let s = parsed(&text);
+    let routes: Vec<String> = s
+        .routes
+        .iter()
+        .map(|r| {
+            let paths: Vec<String> = r
+                .nexthops
+                .iter()
+                .map(|n| format!("{}@{}x{}", n.via.unwrap(), n.dev.as_deref().unwrap(), n.weight))
+                .collect();
+            format!("{} {} {}", r.to, r.nexthop_objects, paths.join(" "))
+        })
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            "0.0.0.0/0 false 10.1.0.1@eth1x1 10.2.0.1@eth2x3",
+            "198.51.100.0/24 true 10.1.0.1@eth1x1 10.2.0.1@eth2x1",
+            "2001:db8:77::/48 true 2001:db8:1::1@eth1x1 2001:db8:2::1@eth2x1",
+            "::/0 false 2001:db8:1::1@eth1x1 2001:db8:2::1@eth2x1",
+        ]
+    );
+    // Anonymized, every path's gateway is renamed with the rest and the routes still parse.
+    let anon = anonymize::Mapping::new(&host, 7).apply(&host);
+    let text = anon.scenario("anonymized", "a test host", "by hand");
+    assert!(!text.contains("10.1.0.1\"") && !text.contains("2001:db8:2::1\""), "{text}");
+    assert_eq!(parsed(&text).routes.iter().filter(|r| r.nexthops.len() == 2).count(), 4);
+}
+
+/// A path through an interface that is not captured leaves the whole route out, saying so.
+#[test]
+fn a_multipath_route_through_an_uncaptured_interface_is_left_out() {
+    let route4 = MP_ROUTE4.replace(r#""dev":"eth2","weight":3"#, r#""dev":"wg0","weight":3"#);
+    let host = linux::read(MP_ADDR, &route4, "[]", "[]").unwrap();
+    assert!(
+        host.skipped.iter().any(|s| s == "route 0.0.0.0/0 dev wg0: that interface is not captured"),
+        "{:?}",
+        host.skipped
+    );
+    assert!(!host.routes.iter().any(|r| r.to.to_string() == "0.0.0.0/0"));
+}
+
+/// An interface enslaved to a VRF or a bridge is said to be so: `ip -j addr show` of a bridge
+/// port in a namespace (Linux 6.18, iproute2 6.1; this kernel has no VRF driver, and a VRF's
+/// slaves carry the same `master` key).
+#[test]
+fn an_enslaved_interface_is_named_in_the_comments() {
+    let addr = r#"[{"ifindex":3,"link":"p0","ifname":"eth0","flags":["NO-CARRIER","BROADCAST","MULTICAST","UP","M-DOWN"],"mtu":1500,"qdisc":"noqueue","master":"br0","operstate":"LOWERLAYERDOWN","group":"default","txqlen":1000,"link_type":"ether","address":"1a:bd:48:d5:78:e6","broadcast":"ff:ff:ff:ff:ff:ff","addr_info":[{"family":"inet","local":"10.5.0.1","prefixlen":24,"scope":"global","label":"eth0","valid_life_time":4294967295,"preferred_life_time":4294967295}]}]"#;
+    let host = linux::read(addr, "[]", "[]", "[]").unwrap();
+    let text = host.scenario("captured", "a test host", "by hand");
+    assert!(text.contains("# not expressible yet: interface `eth0` is enslaved to `br0`"), "{text}");
+    assert!(parsed(&text).interface("eth0").is_some());
+}
+
+/// A FreeBSD multipath route as netstat prints it (netstat/route_netlink.c `p_rtentry_netlink`:
+/// one row per path in nexthop-index order, the destination repeated, the weight only as the
+/// libxo field `weight`). Built in the iocage fixture's format above: no real multipath output
+/// was found to quote.
+#[test]
+fn freebsd_multipath_rows_become_one_route() {
+    let ifconfig = "em0: flags=8843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST> metric 0 mtu 1500
+\tinet 192.168.1.10 netmask 0xffffff00 broadcast 192.168.1.255
+em1: flags=8843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST> metric 0 mtu 1500
+\tinet 192.168.2.10 netmask 0xffffff00 broadcast 192.168.2.255
+";
+    let netstat = r#"{"statistics": {"route-information": {"route-table": {"rt-family": [{"address-family":"Internet", "rt-entry": [{"destination":"default","gateway":"192.168.1.1","flags":"UGS","interface-name":"em0","weight":1}, {"destination":"default","gateway":"192.168.2.1","flags":"UGS","interface-name":"em1","weight":3}, {"destination":"192.168.1.0/24","gateway":"link#1","flags":"U","interface-name":"em0"}]}]}}}}"#;
+    let mut host = Host { os: Some(addrsel_model::Os::Freebsd), ..Host::default() };
+    freebsd::read_ifconfig(ifconfig, &mut host).unwrap();
+    freebsd::read_netstat(netstat, &mut host).unwrap();
+    let s = parsed(&host.scenario("captured-freebsd", "a FreeBSD host", "by hand"));
+    assert_eq!(s.routes.len(), 1);
+    let paths: Vec<String> =
+        s.routes[0].nexthops.iter().map(|n| format!("{:?} {:?} {}", n.via, n.dev, n.weight)).collect();
+    assert_eq!(paths, ["Some(192.168.1.1) Some(\"em0\") 1", "Some(192.168.2.1) Some(\"em1\") 3"]);
+}
+
+/// `ip -j` output of a VRF in Debian 12's guest (Linux 6.1.192, iproute2 6.1, read over its
+/// serial console): `blue` (table 10) holding eth1, a route leaked to eth2, one through a
+/// gateway, and the `unreachable default` the kernel's VRF documentation advises.
+const VRF_ADDR: &str = r#"[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK"],"mtu":65536,"qdisc":"noop","operstate":"DOWN","group":"default","txqlen":1000,"link_type":"loopback","address":"00:00:00:00:00:00","broadcast":"00:00:00:00:00:00","addr_info":[]},{"ifindex":2,"ifname":"blue","flags":["NOARP","MASTER","UP","LOWER_UP"],"mtu":65575,"qdisc":"noqueue","operstate":"UP","group":"default","txqlen":1000,"link_type":"ether","address":"22:71:da:cc:5f:f0","broadcast":"ff:ff:ff:ff:ff:ff","addr_info":[]},{"ifindex":3,"link":"eth1","ifname":"p1","flags":["BROADCAST","MULTICAST"],"mtu":1500,"qdisc":"noop","operstate":"DOWN","group":"default","txqlen":1000,"link_type":"ether","address":"72:18:52:7c:d3:00","broadcast":"ff:ff:ff:ff:ff:ff","addr_info":[]},{"ifindex":4,"link":"p1","ifname":"eth1","flags":["NO-CARRIER","BROADCAST","MULTICAST","UP","M-DOWN"],"mtu":1500,"qdisc":"noqueue","master":"blue","operstate":"LOWERLAYERDOWN","group":"default","txqlen":1000,"link_type":"ether","address":"ba:d4:58:6a:44:71","broadcast":"ff:ff:ff:ff:ff:ff","addr_info":[{"family":"inet","local":"10.1.0.1","prefixlen":24,"scope":"global","label":"eth1","valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet6","local":"2001:db8:1::1","prefixlen":64,"scope":"global","nodad":true,"valid_life_time":4294967295,"preferred_life_time":4294967295}]},{"ifindex":5,"link":"eth2","ifname":"p2","flags":["BROADCAST","MULTICAST"],"mtu":1500,"qdisc":"noop","operstate":"DOWN","group":"default","txqlen":1000,"link_type":"ether","address":"1e:af:83:14:b1:c7","broadcast":"ff:ff:ff:ff:ff:ff","addr_info":[]},{"ifindex":6,"link":"p2","ifname":"eth2","flags":["BROADCAST","MULTICAST","UP","M-DOWN"],"mtu":1500,"qdisc":"noqueue","operstate":"UNKNOWN","group":"default","txqlen":1000,"link_type":"ether","address":"46:5d:ec:02:d8:22","broadcast":"ff:ff:ff:ff:ff:ff","addr_info":[{"family":"inet","local":"10.2.0.1","prefixlen":24,"scope":"global","label":"eth2","valid_life_time":4294967295,"preferred_life_time":4294967295}]}]"#;
+const VRF_LINKS: &str = r#"[{"ifindex":2,"ifname":"blue","flags":["NOARP","MASTER","UP","LOWER_UP"],"mtu":65575,"qdisc":"noqueue","operstate":"UP","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"22:71:da:cc:5f:f0","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":0,"allmulti":0,"min_mtu":1280,"max_mtu":65575,"linkinfo":{"info_kind":"vrf","info_data":{"table":10}},"inet6_addr_gen_mode":"eui64","num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":65536,"tso_max_segs":65535,"gro_max_size":65536}]"#;
+const VRF_TABLE4: &str = r#"[{"type":"unreachable","dst":"default","metric":4278198272,"flags":[]},{"dst":"10.1.0.0/24","dev":"eth1","protocol":"kernel","scope":"link","prefsrc":"10.1.0.1","flags":["linkdown"]},{"type":"local","dst":"10.1.0.1","dev":"eth1","protocol":"kernel","scope":"host","prefsrc":"10.1.0.1","flags":[]},{"type":"broadcast","dst":"10.1.0.255","dev":"eth1","protocol":"kernel","scope":"link","prefsrc":"10.1.0.1","flags":["linkdown"]},{"dst":"10.2.0.0/24","dev":"eth2","scope":"link","flags":["linkdown"]},{"dst":"10.3.0.0/24","gateway":"10.1.0.9","dev":"eth1","flags":["linkdown"]}]"#;
+const VRF_TABLE6: &str = r#"[{"type":"local","dst":"2001:db8:1::1","dev":"eth1","protocol":"kernel","metric":0,"flags":[],"pref":"medium"},{"dst":"2001:db8:1::/64","dev":"eth1","protocol":"kernel","metric":256,"flags":["linkdown"],"pref":"medium"},{"type":"multicast","dst":"ff00::/8","dev":"eth1","protocol":"kernel","metric":256,"flags":["linkdown"],"pref":"medium"},{"type":"unreachable","dst":"default","dev":"lo","metric":4278198272,"flags":[],"pref":"medium"}]"#;
+
+#[test]
+fn vrfs_and_their_tables_are_captured() {
+    assert_eq!(linux::vrf_tables(VRF_LINKS).unwrap(), [("blue".to_string(), 10)]);
+    let mut host = linux::read(VRF_ADDR, "[]", "[]", "[]").unwrap();
+    linux::read_vrfs(&mut host, VRF_LINKS, &[(10, VRF_TABLE4.into(), VRF_TABLE6.into())]).unwrap();
+    let text = host.scenario("captured", "a VRF host", "by hand");
+    let s = parsed(&text);
+    assert_eq!(s.vrfs.len(), 1);
+    assert_eq!(
+        (s.vrfs[0].name.as_str(), s.vrfs[0].table, s.vrfs[0].interfaces.clone()),
+        ("blue", 10, vec!["eth1".to_string()])
+    );
+    assert!(s.interface("blue").is_none(), "the VRF device is no interface of the scenario");
+    assert!(!text.contains("enslaved"), "{text}");
+    let routes: Vec<String> =
+        s.routes.iter().map(|r| format!("{} {} {:?} {:?} {:?}", r.rtype.word(), r.to, r.via, r.dev, r.table)).collect();
+    assert_eq!(
+        routes,
+        [
+            "unreachable 0.0.0.0/0 None None Some(10)",
+            "unicast 10.2.0.0/24 None Some(\"eth2\") Some(10)",
+            "unicast 10.3.0.0/24 Some(10.1.0.9) Some(\"eth1\") Some(10)",
+            "unreachable ::/0 None None Some(10)",
+        ]
+    );
+}
+
+/// A kernel without the VRF driver: iproute2 6.1's `ip -j -d link show type vrf` prints
+/// `[{}]` (measured on Linux 6.18 here).
+#[test]
+fn no_vrf_driver_means_no_vrfs() {
+    assert!(linux::vrf_tables("[{}]").unwrap().is_empty());
+    assert!(linux::vrf_tables("").unwrap().is_empty());
+}
