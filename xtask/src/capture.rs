@@ -91,15 +91,28 @@ fn read_host() -> anyhow::Result<Host> {
     let mut host = Host { os: Some(addrsel_model::Os::Freebsd), ..Host::default() };
     freebsd::read_ifconfig(&run_tool(&["ifconfig"])?, &mut host).map_err(anyhow::Error::msg)?;
     freebsd::read_netstat(&run_tool(&["netstat", "--libxo", "json", "-rn"])?, &mut host).map_err(anyhow::Error::msg)?;
+    // Every other FIB's routes, as VRFs' tables.
+    let fibs: u32 = run_tool(&["sysctl", "-n", "net.fibs"])?.trim().parse().context("sysctl -n net.fibs")?;
+    for fib in 1..fibs {
+        let f = fib.to_string();
+        let json = run_tool(&["netstat", "--libxo", "json", "-rn", "-F", &f])?;
+        freebsd::read_netstat_fib(&json, fib, &mut host).map_err(anyhow::Error::msg)?;
+    }
+    freebsd::fibs_as_vrfs(&mut host);
     freebsd::read_ip6addrctl_show(&run_tool(&["ip6addrctl", "show"])?, &mut host).map_err(anyhow::Error::msg)?;
     for rc in ["/etc/rc.conf", "/etc/rc.conf.local"] {
         if let Ok(text) = std::fs::read_to_string(rc) {
             freebsd::read_rc_conf(&text, &mut host);
         }
     }
-    for key in ["net.inet6.ip6.prefer_tempaddr", "net.inet6.ip6.use_deprecated", "net.inet6.ip6.v6only"] {
+    for key in [
+        "net.inet6.ip6.use_tempaddr",
+        "net.inet6.ip6.prefer_tempaddr",
+        "net.inet6.ip6.use_deprecated",
+        "net.inet6.ip6.v6only",
+    ] {
         let v = run_tool(&["sysctl", "-n", key])?.trim().to_string();
-        let default = if key == "net.inet6.ip6.prefer_tempaddr" { "0" } else { "1" };
+        let default = if key.ends_with("_tempaddr") { "0" } else { "1" };
         if v != default {
             host.sysctls.push((key.into(), v));
         }

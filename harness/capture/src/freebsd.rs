@@ -82,6 +82,10 @@ pub fn read_ifconfig(text: &str, host: &mut Host) -> Result<(), String> {
                 let mut a = Addr::plain(addr, len);
                 a.deprecated = has("deprecated");
                 a.temporary = has("temporary");
+                // An autoconfigured public address is what makes the kernel's temporary ones
+                // (in6_tmpifadd): the scenario's mngtmpaddr, which FreeBSD's plan adds as
+                // `autoconf`. The format takes /64 templates only.
+                a.mngtmpaddr = has("autoconf") && !a.temporary && len == 64;
                 a.prefer_source = has("prefer_source");
                 a.dad = if has("duplicated") {
                     Some("failed")
@@ -97,11 +101,41 @@ pub fn read_ifconfig(text: &str, host: &mut Host) -> Result<(), String> {
                 }
                 iface.addresses.push(a);
             }
+            // iffib.c's fib_status: printed only for a FIB other than 0.
+            Some("fib:") => {
+                let fib = words
+                    .get(1)
+                    .and_then(|f| f.parse().ok())
+                    .ok_or_else(|| at("a fib line without a number".into()))?;
+                host.fibs.push((scenario_name(&iface.name), fib));
+            }
             _ => {}
         }
     }
     if let Some(i) = current.take() {
         host.interfaces.push(i);
+    }
+    // The kernel's temporary addresses in an autoconf address's /64 are made again by the
+    // scenario (with use_tempaddr = 1), with new random bits.
+    for i in &mut host.interfaces {
+        let templates: Vec<IpNet> = i
+            .addresses
+            .iter()
+            .filter(|a| a.mngtmpaddr)
+            .filter_map(|a| IpNet::new(a.addr, 64).ok())
+            .map(|n| n.trunc())
+            .collect();
+        let name = i.name.clone();
+        i.addresses.retain(|a| {
+            let made = a.temporary && templates.iter().any(|t| t.contains(&a.addr));
+            if made {
+                let prefix = IpNet::new(a.addr, 64).map(|n| n.trunc().to_string()).unwrap_or_default();
+                host.remade.push(format!(
+                    "temporary({prefix}) on {name}, which the kernel made from its autoconf address (with net.inet6.ip6.use_tempaddr = 1)"
+                ));
+            }
+            !made
+        });
     }
     // lo0's own 127.0.0.1/8, ::1/128 and fe80::1%lo0 are the scenario's implicit loopback.
     for i in &mut host.interfaces {
@@ -126,7 +160,14 @@ pub fn read_ifconfig(text: &str, host: &mut Host) -> Result<(), String> {
 /// `netstat --libxo json -rn`: the static and gateway routes (connected and host routes
 /// come from the addresses).
 pub fn read_netstat(json: &str, host: &mut Host) -> Result<(), String> {
-    let v: Value = serde_json::from_str(json).map_err(|e| format!("netstat --libxo json -rn: {e}"))?;
+    read_netstat_fib(json, 0, host)
+}
+
+/// `netstat --libxo json -rn -F FIB`: a FIB's routes, which a scenario has in a VRF's table
+/// (see [`fibs_as_vrfs`]).
+pub fn read_netstat_fib(json: &str, fib: u32, host: &mut Host) -> Result<(), String> {
+    let table = (fib != 0).then_some(fib);
+    let v: Value = serde_json::from_str(json).map_err(|e| format!("netstat --libxo json -rn -F {fib}: {e}"))?;
     let families = v["statistics"]["route-information"]["route-table"]["rt-family"]
         .as_array()
         .ok_or("netstat --libxo json -rn: no statistics.route-information.route-table.rt-family")?;
@@ -173,14 +214,14 @@ pub fn read_netstat(json: &str, host: &mut Host) -> Result<(), String> {
                 gw.split('%').next().and_then(|g| g.parse::<IpAddr>().ok())
             };
             if discard.is_some() {
-                host.routes.push(Route { rtype: discard, ..Route::single(to, None, None) });
+                host.routes.push(Route { rtype: discard, table, ..Route::single(to, None, None) });
                 continue;
             }
             let dev = Some(scenario_name(ifname));
             // netstat prints a multipath route (ROUTE_MPATH) as one line per path, the
             // destination repeated, the weight only in libxo's `weight` field.
             let weight = e["weight"].as_u64().map_or(1, |w| w.clamp(1, 256) as u16);
-            if let Some(r) = host.routes.iter_mut().find(|r| r.to == to && r.rtype.is_none()) {
+            if let Some(r) = host.routes.iter_mut().find(|r| r.to == to && r.rtype.is_none() && r.table == table) {
                 if r.nexthops.is_empty() {
                     let weight = first_weight.get(&to).copied().unwrap_or(1);
                     r.nexthops.push(Nexthop { via: r.via.take(), dev: r.dev.take(), weight });
@@ -189,10 +230,37 @@ pub fn read_netstat(json: &str, host: &mut Host) -> Result<(), String> {
                 continue;
             }
             first_weight.insert(to, weight);
-            host.routes.push(Route::single(to, via, dev));
+            host.routes.push(Route { table, ..Route::single(to, via, dev) });
         }
     }
     Ok(())
+}
+
+/// FIBs other than 0 as the scenario's VRFs (`fibN`, table N, the interfaces ifconfig shows in
+/// it), after [`read_ifconfig`] and [`read_netstat_fib`] for each FIB: FreeBSD's plan gives the
+/// VRFs FIBs 1, 2, ... in table order again.
+pub fn fibs_as_vrfs(host: &mut Host) {
+    let mut fibs: Vec<u32> =
+        host.fibs.iter().map(|(_, f)| *f).chain(host.routes.iter().filter_map(|r| r.table)).collect();
+    fibs.sort_unstable();
+    fibs.dedup();
+    for fib in fibs {
+        if matches!(fib, 253..=255) {
+            // Linux's own tables: no VRF can have them.
+            host.skipped.push(format!(
+                "FIB {fib}: its number is one of Linux's own tables, so no VRF of a scenario can hold it"
+            ));
+            host.routes.retain(|r| r.table != Some(fib));
+            continue;
+        }
+        let members: Vec<String> = host
+            .fibs
+            .iter()
+            .filter(|(i, f)| *f == fib && host.interfaces.iter().any(|x| &x.name == i))
+            .map(|(i, _)| i.clone())
+            .collect();
+        host.vrfs.push(crate::Vrf { name: format!("fib{fib}"), table: fib, interfaces: members });
+    }
 }
 
 /// The reject routes every FreeBSD has (`::/96`, `::ffff:0.0.0.0/96`, fe80::/10 and ff02::/16

@@ -121,6 +121,8 @@ pub struct Host {
     pub vrfs: Vec<Vrf>,
     /// Linux: interfaces enslaved to another device (`master`), with its name.
     pub masters: Vec<(String, String)>,
+    /// FreeBSD: interfaces in a FIB other than 0 (ifconfig's `fib: N`), with it.
+    pub fibs: Vec<(String, u32)>,
     /// What was seen and cannot be expressed, as comment lines.
     pub skipped: Vec<String>,
     /// What was read but is made again by the scenario itself (kept as a comment).

@@ -304,3 +304,45 @@ fn no_vrf_driver_means_no_vrfs() {
     assert!(linux::vrf_tables("[{}]").unwrap().is_empty());
     assert!(linux::vrf_tables("").unwrap().is_empty());
 }
+
+/// FreeBSD FIBs and privacy addresses, in the formats of 14's `ifconfig` (iffib.c `fib_status`
+/// prints `fib: N` for a FIB other than 0; af_inet6.c the `autoconf` and `temporary` flags) and
+/// `netstat --libxo json -rn -F 1` (the iocage fixture's shape). Built from those sources: no
+/// real output of a host with FIBs was found to quote.
+#[test]
+fn freebsd_fibs_become_vrfs_and_temporaries_their_template() {
+    let ifconfig = "em0: flags=8843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST> metric 0 mtu 1500
+\tinet 192.168.1.10 netmask 0xffffff00 broadcast 192.168.1.255
+\tinet6 2001:db8:1::10 prefixlen 64 autoconf pltime 86400 vltime 604800
+\tinet6 2001:db8:1::5c1e:77ff:fe00:1 prefixlen 64 autoconf temporary pltime 3600 vltime 7200
+em1: flags=8843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST> metric 0 mtu 1500
+\tinet 10.1.0.10 netmask 0xffffff00 broadcast 10.1.0.255
+\tfib: 1
+";
+    let fib0 = r#"{"statistics": {"route-information": {"route-table": {"rt-family": [{"address-family":"Internet", "rt-entry": [{"destination":"default","gateway":"192.168.1.1","flags":"UGS","interface-name":"em0"}]}]}}}}"#;
+    let fib1 = r#"{"statistics": {"route-information": {"route-table": {"rt-family": [{"address-family":"Internet", "rt-entry": [{"destination":"default","gateway":"10.1.0.1","flags":"UGS","interface-name":"em1"}, {"destination":"10.1.0.0/24","gateway":"link#2","flags":"U","interface-name":"em1"}]}]}}}}"#;
+    let mut host = Host { os: Some(addrsel_model::Os::Freebsd), ..Host::default() };
+    freebsd::read_ifconfig(ifconfig, &mut host).unwrap();
+    freebsd::read_netstat(fib0, &mut host).unwrap();
+    freebsd::read_netstat_fib(fib1, 1, &mut host).unwrap();
+    freebsd::fibs_as_vrfs(&mut host);
+    host.sysctls.push(("net.inet6.ip6.use_tempaddr".into(), "1".into()));
+    let text = host.scenario("captured-freebsd", "a FreeBSD host", "by hand");
+    let s = parsed(&text);
+    assert_eq!(s.vrfs.len(), 1);
+    assert_eq!(
+        (s.vrfs[0].name.as_str(), s.vrfs[0].table, s.vrfs[0].interfaces.clone()),
+        ("fib1", 1, vec!["em1".to_string()])
+    );
+    let routes: Vec<String> = s.routes.iter().map(|r| format!("{} {:?} {:?}", r.to, r.via, r.table)).collect();
+    assert_eq!(routes, ["0.0.0.0/0 Some(192.168.1.1) None", "0.0.0.0/0 Some(10.1.0.1) Some(1)"]);
+    // The public autoconf address is the template; the kernel's temporary one is made again.
+    let em0 = s.interface("em0").unwrap();
+    assert_eq!(em0.addresses.iter().filter(|a| a.addr.is_ipv6()).count(), 1);
+    assert!(em0.addresses.iter().any(|a| a.mngtmpaddr && a.addr.to_string() == "2001:db8:1::10"));
+    assert!(text.contains("# made again by the scenario: temporary(2001:db8:1::/64) on em0"), "{text}");
+    // FreeBSD's plan puts em1 in FIB 1 again, and the kernel makes the temporary address.
+    let plan = addrsel_model::plan::freebsd(&s);
+    assert!(plan.unsupported.is_empty(), "{:?}", plan.unsupported);
+    assert_eq!(s.freebsd_kernel_temporaries().len(), 1);
+}
